@@ -1,0 +1,46 @@
+"""jelbo: pure, jit-compiled, vmap-friendly variational inference in JAX.
+
+Distributions are immutable pytrees; every function is pure and takes an explicit PRNG key
+where it draws. See the README for the math and a quick start.
+"""
+
+from jelbo import classic
+from jelbo.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Laplace,
+    MultivariateNormalTriL,
+    Normal,
+    Poisson,
+    StudentT,
+    entropy,
+    log_prob,
+    sample,
+)
+from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
+from jelbo.kl import kl_divergence, mc_kl, register_kl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bernoulli",
+    "Categorical",
+    "Distribution",
+    "ELBOTerms",
+    "Laplace",
+    "MultivariateNormalTriL",
+    "Normal",
+    "Poisson",
+    "StudentT",
+    "classic",
+    "elbo",
+    "entropy",
+    "iwae_bound",
+    "kl_divergence",
+    "log_prob",
+    "mc_kl",
+    "register_kl",
+    "renyi_bound",
+    "sample",
+]

@@ -1,0 +1,471 @@
+"""Distributions as immutable pytrees, and the pure functions that act on them.
+
+Shape convention: leading axes are batch axes and the **last axis is the event axis**
+(except for :class:`Categorical`, whose event is a scalar index and whose last parameter
+axis holds the categories). ``log_prob`` sums over the event axis and returns the batch
+shape; ``sample`` returns ``sample_shape + batch_shape + event_shape``.
+
+Every distribution is a frozen dataclass registered as a JAX pytree whose leaves are its
+parameters, so it passes through ``jax.jit``, ``jax.vmap``, ``jax.grad`` and optax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+from jax.scipy.special import betaln, digamma, gammaln
+
+from jelbo import _checks
+
+Array = jax.Array
+ArrayLike = Any
+Shape = tuple[int, ...]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+__all__ = [
+    "Bernoulli",
+    "Categorical",
+    "Distribution",
+    "Laplace",
+    "MultivariateNormalTriL",
+    "Normal",
+    "Poisson",
+    "StudentT",
+    "entropy",
+    "log_prob",
+    "sample",
+]
+
+
+class Distribution:
+    """Base class of jelbo's distributions.
+
+    Subclasses are frozen dataclasses whose fields are the parameters (the pytree leaves).
+    They implement ``batch_shape``, ``event_shape``, ``_log_prob``, ``_sample`` and, where a
+    closed form exists, ``_entropy``. Subclasses are registered as pytrees automatically.
+    """
+
+    is_reparameterized: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node(cls, _flatten, lambda _, leaves: _unflatten(cls, leaves))
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, (list, tuple, int, float)):
+                object.__setattr__(self, field.name, jnp.asarray(value))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Checks parameter shapes at construction (and so at trace time)."""
+
+    @property
+    def batch_shape(self) -> Shape:
+        raise NotImplementedError
+
+    @property
+    def event_shape(self) -> Shape:
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> Any:
+        """The floating dtype of the parameters (and of reparameterized samples)."""
+        params = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        return jnp.result_type(float, *params)
+
+    def _log_prob(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        raise NotImplementedError
+
+    def _entropy(self) -> Array:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form entropy; estimate it by Monte Carlo "
+            "as -mean(log_prob(dist, sample(key, dist, (n,))))."
+        )
+
+    def __repr__(self) -> str:
+        params = ", ".join(
+            f"{f.name}={_checks.describe(getattr(self, f.name))}" for f in dataclasses.fields(self)
+        )
+        return f"{type(self).__name__}({params})"
+
+
+def _flatten(dist: Distribution) -> tuple[tuple[Any, ...], None]:
+    return tuple(getattr(dist, f.name) for f in dataclasses.fields(dist)), None
+
+
+def _unflatten(cls: type, leaves: Any) -> Distribution:
+    # Bypasses __init__: JAX rebuilds pytrees with placeholder leaves that must not be checked.
+    dist = object.__new__(cls)
+    for field, leaf in zip(dataclasses.fields(cls), leaves, strict=True):
+        object.__setattr__(dist, field.name, leaf)
+    return dist
+
+
+def _param_shape(dist: Distribution) -> Shape:
+    """Broadcast shape of all parameters of a family whose last axis is the event axis."""
+    named = [(f.name, jnp.shape(getattr(dist, f.name))) for f in dataclasses.fields(dist)]
+    shape = _checks.broadcast_shapes(*named)
+    if len(shape) < 1:
+        listed = ", ".join(f"`{name}` {shape}" for name, shape in named)
+        raise ValueError(
+            f"{type(dist).__name__} parameters need at least one axis, the event axis "
+            f"(the last); got {listed}. Use e.g. jnp.zeros(K) for a K-dimensional event."
+        )
+    return shape
+
+
+class _Factorized(Distribution):
+    """Families with independent coordinates along the event (last) axis."""
+
+    def _validate(self) -> None:
+        _param_shape(self)
+
+    @property
+    def batch_shape(self) -> Shape:
+        return _param_shape(self)[:-1]
+
+    @property
+    def event_shape(self) -> Shape:
+        return _param_shape(self)[-1:]
+
+    def _log_prob(self, x: Array) -> Array:
+        return jnp.sum(self._log_prob_elementwise(x), axis=-1)
+
+    def _entropy(self) -> Array:
+        return jnp.sum(jnp.broadcast_to(self._entropy_elementwise(), _param_shape(self)), axis=-1)
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def _entropy_elementwise(self) -> Array:
+        return Distribution._entropy(self)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Normal(_Factorized):
+    r"""Diagonal Gaussian :math:`\mathcal N(x; \mu, \mathrm{diag}(\sigma^2))`.
+
+    :math:`\log p(x) = \sum_i -\tfrac12 ((x_i-\mu_i)/\sigma_i)^2 - \log\sigma_i - \tfrac12\log 2\pi`.
+
+    Attributes:
+        loc: mean :math:`\mu`, shape ``(*batch, K)``.
+        scale: standard deviation :math:`\sigma > 0`, broadcastable to ``loc``.
+    """
+
+    loc: ArrayLike
+    scale: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+
+    @classmethod
+    def from_log_var(cls, loc: ArrayLike, log_var: ArrayLike) -> Normal:
+        r"""Builds :math:`\mathcal N(\mu, \mathrm{diag}(e^{\text{log\_var}}))`, i.e. ``scale = exp(log_var / 2)``."""
+        return cls(loc, jnp.exp(0.5 * jnp.asarray(log_var)))
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        z = (x - self.loc) / self.scale
+        return -0.5 * z * z - jnp.log(self.scale) - _HALF_LOG_2PI
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        eps = jax.random.normal(key, sample_shape + _param_shape(self), self.dtype)
+        return self.loc + self.scale * eps
+
+    def _entropy_elementwise(self) -> Array:
+        return 0.5 + _HALF_LOG_2PI + jnp.log(self.scale)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Laplace(_Factorized):
+    r"""Factorized Laplace, :math:`\log p(x) = \sum_i -\log(2b_i) - |x_i-\mu_i|/b_i`.
+
+    Attributes:
+        loc: location :math:`\mu`, shape ``(*batch, K)``.
+        scale: scale :math:`b > 0`, broadcastable to ``loc``.
+    """
+
+    loc: ArrayLike
+    scale: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        return -jnp.log(2.0 * self.scale) - jnp.abs(x - self.loc) / self.scale
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        eps = jax.random.laplace(key, sample_shape + _param_shape(self), self.dtype)
+        return self.loc + self.scale * eps
+
+    def _entropy_elementwise(self) -> Array:
+        return 1.0 + jnp.log(2.0 * self.scale)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class StudentT(_Factorized):
+    r"""Factorized Student-t with ``df`` :math:`\nu`, location :math:`\mu`, scale :math:`\sigma`.
+
+    :math:`\log p(x) = \sum_i \log\Gamma(\tfrac{\nu+1}2) - \log\Gamma(\tfrac\nu2)
+    - \tfrac12\log(\nu\pi) - \log\sigma - \tfrac{\nu+1}2\log(1 + t_i^2/\nu)`,
+    :math:`t_i = (x_i-\mu_i)/\sigma_i`.
+
+    Attributes:
+        df: degrees of freedom :math:`\nu > 0`, broadcastable to ``loc``.
+        loc: location, shape ``(*batch, K)``.
+        scale: scale :math:`\sigma > 0`, broadcastable to ``loc``.
+    """
+
+    df: ArrayLike
+    loc: ArrayLike
+    scale: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        df = self.df
+        t = (x - self.loc) / self.scale
+        return (
+            gammaln(0.5 * (df + 1.0))
+            - gammaln(0.5 * df)
+            - 0.5 * jnp.log(df * math.pi)
+            - jnp.log(self.scale)
+            - 0.5 * (df + 1.0) * jnp.log1p(t * t / df)
+        )
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + _param_shape(self)
+        df = jnp.broadcast_to(jnp.asarray(self.df, self.dtype), shape)
+        return self.loc + self.scale * jax.random.t(key, df, shape, self.dtype)
+
+    def _entropy_elementwise(self) -> Array:
+        half_df = 0.5 * self.df
+        return (
+            (half_df + 0.5) * (digamma(half_df + 0.5) - digamma(half_df))
+            + 0.5 * jnp.log(self.df)
+            + betaln(half_df, 0.5)
+            + jnp.log(self.scale)
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Bernoulli(_Factorized):
+    r"""Factorized Bernoulli parameterized by logits :math:`a` (:math:`p = \sigma(a)`).
+
+    :math:`\log p(x) = \sum_i x_i \log\sigma(a_i) + (1-x_i)\log\sigma(-a_i)`, computed with
+    ``log_sigmoid`` so that it is finite for any finite logit. ``x`` may be fractional
+    (e.g. grey-level pixels), as is common for VAE decoders.
+
+    Attributes:
+        logits: shape ``(*batch, K)``.
+    """
+
+    logits: ArrayLike
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        return x * jax.nn.log_sigmoid(self.logits) + (1.0 - x) * jax.nn.log_sigmoid(-self.logits)
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + _param_shape(self)
+        u = jax.random.uniform(key, shape, self.dtype)
+        # u < sigmoid(a)  <=>  logit(u) < a, compared in log space to stay exact at saturation.
+        return (jnp.log(u) - jnp.log1p(-u) < self.logits).astype(self.dtype)
+
+    def _entropy_elementwise(self) -> Array:
+        a = self.logits
+        return jax.nn.sigmoid(a) * jax.nn.softplus(-a) + jax.nn.sigmoid(-a) * jax.nn.softplus(a)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Poisson(_Factorized):
+    r"""Factorized Poisson parameterized by the log-rate :math:`\eta = \log\lambda`.
+
+    :math:`\log p(x) = \sum_i x_i\eta_i - e^{\eta_i} - \log\Gamma(x_i+1)`. Samples are counts
+    returned in the parameters' floating dtype.
+
+    Attributes:
+        log_rate: shape ``(*batch, K)``.
+    """
+
+    log_rate: ArrayLike
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        return x * self.log_rate - jnp.exp(self.log_rate) - gammaln(x + 1.0)
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + _param_shape(self)
+        rate = jnp.broadcast_to(jnp.exp(self.log_rate), shape)
+        return jax.random.poisson(key, rate, shape).astype(self.dtype)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Categorical(Distribution):
+    r"""Categorical over the last axis of ``logits``; values are integer indices.
+
+    :math:`\log p(x) = \mathrm{log\_softmax}(a)_x`. The event is a scalar: ``logits`` of shape
+    ``(*batch, C)`` give ``batch_shape == (*batch,)`` and ``event_shape == ()``.
+
+    Attributes:
+        logits: unnormalized log-probabilities, shape ``(*batch, C)``.
+    """
+
+    logits: ArrayLike
+
+    def _validate(self) -> None:
+        if jnp.ndim(self.logits) < 1:
+            raise ValueError(
+                "Categorical `logits` need a last axis over the categories; got shape "
+                f"{jnp.shape(self.logits)}."
+            )
+
+    @property
+    def batch_shape(self) -> Shape:
+        return tuple(jnp.shape(self.logits)[:-1])
+
+    @property
+    def event_shape(self) -> Shape:
+        return ()
+
+    @property
+    def num_categories(self) -> int:
+        return jnp.shape(self.logits)[-1]
+
+    def _log_prob(self, x: Array) -> Array:
+        if not jnp.issubdtype(x.dtype, jnp.integer):
+            raise TypeError(f"Categorical values must be integer indices; got {_checks.describe(x)}.")
+        log_p = jax.nn.log_softmax(self.logits, axis=-1)
+        shape = jnp.broadcast_shapes(x.shape, self.batch_shape)
+        log_p = jnp.broadcast_to(log_p, shape + (self.num_categories,))
+        idx = jnp.broadcast_to(x, shape)[..., None]
+        return jnp.take_along_axis(log_p, idx, axis=-1)[..., 0]
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        return jax.random.categorical(key, self.logits, axis=-1, shape=sample_shape + self.batch_shape)
+
+    def _entropy(self) -> Array:
+        log_p = jax.nn.log_softmax(self.logits, axis=-1)
+        return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class MultivariateNormalTriL(Distribution):
+    r"""Full-rank Gaussian :math:`\mathcal N(\mu, LL^\top)` with lower-triangular scale :math:`L`.
+
+    :math:`\log p(x) = -\tfrac12\lVert L^{-1}(x-\mu)\rVert^2 - \sum_i\log|L_{ii}|
+    - \tfrac K2\log 2\pi`. Only the lower triangle of ``scale_tril`` is read.
+
+    Attributes:
+        loc: mean, shape ``(*batch, K)``.
+        scale_tril: Cholesky factor with positive diagonal, shape ``(*batch, K, K)``.
+    """
+
+    loc: ArrayLike
+    scale_tril: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+
+    def _validate(self) -> None:
+        self.batch_shape  # noqa: B018  (raises on bad shapes)
+
+    @property
+    def batch_shape(self) -> Shape:
+        loc, tril = jnp.shape(self.loc), jnp.shape(self.scale_tril)
+        if len(loc) < 1 or len(tril) < 2 or tril[-2:] != (loc[-1], loc[-1]):
+            raise ValueError(
+                "MultivariateNormalTriL needs `loc` of shape (*batch, K) and `scale_tril` of "
+                f"shape (*batch, K, K); got `loc` {loc} and `scale_tril` {tril}."
+            )
+        return _checks.broadcast_shapes(("loc[..., :-1]", loc[:-1]), ("scale_tril[..., :-2]", tril[:-2]))
+
+    @property
+    def event_shape(self) -> Shape:
+        return tuple(jnp.shape(self.loc)[-1:])
+
+    def _tril(self) -> Array:
+        return jnp.tril(self.scale_tril)
+
+    def _log_prob(self, x: Array) -> Array:
+        k = self.event_shape[0]
+        diff = x - self.loc
+        tril = jnp.broadcast_to(self._tril(), diff.shape[:-1] + (k, k))
+        y = solve_triangular(tril, diff[..., None], lower=True)[..., 0]
+        half_log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1))), -1)
+        return -0.5 * jnp.sum(y * y, axis=-1) - half_log_det - k * _HALF_LOG_2PI
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + self.batch_shape + self.event_shape
+        eps = jax.random.normal(key, shape, self.dtype)
+        return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps)
+
+    def _entropy(self) -> Array:
+        k = self.event_shape[0]
+        log_diag = jnp.log(jnp.abs(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)))
+        entropy = jnp.sum(log_diag, axis=-1) + k * (0.5 + _HALF_LOG_2PI)
+        return jnp.broadcast_to(entropy, self.batch_shape)
+
+
+def _check_distribution(dist: Any, name: str) -> None:
+    if not isinstance(dist, Distribution):
+        raise TypeError(f"`{name}` must be a jelbo distribution; got {type(dist).__name__}.")
+
+
+def log_prob(dist: Distribution, x: ArrayLike) -> Array:
+    r"""Log-density (or log-mass) :math:`\log p(x)` summed over the event axis.
+
+    Args:
+        dist: a jelbo distribution with batch shape ``B`` and event shape ``E``.
+        x: values of shape ``(*extra, *B, *E)`` (any leading axes broadcast against ``B``).
+
+    Returns:
+        ``log p(x)`` with shape ``broadcast(x.shape[:-len(E)], B)``.
+
+    Raises:
+        ValueError: if ``x``'s trailing (event) axes differ from ``E`` or its batch axes do
+            not broadcast against ``B``.
+    """
+    _check_distribution(dist, "dist")
+    x = jnp.asarray(x)
+    event, batch = dist.event_shape, dist.batch_shape
+    n_event = len(event)
+    x_event = x.shape[x.ndim - n_event :] if n_event else ()
+    if x.ndim < n_event or x_event != event:
+        raise ValueError(
+            f"log_prob: `x` has shape {x.shape}, whose trailing (event) axes must be {event} "
+            f"for {type(dist).__name__} with batch shape {batch} and event shape {event}."
+        )
+    _checks.broadcast_shapes(("x batch axes", x.shape[: x.ndim - n_event]), ("dist.batch_shape", batch))
+    return dist._log_prob(x)
+
+
+def sample(key: Array, dist: Distribution, sample_shape: Shape = ()) -> Array:
+    r"""Draws samples of shape ``(*sample_shape, *dist.batch_shape, *dist.event_shape)``.
+
+    Continuous families are reparameterized: the draw is a differentiable function of the
+    parameters, e.g. :math:`z = \mu + \sigma\odot\epsilon` for :class:`Normal`, so
+    ``jax.grad`` flows through it. Samples have the parameters' dtype (indices for
+    :class:`Categorical`).
+
+    Args:
+        key: a PRNG key (``jax.random.key``).
+        dist: a jelbo distribution.
+        sample_shape: leading shape of independent draws.
+    """
+    _checks.check_key(key)
+    _check_distribution(dist, "dist")
+    if isinstance(sample_shape, int):
+        sample_shape = (sample_shape,)
+    return dist._sample(key, tuple(sample_shape))
+
+
+def entropy(dist: Distribution) -> Array:
+    r"""Closed-form entropy :math:`H[p] = -\mathbb E_p[\log p(x)]`, summed over the event axis.
+
+    Returns an array of shape ``dist.batch_shape``. Raises ``NotImplementedError`` for
+    families without a closed form (``Poisson``).
+    """
+    _check_distribution(dist, "dist")
+    return dist._entropy()
