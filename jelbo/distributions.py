@@ -60,7 +60,7 @@ class Distribution:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, (list, tuple, int, float)):
+            if isinstance(value, (list, tuple)):  # Python scalars stay weakly typed
                 object.__setattr__(self, field.name, jnp.asarray(value))
         self._validate()
 
@@ -391,6 +391,8 @@ class MultivariateNormalTriL(Distribution):
     def _log_prob(self, x: Array) -> Array:
         k = self.event_shape[0]
         diff = x - self.loc
+        # The batch may come from `scale_tril` alone (e.g. `loc` (K,), `scale_tril` (B, K, K)).
+        diff = jnp.broadcast_to(diff, jnp.broadcast_shapes(diff.shape[:-1], self.batch_shape) + (k,))
         tril = jnp.broadcast_to(self._tril(), diff.shape[:-1] + (k, k))
         y = solve_triangular(tril, diff[..., None], lower=True)[..., 0]
         half_log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1))), -1)
