@@ -32,7 +32,9 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def gaussian_log_prob(x: ArrayLike, mean: ArrayLike, log_var: ArrayLike) -> Array:
-    r"""Elementwise :math:`\log\mathcal N(x; \mu, e^{v}) = -\tfrac12(\log 2\pi + v + (x-\mu)^2 e^{-v})`.
+    r"""Elementwise Gaussian log-density with log-variance :math:`v`.
+
+    :math:`\log\mathcal N(x; \mu, e^{v}) = -\tfrac12(\log 2\pi + v + (x-\mu)^2 e^{-v})`.
 
     Not summed: the result has the broadcast shape of the inputs.
     """
@@ -85,9 +87,7 @@ def compute_elbo(
     """
     z_samples = jnp.asarray(z_samples)
     if z_samples.ndim != 2 or z_samples.shape[0] < 1:
-        raise ValueError(
-            f"`z_samples` must have shape (S, K) with S >= 1; got {z_samples.shape}."
-        )
+        raise ValueError(f"`z_samples` must have shape (S, K) with S >= 1; got {z_samples.shape}.")
     x = jnp.asarray(x)
     recon_per_sample = jax.vmap(lambda z: -0.5 * jnp.sum(jnp.square(x - decoder_fn(z))))(z_samples)
     recon = jnp.mean(recon_per_sample)

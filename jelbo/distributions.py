@@ -156,7 +156,8 @@ class _Factorized(Distribution):
 class Normal(_Factorized):
     r"""Diagonal Gaussian :math:`\mathcal N(x; \mu, \mathrm{diag}(\sigma^2))`.
 
-    :math:`\log p(x) = \sum_i -\tfrac12 ((x_i-\mu_i)/\sigma_i)^2 - \log\sigma_i - \tfrac12\log 2\pi`.
+    :math:`\log p(x) = \sum_i -\tfrac12 ((x_i-\mu_i)/\sigma_i)^2 - \log\sigma_i
+    - \tfrac12\log 2\pi`.
 
     Attributes:
         loc: mean :math:`\mu`, shape ``(*batch, K)``.
@@ -169,7 +170,10 @@ class Normal(_Factorized):
 
     @classmethod
     def from_log_var(cls, loc: ArrayLike, log_var: ArrayLike) -> Normal:
-        r"""Builds :math:`\mathcal N(\mu, \mathrm{diag}(e^{\text{log\_var}}))`, i.e. ``scale = exp(log_var / 2)``."""
+        r"""Builds :math:`\mathcal N(\mu, \mathrm{diag}(e^{v}))` from the log-variance :math:`v`.
+
+        ``scale = exp(log_var / 2)``.
+        """
         return cls(loc, jnp.exp(0.5 * jnp.asarray(log_var)))
 
     def _log_prob_elementwise(self, x: Array) -> Array:
@@ -337,7 +341,9 @@ class Categorical(Distribution):
 
     def _log_prob(self, x: Array) -> Array:
         if not jnp.issubdtype(x.dtype, jnp.integer):
-            raise TypeError(f"Categorical values must be integer indices; got {_checks.describe(x)}.")
+            raise TypeError(
+                f"Categorical values must be integer indices; got {_checks.describe(x)}."
+            )
         log_p = jax.nn.log_softmax(self.logits, axis=-1)
         shape = jnp.broadcast_shapes(x.shape, self.batch_shape)
         log_p = jnp.broadcast_to(log_p, shape + (self.num_categories,))
@@ -345,7 +351,9 @@ class Categorical(Distribution):
         return jnp.take_along_axis(log_p, idx, axis=-1)[..., 0]
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        return jax.random.categorical(key, self.logits, axis=-1, shape=sample_shape + self.batch_shape)
+        return jax.random.categorical(
+            key, self.logits, axis=-1, shape=sample_shape + self.batch_shape
+        )
 
     def _entropy(self) -> Array:
         log_p = jax.nn.log_softmax(self.logits, axis=-1)
@@ -379,7 +387,9 @@ class MultivariateNormalTriL(Distribution):
                 "MultivariateNormalTriL needs `loc` of shape (*batch, K) and `scale_tril` of "
                 f"shape (*batch, K, K); got `loc` {loc} and `scale_tril` {tril}."
             )
-        return _checks.broadcast_shapes(("loc[..., :-1]", loc[:-1]), ("scale_tril[..., :-2]", tril[:-2]))
+        return _checks.broadcast_shapes(
+            ("loc[..., :-1]", loc[:-1]), ("scale_tril[..., :-2]", tril[:-2])
+        )
 
     @property
     def event_shape(self) -> Shape:
@@ -392,10 +402,14 @@ class MultivariateNormalTriL(Distribution):
         k = self.event_shape[0]
         diff = x - self.loc
         # The batch may come from `scale_tril` alone (e.g. `loc` (K,), `scale_tril` (B, K, K)).
-        diff = jnp.broadcast_to(diff, jnp.broadcast_shapes(diff.shape[:-1], self.batch_shape) + (k,))
+        diff = jnp.broadcast_to(
+            diff, jnp.broadcast_shapes(diff.shape[:-1], self.batch_shape) + (k,)
+        )
         tril = jnp.broadcast_to(self._tril(), diff.shape[:-1] + (k, k))
         y = solve_triangular(tril, diff[..., None], lower=True)[..., 0]
-        half_log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1))), -1)
+        half_log_det = jnp.sum(
+            jnp.log(jnp.abs(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1))), -1
+        )
         return -0.5 * jnp.sum(y * y, axis=-1) - half_log_det - k * _HALF_LOG_2PI
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
@@ -439,7 +453,9 @@ def log_prob(dist: Distribution, x: ArrayLike) -> Array:
             f"log_prob: `x` has shape {x.shape}, whose trailing (event) axes must be {event} "
             f"for {type(dist).__name__} with batch shape {batch} and event shape {event}."
         )
-    _checks.broadcast_shapes(("x batch axes", x.shape[: x.ndim - n_event]), ("dist.batch_shape", batch))
+    _checks.broadcast_shapes(
+        ("x batch axes", x.shape[: x.ndim - n_event]), ("dist.batch_shape", batch)
+    )
     return dist._log_prob(x)
 
 

@@ -50,7 +50,9 @@ def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
     """
     for name, cls in (("type_q", type_q), ("type_p", type_p)):
         if not (isinstance(cls, type) and issubclass(cls, Distribution)):
-            raise TypeError(f"register_kl: `{name}` must be a jelbo Distribution subclass; got {cls!r}.")
+            raise TypeError(
+                f"register_kl: `{name}` must be a jelbo Distribution subclass; got {cls!r}."
+            )
 
     def decorator(fn: KLFn) -> KLFn:
         _KL_REGISTRY[(type_q, type_p)] = fn
@@ -189,10 +191,15 @@ def _kl_gaussian_tril(q: Distribution, p: Distribution) -> Array:
     loc_q, tril_q = _as_tril(q)
     loc_p, tril_p = _as_tril(p)
     k = loc_q.shape[-1]
-    batch = jnp.broadcast_shapes(loc_q.shape[:-1], tril_q.shape[:-2], loc_p.shape[:-1], tril_p.shape[:-2])
+    batch = jnp.broadcast_shapes(
+        loc_q.shape[:-1], tril_q.shape[:-2], loc_p.shape[:-1], tril_p.shape[:-2]
+    )
     tril_p = jnp.broadcast_to(tril_p, batch + (k, k))
     rhs = jnp.concatenate(
-        [jnp.broadcast_to(tril_q, batch + (k, k)), jnp.broadcast_to(loc_q - loc_p, batch + (k,))[..., None]],
+        [
+            jnp.broadcast_to(tril_q, batch + (k, k)),
+            jnp.broadcast_to(loc_q - loc_p, batch + (k,))[..., None],
+        ],
         axis=-1,
     )
     solved = solve_triangular(tril_p, rhs, lower=True)
