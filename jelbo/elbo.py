@@ -8,6 +8,11 @@ latent and one datapoint; it is vmapped **once**, over a single flattened
 ``batch × samples`` axis, so that a decoder ``W @ z`` becomes one matrix–matrix product
 (and so does its gradient) instead of a batched contraction.
 
+For latents that cannot be reparameterized (``Bernoulli``, ``Categorical``),
+``elbo(..., grad_estimator="score")`` and ``iwae_bound(..., grad_estimator="vimco")`` return
+surrogates whose value is the bound and whose gradient is a score-function estimator with
+leave-one-out control variates; the estimator math lives in :mod:`jelbo.score`.
+
 With ``sample_chunk_size`` the samples are evaluated ``sample_chunk_size`` at a time in a
 ``lax.map`` (each chunk rematerialized in the backward pass), so peak memory no longer grows
 with ``num_samples`` beyond one scalar per sample and datapoint.
@@ -23,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jelbo import _checks
+from jelbo import _checks, score
 from jelbo.distributions import Distribution, _check_distribution, log_prob, sample
 from jelbo.kl import check_same_event, kl_divergence
 
@@ -78,7 +83,10 @@ def _check_problem(
         sample_chunk_size = _checks.check_positive_int(sample_chunk_size, "sample_chunk_size")
     check_same_event(q, prior, names=("q", "prior"))
     batch = q.batch_shape
-    if not _broadcasts(batch, prior.batch_shape) or np.broadcast_shapes(batch, prior.batch_shape) != batch:
+    if (
+        not _broadcasts(batch, prior.batch_shape)
+        or np.broadcast_shapes(batch, prior.batch_shape) != batch
+    ):
         raise ValueError(
             f"`prior` batch shape {prior.batch_shape} must broadcast to `q`'s batch shape "
             f"{batch} (one prior for all datapoints, or one per datapoint)."
@@ -106,7 +114,9 @@ def _check_reparameterized(q: Distribution, grad_estimator: str) -> None:
     if not q.is_reparameterized:
         raise ValueError(
             f"grad_estimator={grad_estimator!r} differentiates through samples of q, but "
-            f"{type(q).__name__} cannot be reparameterized. Use a continuous q (Normal, "
+            f"{type(q).__name__} cannot be reparameterized. Use the score-function "
+            "estimators, which work for any q: jelbo.elbo(..., grad_estimator='score') or "
+            "jelbo.iwae_bound(..., grad_estimator='vimco'); or a continuous q (Normal, "
             "MultivariateNormalTriL, Laplace, StudentT)."
         )
 
@@ -154,11 +164,13 @@ def _sample_terms(
     *,
     with_log_q: bool,
     stop_q: bool,
+    stop_z: bool = False,
 ) -> tuple[Array, ...]:
     """Draws one ``z`` per key and returns per-sample terms, each ``(*batch, C)``.
 
     Returns ``(log p(x|z),)``, or ``(log p(x|z), log q(z), log p(z))`` with ``with_log_q``.
     ``stop_q`` evaluates ``log q`` with q's parameters behind a stop-gradient (STL, DReG);
+    ``stop_z`` puts the samples themselves behind one (score-function estimators);
     ``weights`` (``(*batch, C)``) scale the gradient that reaches each ``z`` (DReG).
     """
     q, prior = problem.q, problem.prior
@@ -167,6 +179,8 @@ def _sample_terms(
 
     def per_key(key: Array, weight: Array | None) -> tuple[Array, ...]:
         z = sample(key, q)
+        if stop_z:
+            z = jax.lax.stop_gradient(z)
         if weight is not None:
             z = _scale_gradient(z, jnp.reshape(weight, weight.shape + (1,) * len(q.event_shape)))
         if not with_log_q:
@@ -219,6 +233,7 @@ def elbo(
     grad_estimator: str = "reparam",
     beta: float | Array = 1.0,
     sample_chunk_size: int | None = None,
+    baseline: float | Array | None = None,
 ) -> ELBOTerms:
     r"""Monte Carlo evidence lower bound, one value per datapoint.
 
@@ -233,7 +248,7 @@ def elbo(
     Args:
         key: PRNG key.
         q: variational posterior, batch shape ``B`` (one posterior per datapoint), event
-            shape ``E``. Must be reparameterizable.
+            shape ``E``. Must be reparameterizable unless ``grad_estimator="score"``.
         log_likelihood: ``log_likelihood(z, x) -> scalar`` for ONE latent ``z`` of shape
             ``E`` and ONE datapoint ``x`` (a slice of ``data``); ``log_likelihood(z)`` if
             ``data`` is ``None``. jelbo vmaps it over samples and batch.
@@ -243,10 +258,28 @@ def elbo(
         kl: ``"analytic"`` or ``"mc"`` (static).
         grad_estimator: ``"reparam"``, or ``"stl"`` (sticking the landing, Roeder et al.
             2017: ``log q(z)`` is evaluated with q's parameters stop-gradiented, dropping
-            the zero-mean score term; needs ``kl="mc"``) (static).
+            the zero-mean score term; needs ``kl="mc"``), or ``"score"`` (static). The
+            score-function (REINFORCE) estimator works for any ``q``, including
+            ``Bernoulli`` and ``Categorical``: the samples are stop-gradiented and q's
+            parameters get
+            :math:`\frac1S\sum_s (f_s - b_s)\nabla_\phi\log q(z_s)` with
+            :math:`f_s = \log p(x|z_s)` (``kl="analytic"``, whose KL gradient stays exact)
+            or :math:`f_s = \log p(x|z_s) - \beta(\log q(z_s) - \log p(z_s))` (``kl="mc"``),
+            and baseline :math:`b_s` = the leave-one-out mean
+            :math:`\frac1{S-1}\sum_{j\ne s} f_j` when ``num_samples > 1`` (unbiased) or
+            ``baseline``; see :func:`jelbo.score.elbo_surrogate`. The value is the ELBO.
         beta: weight of the KL term (β-VAE, KL annealing); may be traced.
         sample_chunk_size: evaluate samples this many at a time (static); ``None`` for all
             at once. Results equal the unchunked ones.
+        baseline: only with ``grad_estimator="score"``: a control variate :math:`c(x)`
+            (may be traced; shape broadcastable to ``B``) used as :math:`b_s = c` instead of
+            the leave-one-out mean, e.g. a learned scalar or a network of the datapoint for
+            the single-sample case (NVIL, Mnih & Gregor 2014); ``0.0`` gives the plain
+            score function. The returned ``elbo`` also carries, at zero value, the gradient
+            of :math:`-\frac12\frac1S\sum_s(f_s - c)^2` with respect to ``c``, so a learned
+            baseline is fitted by least squares by the same ``jax.grad`` that trains the
+            model. ``None`` (default): leave-one-out for ``num_samples > 1``, no baseline
+            for ``num_samples == 1``.
 
     Returns:
         :class:`ELBOTerms` of arrays with shape ``B``.
@@ -256,11 +289,27 @@ def elbo(
     """
     problem = _check_problem(key, q, log_likelihood, prior, data, num_samples, sample_chunk_size)
     _checks.check_choice(kl, "kl", ("analytic", "mc"))
-    _checks.check_choice(grad_estimator, "grad_estimator", ("reparam", "stl"))
+    _checks.check_choice(grad_estimator, "grad_estimator", ("reparam", "stl", "score"))
     if kl == "analytic" and grad_estimator == "stl":
         raise ValueError(
             "grad_estimator='stl' drops the score term of log q(z), which only exists in the "
             "Monte Carlo KL: use kl='mc' with it (with kl='analytic' STL is not defined)."
+        )
+    if grad_estimator == "score":
+        log_lik, log_q, log_p = _map_over_samples(
+            problem, key, with_log_q=True, stop_q=False, stop_z=True
+        )
+        kl_value = None
+        if kl == "analytic":
+            kl_value = jnp.broadcast_to(kl_divergence(q, prior), q.batch_shape)
+        terms = score.elbo_surrogate(
+            log_lik, log_q, log_p, kl=kl_value, beta=beta, baseline=baseline
+        )
+        return ELBOTerms(*terms)
+    if baseline is not None:
+        raise ValueError(
+            "`baseline` is a control variate for the score-function estimator; it needs "
+            f"grad_estimator='score' (got grad_estimator={grad_estimator!r})."
         )
     _check_reparameterized(q, grad_estimator)
     if kl == "analytic":
@@ -275,7 +324,9 @@ def elbo(
     return ELBOTerms(expected - beta * kl_value, expected, kl_value)
 
 
-def _log_weights(problem: _Problem, key: Array, weights: Array | None = None, *, stop_q: bool) -> Array:
+def _log_weights(
+    problem: _Problem, key: Array, weights: Array | None = None, *, stop_q: bool
+) -> Array:
     r"""Per-sample :math:`\log w_s = \log p(x|z_s) + \log p(z_s) - \log q(z_s)`, ``(*B, S)``."""
     log_lik, log_q, log_p = _map_over_samples(problem, key, weights, with_log_q=True, stop_q=stop_q)
     return log_lik + log_p - log_q
@@ -309,13 +360,32 @@ def iwae_bound(
             :math:`\sum_k \tilde w_k^2\, \partial_z \log w_k\, \partial_\phi z_k` with
             normalized weights :math:`\tilde w_k` and ``log q`` stop-gradiented; for the
             model's parameters the usual :math:`\sum_k \tilde w_k \nabla_\theta \log w_k`.
-            The value is the bound either way. DReG evaluates the model twice per sample.
+            DReG evaluates the model twice per sample. Or ``"vimco"`` (Mnih & Rezende
+            2016), the score-function estimator with leave-one-out control variates, for
+            any ``q`` including ``Bernoulli`` and ``Categorical`` (the samples are
+            stop-gradiented):
+            :math:`\sum_k (\mathcal L_K - \hat{\mathcal L}_{-k})\nabla_\phi\log q(z_k)
+            + \sum_k \tilde w_k \nabla \log w_k|_{z_k\ \mathrm{fixed}}`, where
+            :math:`\hat{\mathcal L}_{-k}` is the bound with :math:`w_k` replaced by the
+            geometric mean of the other weights; needs ``num_samples >= 2``. See
+            :func:`jelbo.score.iwae_surrogate`. The value is the bound in every case.
 
     Returns:
         Array of shape ``q.batch_shape``.
     """
     problem = _check_problem(key, q, log_likelihood, prior, data, num_samples, sample_chunk_size)
-    _checks.check_choice(grad_estimator, "grad_estimator", ("reparam", "dreg"))
+    _checks.check_choice(grad_estimator, "grad_estimator", ("reparam", "dreg", "vimco"))
+    if grad_estimator == "vimco":
+        if problem.num_samples < 2:
+            raise ValueError(
+                "grad_estimator='vimco' uses the other samples as control variates: it needs "
+                f"num_samples >= 2; got num_samples={problem.num_samples}. For one sample use "
+                "jelbo.elbo(..., grad_estimator='score') (optionally with a `baseline`)."
+            )
+        log_lik, log_q, log_p = _map_over_samples(
+            problem, key, with_log_q=True, stop_q=False, stop_z=True
+        )
+        return score.iwae_surrogate(log_lik + log_p - log_q, log_q)
     _check_reparameterized(q, grad_estimator)
     log_k = math.log(problem.num_samples)
     if grad_estimator == "reparam":
@@ -363,7 +433,9 @@ def renyi_bound(
     """
     problem = _check_problem(key, q, log_likelihood, prior, data, num_samples, sample_chunk_size)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
-        raise TypeError(f"`alpha` must be a Python float (it is static); got {type(alpha).__name__}.")
+        raise TypeError(
+            f"`alpha` must be a Python float (it is static); got {type(alpha).__name__}."
+        )
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"`alpha` must be finite and >= 0 for a lower bound; got {alpha}.")
     _check_reparameterized(q, "reparam")
