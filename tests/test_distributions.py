@@ -1,0 +1,691 @@
+"""Tests of jelbo's distributions: log-densities, sampling, entropies, pytrees and bad input.
+
+Every numeric reference is computed independently in NumPy/SciPy float64 from the same
+parameter values (rounded to the dtype under test first, so only jelbo's arithmetic is
+being measured). Monte Carlo checks use a fixed key and a tolerance of 5 standard errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+from conftest import tol
+
+import jelbo
+
+K = 3  # event size of the vector-valued families
+C = 4  # number of categories
+FACTORIZED = ["normal", "laplace", "studentt", "bernoulli", "poisson"]
+FAMILIES = [*FACTORIZED, "categorical", "mvn"]
+CONTINUOUS = ["normal", "laplace", "studentt", "mvn"]
+CLASSES = {
+    "normal": jelbo.Normal,
+    "laplace": jelbo.Laplace,
+    "studentt": jelbo.StudentT,
+    "bernoulli": jelbo.Bernoulli,
+    "poisson": jelbo.Poisson,
+    "categorical": jelbo.Categorical,
+    "mvn": jelbo.MultivariateNormalTriL,
+}
+N_SIGMA = 5  # Monte Carlo tolerance, in standard errors
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def random_tril(rng, batch, k=K):
+    """Well-conditioned lower-triangular factors ``(*batch, k, k)`` with positive diagonal."""
+    off = np.tril(rng.normal(scale=0.5, size=(*batch, k, k)), -1)
+    return off + np.exp(rng.uniform(-0.5, 0.5, size=(*batch, k)))[..., None] * np.eye(k)
+
+
+def random_params(family, rng, batch):
+    """Asymmetric random float64 parameters of ``family`` with batch shape ``batch``."""
+    shape = (*batch, K)
+    if family in ("normal", "laplace"):
+        return {"loc": rng.normal(size=shape) + 0.3, "scale": rng.uniform(0.5, 2.0, shape)}
+    if family == "studentt":
+        return {
+            "df": rng.uniform(2.5, 8.0, shape),
+            "loc": rng.normal(size=shape) - 0.4,
+            "scale": rng.uniform(0.5, 2.0, shape),
+        }
+    if family == "bernoulli":
+        return {"logits": rng.normal(scale=2.0, size=shape) + 0.5}
+    if family == "poisson":
+        return {"log_rate": rng.uniform(-0.5, 2.0, shape)}
+    if family == "categorical":
+        return {"logits": rng.normal(scale=1.5, size=(*batch, C))}
+    if family == "mvn":
+        return {"loc": rng.normal(size=shape) + 0.3, "scale_tril": random_tril(rng, batch)}
+    raise ValueError(family)
+
+
+def make(family, rng, batch, dtype):
+    """``(dist, params)``: a jelbo distribution in ``dtype`` and its parameters as float64
+    arrays holding exactly the dtype-rounded values."""
+    params = {k: np.asarray(v, dtype) for k, v in random_params(family, rng, batch).items()}
+    dist = CLASSES[family](**{k: jnp.asarray(v) for k, v in params.items()})
+    return dist, {k: v.astype(np.float64) for k, v in params.items()}
+
+
+def event_shape(family):
+    return () if family == "categorical" else (K,)
+
+
+def random_x(family, rng, x_batch, dtype):
+    """Values in the support of ``family`` with batch axes ``x_batch``, in ``dtype`` (int32
+    indices for categorical)."""
+    shape = (*x_batch, *event_shape(family))
+    if family == "categorical":
+        return rng.integers(0, C, size=shape).astype(np.int32)
+    if family == "bernoulli":
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    if family == "poisson":
+        return rng.poisson(3.0, size=shape).astype(dtype)
+    return (2.0 * rng.normal(size=shape) + 0.3).astype(dtype)
+
+
+def log_softmax_np(logits):
+    m = logits.max(axis=-1, keepdims=True)
+    return logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
+
+
+def ref_log_prob(family, p, x):
+    """float64 reference log-density summed over the event; ``x`` broadcasts against the batch."""
+    x = np.asarray(x)
+    if family == "categorical":
+        log_p = log_softmax_np(p["logits"])
+        out_shape = np.broadcast_shapes(x.shape, log_p.shape[:-1])
+        log_p, x = np.broadcast_to(log_p, (*out_shape, C)), np.broadcast_to(x, out_shape)
+        out = np.empty(out_shape)
+        for idx in np.ndindex(out_shape):
+            out[idx] = log_p[(*idx, x[idx])]
+        return out
+    if family == "mvn":
+        out_shape = np.broadcast_shapes(
+            x.shape[:-1], p["loc"].shape[:-1], p["scale_tril"].shape[:-2]
+        )
+        x = np.broadcast_to(x, (*out_shape, K))
+        loc = np.broadcast_to(p["loc"], (*out_shape, K))
+        tril = np.broadcast_to(p["scale_tril"], (*out_shape, K, K))
+        out = np.empty(out_shape)
+        for idx in np.ndindex(out_shape):
+            cov = tril[idx] @ tril[idx].T
+            out[idx] = scipy.stats.multivariate_normal(loc[idx], cov).logpdf(x[idx])
+        return out
+    x = x.astype(np.float64)
+    if family == "normal":
+        elementwise = scipy.stats.norm.logpdf(x, p["loc"], p["scale"])
+    elif family == "laplace":
+        elementwise = scipy.stats.laplace.logpdf(x, p["loc"], p["scale"])
+    elif family == "studentt":
+        elementwise = scipy.stats.t.logpdf(x, p["df"], p["loc"], p["scale"])
+    elif family == "bernoulli":
+        elementwise = scipy.stats.bernoulli.logpmf(x, scipy.special.expit(p["logits"]))
+    elif family == "poisson":
+        elementwise = scipy.stats.poisson.logpmf(x, np.exp(p["log_rate"]))
+    return elementwise.sum(axis=-1)
+
+
+def assert_within_se(estimate, expected, se, what):
+    """Every ``|estimate - expected| <= N_SIGMA * se``."""
+    estimate, expected, se = np.broadcast_arrays(estimate, expected, se)
+    z = np.abs(estimate - expected) / se
+    assert np.all(z <= N_SIGMA), (
+        f"{what}: {z.max():.2f} standard errors off\n{estimate}\n{expected}"
+    )
+
+
+def assert_close_sums(actual, terms, dtype):
+    """``actual`` equals ``terms.sum(0)`` up to the rounding of a ``dtype`` sum of ``terms``."""
+    atol = 10 * np.finfo(dtype).eps * np.abs(terms).sum(0).max()
+    np.testing.assert_allclose(actual, terms.sum(0), rtol=tol(dtype)["rtol"], atol=atol)
+
+
+# --- log_prob ------------------------------------------------------------------------------
+
+# (batch shape of the distribution, batch axes of x)
+LOG_PROB_SHAPES = [
+    ((), ()),
+    ((2, 3), (5, 1, 3)),
+]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("batch, x_batch", LOG_PROB_SHAPES, ids=str)
+def test_log_prob_matches_scipy(family, batch, x_batch, dtype, maybe_jit, rng):
+    dist, params = make(family, rng, batch, dtype)
+    x = random_x(family, rng, x_batch, dtype)
+    out = maybe_jit(jelbo.log_prob)(dist, x)
+    assert out.shape == np.broadcast_shapes(x_batch, batch)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, ref_log_prob(family, params, x), **tol(dtype))
+
+
+@pytest.mark.parametrize("family", ["normal", "laplace", "studentt"])
+def test_log_prob_with_broadcasting_parameters(family, dtype, maybe_jit, rng):
+    # loc carries the batch (2,); the other parameters are shared across it, and x has no
+    # batch axes: everything broadcasts to (2, K).
+    _, params = make(family, rng, (), dtype)
+    params["loc"] = rng.normal(size=(2, K)).astype(dtype).astype(np.float64)
+    dist = CLASSES[family](**{k: jnp.asarray(v, dtype) for k, v in params.items()})
+    assert dist.batch_shape == (2,) and dist.event_shape == (K,)
+    x = random_x(family, rng, (), dtype)
+    out = maybe_jit(jelbo.log_prob)(dist, x)
+    np.testing.assert_allclose(out, ref_log_prob(family, params, x), **tol(dtype))
+
+
+def test_mvn_log_prob_with_batch_only_in_scale_tril(dtype, maybe_jit, rng):
+    # The batch comes from `scale_tril` alone and x has no batch axes.
+    loc = rng.normal(size=K).astype(dtype)
+    tril = random_tril(rng, (2,)).astype(dtype)
+    dist = jelbo.MultivariateNormalTriL(jnp.asarray(loc), jnp.asarray(tril))
+    x = random_x("mvn", rng, (), dtype)
+    out = maybe_jit(jelbo.log_prob)(dist, x)
+    assert out.shape == (2,)
+    expected = ref_log_prob("mvn", {"loc": loc.astype(float), "scale_tril": tril.astype(float)}, x)
+    np.testing.assert_allclose(out, expected, **tol(dtype))
+
+
+def test_mvn_reads_only_the_lower_triangle(rng):
+    dist, params = make("mvn", rng, (2,), np.float64)
+    garbage = np.triu(rng.normal(size=(2, K, K)), 1)
+    dirty = jelbo.MultivariateNormalTriL(dist.loc, dist.scale_tril + garbage)
+    x = random_x("mvn", rng, (2,), np.float64)
+    np.testing.assert_allclose(
+        jelbo.log_prob(dirty, x), ref_log_prob("mvn", params, x), **tol(np.float64)
+    )
+    key = jax.random.key(0)
+    np.testing.assert_array_equal(jelbo.sample(key, dirty), jelbo.sample(key, dist))
+    np.testing.assert_allclose(jelbo.entropy(dirty), jelbo.entropy(dist), **tol(np.float64))
+
+
+def test_bernoulli_fractional_x_matches_formula(dtype, maybe_jit, rng):
+    dist, params = make("bernoulli", rng, (2,), dtype)
+    x = rng.uniform(0.0, 1.0, size=(2, K)).astype(dtype)
+    prob = 1.0 / (1.0 + np.exp(-params["logits"]))
+    x64 = x.astype(np.float64)
+    expected = np.sum(x64 * np.log(prob) + (1.0 - x64) * np.log(1.0 - prob), axis=-1)
+    np.testing.assert_allclose(maybe_jit(jelbo.log_prob)(dist, x), expected, **tol(dtype))
+
+
+# --- sample --------------------------------------------------------------------------------
+# Compiling a sampler costs far more than running it, so the statistical tests share one set
+# of draws per (family, dtype) with batch (2,), and the other sampling tests reuse its
+# shapes (which hits JAX's compilation cache).
+
+SAMPLE_KEY = 11
+# Number of draws; the gamma- and Poisson-based samplers are slow, so they get fewer.
+N_DRAWS = {"poisson": 40_000, "studentt": 40_000}
+
+
+def n_draws(family):
+    return N_DRAWS.get(family, 100_000)
+
+
+@functools.cache
+def mc_draws(family, dtype):
+    """``(dist, params, draws)``: ``n_draws(family)`` draws of a batch-(2,) ``family``."""
+    dist, params = make(family, np.random.default_rng(1), (2,), dtype)
+    return dist, params, jelbo.sample(jax.random.key(SAMPLE_KEY), dist, (n_draws(family),))
+
+
+def mc_draws64(family, dtype):
+    """``mc_draws`` with the draws as a float64 NumPy array."""
+    dist, params, z = mc_draws(family, dtype)
+    return dist, params, np.asarray(z, np.float64)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sample_shape_and_dtype(family, dtype):
+    _, _, z = mc_draws(family, dtype)
+    assert z.shape == (n_draws(family), 2, *event_shape(family))
+    if family == "categorical":
+        assert jnp.issubdtype(z.dtype, jnp.integer)
+        assert np.all((np.asarray(z) >= 0) & (np.asarray(z) < C))
+    else:
+        assert z.dtype == dtype
+
+
+@pytest.mark.parametrize("family", ["normal", "laplace", "bernoulli", "categorical", "mvn"])
+def test_sample_default_sample_shape(family):
+    dist, _, _ = mc_draws(family, np.float64)
+    assert jelbo.sample(jax.random.key(0), dist).shape == (2, *event_shape(family))
+
+
+@pytest.mark.parametrize("family", ["categorical", "mvn"])
+def test_sample_with_multi_axis_sample_shape(family, rng):
+    dist, _ = make(family, rng, (), np.float64)
+    assert jelbo.sample(jax.random.key(0), dist, (2, 4)).shape == (2, 4, *event_shape(family))
+
+
+def test_sample_accepts_int_sample_shape_and_legacy_key(rng):
+    dist, _ = make("normal", rng, (2,), np.float64)
+    assert jelbo.sample(jax.random.PRNGKey(0), dist, 5).shape == (5, 2, K)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_same_key_same_samples_different_keys_different(family):
+    dist, _, first = mc_draws64(family, np.float64)
+    n = n_draws(family)
+    again = np.asarray(jelbo.sample(jax.random.key(SAMPLE_KEY), dist, (n,)), np.float64)
+    other = np.asarray(jelbo.sample(jax.random.key(SAMPLE_KEY + 1), dist, (n,)), np.float64)
+    np.testing.assert_array_equal(again, first)
+    if family in CONTINUOUS:
+        assert np.mean(first != other) > 0.999
+    else:
+        assert np.mean(first != other) > 0.2
+
+
+def test_normal_sample_moments(dtype):
+    _, p, z = mc_draws64("normal", dtype)
+    n = len(z)
+    var = p["scale"] ** 2
+    assert_within_se(z.mean(0), p["loc"], np.sqrt(var / n), "mean")
+    assert_within_se(z.var(0), var, var * np.sqrt(2.0 / n), "variance")
+
+
+def test_mvn_sample_mean_and_covariance(dtype):
+    _, p, z = mc_draws64("mvn", dtype)
+    n = len(z)
+    for b in range(2):
+        cov = p["scale_tril"][b] @ p["scale_tril"][b].T
+        assert_within_se(z[:, b].mean(0), p["loc"][b], np.sqrt(np.diag(cov) / n), "mean")
+        # Var of a sample covariance entry: (S_ii S_jj + S_ij^2) / n for Gaussians.
+        se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+        assert_within_se(np.cov(z[:, b], rowvar=False), cov, se, "covariance")
+
+
+def test_bernoulli_sample_frequency(dtype):
+    _, p, z = mc_draws64("bernoulli", dtype)
+    n = len(z)
+    assert set(np.unique(z)) <= {0.0, 1.0}
+    prob = scipy.special.expit(p["logits"])
+    assert_within_se(z.mean(0), prob, np.sqrt(prob * (1 - prob) / n), "frequency")
+
+
+def test_categorical_sample_frequencies(dtype):
+    _, p, z = mc_draws64("categorical", dtype)
+    n = len(z)
+    freq = (z[..., None] == np.arange(C)).mean(axis=0)
+    prob = np.exp(log_softmax_np(p["logits"]))
+    assert_within_se(freq, prob, np.sqrt(prob * (1 - prob) / n), "frequencies")
+
+
+def test_poisson_sample_mean_and_variance(dtype):
+    _, p, z = mc_draws64("poisson", dtype)
+    n = len(z)
+    assert np.all(z == np.round(z)) and np.all(z >= 0)
+    rate = np.exp(p["log_rate"])
+    assert_within_se(z.mean(0), rate, np.sqrt(rate / n), "mean")
+    # Poisson: fourth central moment rate(1 + 3 rate), so Var[s^2] ~ (rate + 2 rate^2) / n.
+    assert_within_se(z.var(0), rate, np.sqrt((rate + 2 * rate**2) / n), "variance")
+
+
+@pytest.mark.parametrize("family", ["laplace", "studentt"])
+def test_heavy_tailed_samples_pass_ks_test(family, dtype):
+    _, p, z = mc_draws64(family, dtype)
+    for idx in np.ndindex(2, K):
+        if family == "laplace":
+            ref = scipy.stats.laplace(p["loc"][idx], p["scale"][idx])
+        else:
+            ref = scipy.stats.t(p["df"][idx], p["loc"][idx], p["scale"][idx])
+        # At n = 4e4 the p = 1e-4 critical KS distance is 0.010: a ~4% scale error fails.
+        assert scipy.stats.kstest(z[(slice(None), *idx)], ref.cdf).pvalue > 1e-4, idx
+
+
+@pytest.mark.parametrize("family", ["normal", "laplace", "studentt"])
+def test_factorized_sample_is_reparameterized(family, dtype):
+    dist, _, z = mc_draws(family, dtype)
+    w = jnp.asarray(np.random.default_rng(2).normal(size=z.shape), dtype)
+    key = jax.random.key(SAMPLE_KEY)
+
+    def weighted(loc, scale):
+        new = dataclasses.replace(dist, loc=loc, scale=scale)
+        return jnp.sum(w * jelbo.sample(key, new, (len(z),)))
+
+    g_loc, g_scale = jax.grad(weighted, argnums=(0, 1))(dist.loc, dist.scale)
+    eps = (np.asarray(z, np.float64) - np.asarray(dist.loc, np.float64)) / np.asarray(
+        dist.scale, np.float64
+    )
+    w64 = np.asarray(w, np.float64)
+    # z = loc + scale * eps: d(sum w z)/dloc = sum_s w_s, d/dscale = sum_s w_s eps_s.
+    assert_close_sums(g_loc, w64, dtype)
+    assert_close_sums(g_scale, w64 * eps, dtype)
+    assert type(dist).is_reparameterized
+
+
+def test_mvn_sample_is_reparameterized(dtype):
+    dist, p, z = mc_draws("mvn", dtype)
+    w = jnp.asarray(np.random.default_rng(2).normal(size=z.shape), dtype)
+    key = jax.random.key(SAMPLE_KEY)
+
+    def weighted(loc, tril):
+        return jnp.sum(w * jelbo.sample(key, jelbo.MultivariateNormalTriL(loc, tril), (len(z),)))
+
+    g_loc, g_tril = jax.grad(weighted, argnums=(0, 1))(dist.loc, dist.scale_tril)
+    w64 = np.asarray(w, np.float64)
+    eps = np.linalg.solve(p["scale_tril"], (np.asarray(z, np.float64) - p["loc"])[..., None])[
+        ..., 0
+    ]
+    assert_close_sums(g_loc, w64, dtype)
+    # z_i = loc_i + sum_{j<=i} L_ij eps_j, so d(sum w.z)/dL_ij = sum_s w_si eps_sj for j <= i.
+    terms = w64[..., :, None] * eps[..., None, :] * np.tri(K)
+    assert_close_sums(g_tril, terms, dtype)
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "poisson", "categorical"])
+def test_discrete_families_are_not_reparameterized(family):
+    assert not CLASSES[family].is_reparameterized
+
+
+@pytest.mark.parametrize("family", ["normal", "categorical", "mvn"])
+def test_vmap_sample_over_distributions_and_keys(family, rng):
+    dist, _ = make(family, rng, (3,), np.float64)
+    keys = jax.random.split(jax.random.key(0), 3)
+    z = jax.vmap(lambda d, k: jelbo.sample(k, d, (2,)))(dist, keys)
+    assert z.shape == (3, 2, *event_shape(family))
+    for i in range(3):
+        dist_i = jax.tree_util.tree_map(lambda v, i=i: v[i], dist)
+        np.testing.assert_array_equal(z[i], jelbo.sample(keys[i], dist_i, (2,)))
+
+
+# --- entropy -------------------------------------------------------------------------------
+
+
+def ref_entropy(family, p):
+    if family == "normal":
+        return scipy.stats.norm(p["loc"], p["scale"]).entropy().sum(-1)
+    if family == "laplace":
+        return scipy.stats.laplace(p["loc"], p["scale"]).entropy().sum(-1)
+    if family == "studentt":
+        return scipy.stats.t(p["df"], p["loc"], p["scale"]).entropy().sum(-1)
+    if family == "bernoulli":
+        return scipy.stats.bernoulli(scipy.special.expit(p["logits"])).entropy().sum(-1)
+    if family == "categorical":
+        return scipy.stats.entropy(np.exp(log_softmax_np(p["logits"])), axis=-1)
+    if family == "mvn":
+        batch = p["loc"].shape[:-1]
+        out = np.empty(batch)
+        for idx in np.ndindex(batch):
+            cov = p["scale_tril"][idx] @ p["scale_tril"][idx].T
+            out[idx] = scipy.stats.multivariate_normal(p["loc"][idx], cov).entropy()
+        return out
+    raise ValueError(family)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "poisson"])
+@pytest.mark.parametrize("batch", [(2, 3)], ids=str)
+def test_entropy_matches_scipy(family, batch, dtype, maybe_jit, rng):
+    dist, params = make(family, rng, batch, dtype)
+    out = maybe_jit(jelbo.entropy)(dist)
+    assert out.shape == batch and out.dtype == dtype
+    np.testing.assert_allclose(out, ref_entropy(family, params), **tol(dtype))
+
+
+def broadcast_batch(family, params, batch):
+    """``params`` with every parameter broadcast to the batch shape ``batch``."""
+    event_ndim = {"scale_tril": 2}
+    return {
+        k: np.broadcast_to(v, (*batch, *v.shape[v.ndim - event_ndim.get(k, 1) :]))
+        for k, v in params.items()
+    }
+
+
+@pytest.mark.parametrize("family", ["normal", "laplace", "studentt", "mvn"])
+def test_entropy_has_batch_shape_when_only_loc_is_batched(family, dtype, rng):
+    # The entropy does not depend on loc, but it must still have the batch shape.
+    _, params = make(family, rng, (), dtype)
+    params["loc"] = rng.normal(size=(2, K)).astype(dtype).astype(np.float64)
+    dist = CLASSES[family](**{k: jnp.asarray(v, dtype) for k, v in params.items()})
+    out = jelbo.entropy(dist)
+    assert out.shape == (2,)
+    expected = ref_entropy(family, broadcast_batch(family, params, (2,)))
+    np.testing.assert_allclose(out, expected, **tol(dtype))
+
+
+def test_poisson_entropy_raises_not_implemented(rng):
+    dist, _ = make("poisson", rng, (), np.float64)
+    with pytest.raises(NotImplementedError, match="Poisson"):
+        jelbo.entropy(dist)
+
+
+# --- pytree behaviour ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tree_util_round_trip(family, rng):
+    dist, params = make(family, rng, (2,), np.float64)
+    leaves, treedef = jax.tree_util.tree_flatten(dist)
+    assert len(leaves) == len(params)
+    for leaf, value in zip(leaves, params.values(), strict=True):
+        np.testing.assert_array_equal(leaf, value)
+    rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert type(rebuilt) is type(dist)
+    doubled = jax.tree_util.tree_map(lambda v: 2 * v, dist)
+    assert type(doubled) is type(dist)
+    for name, value in params.items():
+        np.testing.assert_array_equal(getattr(rebuilt, name), value)
+        np.testing.assert_array_equal(getattr(doubled, name), 2 * value)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_distribution_passes_through_jit(family, rng):
+    dist, params = make(family, rng, (2,), np.float64)
+    out = jax.jit(lambda d: jax.tree_util.tree_map(lambda v: v + 1.0, d))(dist)
+    assert type(out) is type(dist)
+    assert out.batch_shape == dist.batch_shape and out.event_shape == dist.event_shape
+    for name, value in params.items():
+        np.testing.assert_allclose(getattr(out, name), value + 1.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_vmap_over_a_batch_of_distributions(family, dtype, rng):
+    dist, params = make(family, rng, (4,), dtype)
+    x = random_x(family, rng, (4,), dtype)
+    out = jax.vmap(lambda d, v: jelbo.log_prob(d, v), in_axes=0)(dist, x)
+    assert out.shape == (4,)
+    np.testing.assert_allclose(out, ref_log_prob(family, params, x), **tol(dtype))
+
+
+def ref_log_prob_grads(family, p, x):
+    """Analytic float64 gradients of sum(log_prob) w.r.t. each parameter."""
+    if family == "normal":
+        d, s = x - p["loc"], p["scale"]
+        return {"loc": d / s**2, "scale": d**2 / s**3 - 1 / s}
+    if family == "laplace":
+        d, b = x - p["loc"], p["scale"]
+        return {"loc": np.sign(d) / b, "scale": np.abs(d) / b**2 - 1 / b}
+    if family == "studentt":
+        nu, s = p["df"], p["scale"]
+        t = (x - p["loc"]) / s
+        digamma = scipy.special.digamma
+        return {
+            "df": 0.5 * (digamma((nu + 1) / 2) - digamma(nu / 2) - 1 / nu - np.log1p(t**2 / nu))
+            + (nu + 1) * t**2 / (2 * nu * (nu + t**2)),
+            "loc": (nu + 1) * t / (s * (nu + t**2)),
+            "scale": -1 / s + (nu + 1) * t**2 / (s * (nu + t**2)),
+        }
+    if family == "bernoulli":
+        return {"logits": x - scipy.special.expit(p["logits"])}
+    if family == "poisson":
+        return {"log_rate": x - np.exp(p["log_rate"])}
+    if family == "categorical":
+        return {"logits": (x[..., None] == np.arange(C)) - np.exp(log_softmax_np(p["logits"]))}
+    if family == "mvn":
+        grads = {"loc": np.empty_like(p["loc"]), "scale_tril": np.empty_like(p["scale_tril"])}
+        for idx in np.ndindex(p["loc"].shape[:-1]):
+            tril, d = p["scale_tril"][idx], x[idx] - p["loc"][idx]
+            prec = np.linalg.inv(tril @ tril.T)
+            grads["loc"][idx] = prec @ d
+            # d/dL [-d' (LL')^-1 d / 2 - log det L] = P d d' P L - L^-T, on the lower triangle.
+            grads["scale_tril"][idx] = np.tril(
+                prec @ np.outer(d, d) @ prec @ tril - np.linalg.inv(tril).T
+            )
+        return grads
+    raise ValueError(family)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_grad_wrt_distribution_is_a_distribution_of_gradients(family, dtype, rng):
+    dist, params = make(family, rng, (2,), dtype)
+    x = random_x(family, rng, (2,), dtype)
+    grads = jax.grad(lambda d: jnp.sum(jelbo.log_prob(d, x)))(dist)
+    assert type(grads) is type(dist)
+    x_ref = x if family == "categorical" else x.astype(np.float64)
+    expected = ref_log_prob_grads(family, params, x_ref)
+    for name, value in expected.items():
+        assert getattr(grads, name).dtype == dtype
+        np.testing.assert_allclose(getattr(grads, name), value, **tol(dtype), err_msg=name)
+
+
+# --- numerics at extreme parameters (float32) ----------------------------------------------
+
+
+def test_normal_from_log_var_is_finite_for_extreme_log_variances():
+    log_var = jnp.linspace(-30.0, 30.0, 61, dtype=jnp.float32)[:, None]
+    loc = jnp.float32(0.3)
+    x = jnp.asarray([[0.3, 1.3, -2.2]], jnp.float32).T[:, None, :]  # (3, 1, 1): three x per batch
+
+    def total(loc, log_var):
+        return jnp.sum(
+            jelbo.log_prob(jelbo.Normal.from_log_var(jnp.full((61, 1), loc), log_var), x)
+        )
+
+    per_element = jelbo.log_prob(jelbo.Normal.from_log_var(jnp.full((61, 1), loc), log_var), x)
+    assert per_element.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(per_element)))
+    g_loc, g_lv = jax.grad(total, argnums=(0, 1))(loc, log_var)
+    assert bool(jnp.isfinite(g_loc)) and bool(jnp.all(jnp.isfinite(g_lv)))
+    # Values, not just finiteness: -1/2 (log 2 pi + v + (x - m)^2 e^-v).
+    lv64, x64 = np.asarray(log_var, np.float64), np.asarray(x, np.float64)
+    expected = -0.5 * (
+        np.log(2 * np.pi) + lv64 + (x64 - np.float64(np.float32(0.3))) ** 2 * np.exp(-lv64)
+    )
+    np.testing.assert_allclose(per_element, expected[..., 0], rtol=1e-5)
+
+
+def test_bernoulli_is_finite_for_saturated_logits():
+    logits = jnp.linspace(-80.0, 80.0, 161, dtype=jnp.float32)[:, None]
+    x = jnp.asarray([0.0, 1.0, 0.5], jnp.float32)[:, None, None]
+
+    def total(logits):
+        return jnp.sum(jelbo.log_prob(jelbo.Bernoulli(logits), x))
+
+    values = jelbo.log_prob(jelbo.Bernoulli(logits), x)
+    grads = jax.grad(total)(logits)
+    assert bool(jnp.all(jnp.isfinite(values))) and bool(jnp.all(jnp.isfinite(grads)))
+    a, x64 = np.asarray(logits, np.float64), np.asarray(x, np.float64)
+    # log sigmoid(a) = -logaddexp(0, -a), computed independently in float64.
+    expected = -(x64 * np.logaddexp(0, -a) + (1 - x64) * np.logaddexp(0, a))
+    np.testing.assert_allclose(values, expected[..., 0], rtol=1e-6, atol=1e-6)
+    expected_grad = np.sum(x64 - scipy.special.expit(a), axis=0)
+    np.testing.assert_allclose(grads, expected_grad, rtol=1e-6, atol=1e-6)
+    assert bool(jnp.all(jnp.isfinite(jelbo.entropy(jelbo.Bernoulli(logits)))))
+    assert bool(
+        jnp.all(
+            jnp.isfinite(jax.grad(lambda a: jnp.sum(jelbo.entropy(jelbo.Bernoulli(a))))(logits))
+        )
+    )
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def test_log_prob_event_size_mismatch_names_shapes():
+    dist = jelbo.Normal(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(ValueError, match=re.escape("(2, 4)") + ".*" + re.escape("(3,)")):
+        jelbo.log_prob(dist, jnp.zeros((2, 4)))
+
+
+def test_log_prob_x_batch_not_broadcasting_names_shapes():
+    dist = jelbo.Normal(jnp.zeros((2, 3)), jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match=re.escape("(5,)") + ".*" + re.escape("(2,)")):
+        jelbo.log_prob(dist, jnp.zeros((5, 3)))
+
+
+def test_log_prob_event_mismatch_raises_under_jit():
+    dist = jelbo.MultivariateNormalTriL(jnp.zeros(3), jnp.eye(3))
+    with pytest.raises(ValueError, match=re.escape("(2,)")):
+        jax.jit(jelbo.log_prob)(dist, jnp.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: jelbo.Normal(0.0, 1.0),
+        lambda: jelbo.Laplace(jnp.float32(0.0), 1.0),
+        lambda: jelbo.StudentT(3.0, 0.0, 1.0),
+        lambda: jelbo.Bernoulli(0.5),
+        lambda: jelbo.Poisson(jnp.asarray(1.0)),
+    ],
+    ids=["normal", "laplace", "studentt", "bernoulli", "poisson"],
+)
+def test_parameters_without_event_axis_raise(build):
+    with pytest.raises(ValueError, match="event axis"):
+        build()
+
+
+def test_normal_non_broadcasting_parameters_raise_naming_both():
+    with pytest.raises(ValueError, match=r"`loc` \(3,\).*`scale` \(4,\)"):
+        jelbo.Normal(jnp.zeros(3), jnp.ones(4))
+
+
+def test_studentt_non_broadcasting_parameters_raise():
+    with pytest.raises(ValueError, match=r"`df` \(2, 3\)"):
+        jelbo.StudentT(jnp.ones((2, 3)), jnp.zeros((3, 3)), jnp.ones(3))
+
+
+@pytest.mark.parametrize(
+    "loc_shape, tril_shape",
+    [((3,), (3, 2)), ((3,), (2, 2)), ((3,), (3,)), ((), (1, 1)), ((2, 3), (4, 3, 3))],
+    ids=str,
+)
+def test_mvn_bad_shapes_raise(loc_shape, tril_shape):
+    with pytest.raises(ValueError, match="scale_tril"):
+        jelbo.MultivariateNormalTriL(jnp.zeros(loc_shape), jnp.ones(tril_shape))
+
+
+def test_categorical_float_values_raise_type_error():
+    dist = jelbo.Categorical(jnp.zeros((2, C)))
+    with pytest.raises(TypeError, match="integer"):
+        jelbo.log_prob(dist, jnp.asarray([0.0, 1.0]))
+
+
+def test_categorical_scalar_logits_raise():
+    with pytest.raises(ValueError, match="logits"):
+        jelbo.Categorical(jnp.asarray(0.0))
+
+
+@pytest.mark.parametrize(
+    "key",
+    [0, np.float32(1.0), jnp.zeros(2), jnp.zeros(2, jnp.int32), jnp.zeros(3, jnp.uint32)],
+    ids=["int", "float", "float-array", "int-array", "uint32-3"],
+)
+def test_sample_rejects_non_keys(key):
+    dist = jelbo.Normal(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(TypeError, match="`key`"):
+        jelbo.sample(key, dist)
+
+
+def test_sample_rejects_a_batch_of_keys():
+    dist = jelbo.Normal(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(TypeError, match=r"single PRNG key.*\(2,\)"):
+        jelbo.sample(jax.random.split(jax.random.key(0)), dist)
+
+
+def test_functions_reject_non_distributions():
+    with pytest.raises(TypeError, match="`dist`"):
+        jelbo.log_prob(jnp.zeros(3), jnp.zeros(3))
+    with pytest.raises(TypeError, match="`dist`"):
+        jelbo.sample(jax.random.key(0), "normal")
+    with pytest.raises(TypeError, match="`dist`"):
+        jelbo.entropy(None)
