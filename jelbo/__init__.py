@@ -4,7 +4,7 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import classic
+from jelbo import classic, sharding
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -20,6 +20,12 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.sharding import (
+    check_partitionable_threefry,
+    data_parallel_mesh,
+    replicate,
+    shard_batch,
+)
 
 __version__ = "0.1.0"
 
@@ -33,7 +39,9 @@ __all__ = [
     "Normal",
     "Poisson",
     "StudentT",
+    "check_partitionable_threefry",
     "classic",
+    "data_parallel_mesh",
     "elbo",
     "entropy",
     "iwae_bound",
@@ -42,5 +50,8 @@ __all__ = [
     "mc_kl",
     "register_kl",
     "renyi_bound",
+    "replicate",
     "sample",
+    "shard_batch",
+    "sharding",
 ]
