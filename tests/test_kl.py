@@ -1,0 +1,596 @@
+"""Tests of jelbo.kl: closed forms, Monte Carlo KL, properties, numerics, registry and errors.
+
+Every closed form is checked against an independent float64 computation of the textbook
+definition written another way: Gaussians through explicit covariance matrices
+(``np.linalg.inv``/``slogdet``), Bernoulli and Categorical from probabilities, Laplace by
+numerical integration (``scipy.integrate.quad``), Poisson by summing the series.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.special
+import scipy.stats
+from conftest import tol
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from jax.test_util import check_grads
+
+import jelbo
+import jelbo.kl
+
+K = 3  # event size
+C = 4  # categories
+N_SIGMA = 5  # Monte Carlo tolerance, in standard errors
+CLASSES = {
+    "normal": jelbo.Normal,
+    "mvn": jelbo.MultivariateNormalTriL,
+    "bernoulli": jelbo.Bernoulli,
+    "categorical": jelbo.Categorical,
+    "laplace": jelbo.Laplace,
+    "poisson": jelbo.Poisson,
+    "studentt": jelbo.StudentT,
+}
+PAIRS = [
+    ("normal", "normal"),
+    ("mvn", "mvn"),
+    ("normal", "mvn"),
+    ("mvn", "normal"),
+    ("bernoulli", "bernoulli"),
+    ("categorical", "categorical"),
+    ("laplace", "laplace"),
+    ("poisson", "poisson"),
+]
+PAIR_IDS = [f"{q}-{p}" for q, p in PAIRS]
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+def random_params(family, rng, batch, shift):
+    """Random float64 parameters with batch shape ``batch``; ``shift`` moves the location so
+    that q and p differ asymmetrically."""
+    shape = (*batch, K)
+    if family in ("normal", "laplace"):
+        return {"loc": rng.normal(size=shape) + shift, "scale": rng.uniform(0.4, 2.5, shape)}
+    if family == "mvn":
+        off = np.tril(rng.normal(scale=0.5, size=(*batch, K, K)), -1)
+        diag = np.exp(rng.uniform(-0.6, 0.6, size=shape))
+        return {
+            "loc": rng.normal(size=shape) + shift,
+            "scale_tril": off + diag[..., None] * np.eye(K),
+        }
+    if family == "bernoulli":
+        return {"logits": rng.normal(scale=2.0, size=shape) + shift}
+    if family == "categorical":
+        return {"logits": rng.normal(scale=1.5, size=(*batch, C)) + shift * np.arange(C)}
+    if family == "poisson":
+        return {"log_rate": rng.uniform(-0.5, 2.0, shape) + 0.2 * shift}
+    if family == "studentt":
+        return {
+            "df": rng.uniform(3.0, 8.0, shape),
+            "loc": rng.normal(size=shape) + shift,
+            "scale": rng.uniform(0.5, 2.0, shape),
+        }
+    raise ValueError(family)
+
+
+def build(family, params, dtype):
+    """``(dist, params64)``: the distribution in ``dtype``, and its dtype-rounded parameters."""
+    params = {k: np.asarray(v, dtype) for k, v in params.items()}
+    dist = CLASSES[family](**{k: jnp.asarray(v) for k, v in params.items()})
+    return dist, {k: v.astype(np.float64) for k, v in params.items()}
+
+
+def param_batch(params):
+    return np.broadcast_shapes(
+        *(v.shape[: v.ndim - (2 if k == "scale_tril" else 1)] for k, v in params.items())
+    )
+
+
+def at(params, batch, idx):
+    """The parameters of batch element ``idx`` after broadcasting to ``batch``."""
+    out = {}
+    for k, v in params.items():
+        event = v.shape[v.ndim - (2 if k == "scale_tril" else 1) :]
+        out[k] = np.broadcast_to(v, (*batch, *event))[idx]
+    return out
+
+
+# --- independent float64 references --------------------------------------------------------
+
+
+def gaussian_moments(family, p):
+    if family == "normal":
+        return p["loc"], np.diag(p["scale"] ** 2)
+    return p["loc"], p["scale_tril"] @ p["scale_tril"].T
+
+
+def kl_gaussian_np(mean_q, cov_q, mean_p, cov_p):
+    """½[tr(Σp⁻¹Σq) + (μp−μq)ᵀΣp⁻¹(μp−μq) − k + ln|Σp| − ln|Σq|]."""
+    inv_p = np.linalg.inv(cov_p)
+    d = mean_p - mean_q
+    logdet_p, logdet_q = np.linalg.slogdet(cov_p)[1], np.linalg.slogdet(cov_q)[1]
+    return 0.5 * (np.trace(inv_p @ cov_q) + d @ inv_p @ d - len(d) + logdet_p - logdet_q)
+
+
+def kl_laplace_quad(q, p):
+    """Σ_i ∫ q_i(x) log(q_i(x)/p_i(x)) dx, integrated numerically between the kinks."""
+    total = 0.0
+    for mq, bq, mp, bp in zip(q["loc"], q["scale"], p["loc"], p["scale"], strict=True):
+
+        def integrand(x, mq=mq, bq=bq, mp=mp, bp=bp):
+            log_q = -np.log(2 * bq) - abs(x - mq) / bq
+            log_p = -np.log(2 * bp) - abs(x - mp) / bp
+            return np.exp(log_q) * (log_q - log_p)
+
+        lo, hi = sorted((mq, mp))
+        for a, b in [(-np.inf, lo), (lo, hi), (hi, np.inf)]:
+            total += scipy.integrate.quad(integrand, a, b, epsabs=1e-13, epsrel=1e-12)[0]
+    return total
+
+
+def t_logpdf(x, df, loc, scale):
+    """Student-t log-density from its definition (fast scalar version for quad)."""
+    z = (x - loc) / scale
+    return (
+        scipy.special.gammaln((df + 1) / 2)
+        - scipy.special.gammaln(df / 2)
+        - 0.5 * np.log(df * np.pi)
+        - np.log(scale)
+        - (df + 1) / 2 * np.log1p(z * z / df)
+    )
+
+
+def kl_studentt_quad(q, p):
+    total = 0.0
+    for i in range(len(q["loc"])):
+        qi = (q["df"][i], q["loc"][i], q["scale"][i])
+        pi = (p["df"][i], p["loc"][i], p["scale"][i])
+
+        def integrand(x, qi=qi, pi=pi):
+            log_q = t_logpdf(x, *qi)
+            return np.exp(log_q) * (log_q - t_logpdf(x, *pi))
+
+        total += scipy.integrate.quad(integrand, -np.inf, np.inf, epsabs=1e-13, epsrel=1e-12)[0]
+    return total
+
+
+def kl_single_np(fq, q, fp, p):
+    """Reference KL for one batch element (parameters without batch axes)."""
+    if fq in ("normal", "mvn"):
+        return kl_gaussian_np(*gaussian_moments(fq, q), *gaussian_moments(fp, p))
+    if fq == "bernoulli":
+        a, b = scipy.special.expit(q["logits"]), scipy.special.expit(p["logits"])
+        return np.sum(a * np.log(a / b) + (1 - a) * np.log((1 - a) / (1 - b)))
+    if fq == "categorical":
+        # scipy.stats.entropy(pk, qk) is the relative entropy sum pk log(pk / qk).
+        return scipy.stats.entropy(
+            scipy.special.softmax(q["logits"]), scipy.special.softmax(p["logits"])
+        )
+    if fq == "laplace":
+        return kl_laplace_quad(q, p)
+    if fq == "poisson":
+        k = np.arange(400)
+        total = 0.0
+        for eta_q, eta_p in zip(q["log_rate"], p["log_rate"], strict=True):
+            log_q = scipy.stats.poisson.logpmf(k, np.exp(eta_q))
+            log_p = scipy.stats.poisson.logpmf(k, np.exp(eta_p))
+            total += np.sum(np.exp(log_q) * (log_q - log_p))
+        return total
+    if fq == "studentt":
+        return kl_studentt_quad(q, p)
+    raise ValueError(fq)
+
+
+def kl_reference(fq, q, fp, p):
+    """Reference KL over the broadcast batch of ``q`` and ``p``."""
+    batch = np.broadcast_shapes(param_batch(q), param_batch(p))
+    out = np.empty(batch)
+    for idx in np.ndindex(batch):
+        out[idx] = kl_single_np(fq, at(q, batch, idx), fp, at(p, batch, idx))
+    return out
+
+
+# --- closed forms against the references ---------------------------------------------------
+
+
+@pytest.mark.parametrize("fq, fp", PAIRS, ids=PAIR_IDS)
+def test_kl_matches_independent_reference(fq, fp, dtype, maybe_jit, rng):
+    # A batch of posteriors q (4,) against one prior p.
+    q, q64 = build(fq, random_params(fq, rng, (4,), 0.5), dtype)
+    p, p64 = build(fp, random_params(fp, rng, (), -0.3), dtype)
+    out = maybe_jit(jelbo.kl_divergence)(q, p)
+    assert out.shape == (4,)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, kl_reference(fq, q64, fp, p64), **tol(dtype))
+
+
+@pytest.mark.parametrize("fq, fp", PAIRS, ids=PAIR_IDS)
+def test_kl_broadcasts_batches_both_ways(fq, fp, rng):
+    q, q64 = build(fq, random_params(fq, rng, (2, 1), 0.5), np.float64)
+    p, p64 = build(fp, random_params(fp, rng, (3,), -0.3), np.float64)
+    out = jelbo.kl_divergence(q, p)
+    assert out.shape == (2, 3)
+    np.testing.assert_allclose(out, kl_reference(fq, q64, fp, p64), **tol(np.float64))
+
+
+def test_normal_and_diagonal_mvn_agree(rng):
+    q, _ = build("normal", random_params("normal", rng, (2,), 0.5), np.float64)
+    p, _ = build("normal", random_params("normal", rng, (), -0.3), np.float64)
+    as_mvn = lambda d: jelbo.MultivariateNormalTriL(d.loc, d.scale[..., None] * jnp.eye(K))
+    expected = jelbo.kl_divergence(q, p)
+    for qq, pp in [(as_mvn(q), p), (q, as_mvn(p)), (as_mvn(q), as_mvn(p))]:
+        np.testing.assert_allclose(jelbo.kl_divergence(qq, pp), expected, **tol(np.float64))
+
+
+# --- Monte Carlo ---------------------------------------------------------------------------
+
+# Draws per family; the gamma-based Student-t sampler is slow on CPU, so it gets fewer.
+N_DRAWS = {"normal": 200_000, "laplace": 200_000, "bernoulli": 200_000, "studentt": 40_000}
+
+
+def scipy_logpdf(family, params, z):
+    """float64 log-density of ``z`` (shape ``(n, *batch, K)``) summed over the event."""
+    if family == "normal":
+        return scipy.stats.norm.logpdf(z, params["loc"], params["scale"]).sum(-1)
+    if family == "laplace":
+        return scipy.stats.laplace.logpdf(z, params["loc"], params["scale"]).sum(-1)
+    if family == "studentt":
+        return scipy.stats.t.logpdf(z, params["df"], params["loc"], params["scale"]).sum(-1)
+    if family == "bernoulli":
+        return scipy.stats.bernoulli.logpmf(z, scipy.special.expit(params["logits"])).sum(-1)
+    raise ValueError(family)
+
+
+def numpy_draws(family, params, n, rng):
+    shape = (n, *np.broadcast_shapes(*(v.shape for v in params.values())))
+    if family == "normal":
+        return rng.normal(params["loc"], params["scale"], shape)
+    if family == "laplace":
+        return rng.laplace(params["loc"], params["scale"], shape)
+    if family == "studentt":
+        return params["loc"] + params["scale"] * rng.standard_t(params["df"], shape)
+    if family == "bernoulli":
+        return (rng.uniform(size=shape) < scipy.special.expit(params["logits"])).astype(float)
+    raise ValueError(family)
+
+
+@pytest.mark.parametrize("family", ["normal", "laplace", "bernoulli", "studentt"])
+def test_mc_kl_matches_reference_within_standard_error(family, rng):
+    q, q64 = build(family, random_params(family, rng, (2,), 0.5), np.float64)
+    p, p64 = build(family, random_params(family, rng, (2,), -0.3), np.float64)
+    n = N_DRAWS[family]
+    estimate = jelbo.mc_kl(jax.random.key(0), q, p, num_samples=n)
+    assert estimate.shape == (2,)
+    # Standard error of the mean log-ratio, from independent NumPy draws of q.
+    z = numpy_draws(family, q64, 20_000, rng)
+    log_ratio = scipy_logpdf(family, q64, z) - scipy_logpdf(family, p64, z)
+    se = log_ratio.std(axis=0) / np.sqrt(n)
+    # StudentT has no closed form in jelbo: its reference is numerical integration.
+    expected = kl_reference(family, q64, family, p64)
+    z_scores = np.abs(np.asarray(estimate) - expected) / se
+    assert np.all(z_scores <= N_SIGMA), (estimate, expected, se)
+    if family != "studentt":
+        np.testing.assert_allclose(jelbo.kl_divergence(q, p), expected, **tol(np.float64))
+
+
+# --- hypothesis properties: KL >= 0 and KL(q || q) = 0 --------------------------------------
+
+_kl = jax.jit(jelbo.kl_divergence)  # fixed shapes per family: compiled once per family
+
+
+def floats(lo, hi, shape):
+    return hnp.arrays(np.float64, shape, elements=st.floats(lo, hi, allow_nan=False))
+
+
+def tril_from(log_diag, off):
+    return np.tril(off, -1) + np.diag(np.exp(log_diag))
+
+
+def gaussian_pair():
+    """Diagonal (log-variances in [-30, 30]) and full-rank (well-conditioned) Gaussians."""
+    normal = st.builds(
+        lambda m, v: jelbo.Normal.from_log_var(m, v), floats(-10, 10, (K,)), floats(-30, 30, (K,))
+    )
+    mvn = st.builds(
+        lambda m, d, o: jelbo.MultivariateNormalTriL(m, tril_from(d, o)),
+        floats(-5, 5, (K,)),
+        floats(-1, 1, (K,)),
+        floats(-1, 1, (K, K)),
+    )
+    return normal, mvn
+
+
+NORMAL, MVN = gaussian_pair()
+STRATEGIES = {
+    "normal": NORMAL,
+    "mvn": MVN,
+    "bernoulli": st.builds(jelbo.Bernoulli, floats(-80, 80, (K,))),
+    "categorical": st.builds(jelbo.Categorical, floats(-30, 30, (C,))),
+    "laplace": st.builds(
+        lambda m, s: jelbo.Laplace(m, np.exp(s)), floats(-10, 10, (K,)), floats(-5, 5, (K,))
+    ),
+}
+
+
+# Rounding slack for KL >= 0. Near KL = 0 the closed forms cancel terms no larger than ~3e3
+# over these parameter ranges (Laplace |Δ|/b at b = e^-5), i.e. errors below ~1e-12.
+NONNEGATIVE_SLACK = 1e-10
+
+
+@pytest.mark.parametrize("family", list(STRATEGIES))
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_kl_is_nonnegative(family, data):
+    q, p = data.draw(STRATEGIES[family]), data.draw(STRATEGIES[family])
+    value = float(_kl(q, p))
+    assert np.isfinite(value)
+    assert value >= -NONNEGATIVE_SLACK, value
+
+
+@pytest.mark.parametrize("family", list(STRATEGIES))
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_kl_of_a_distribution_with_itself_is_zero(family, data):
+    q = data.draw(STRATEGIES[family])
+    # Exactly zero for the factorized forms; the MVN trace term is K up to rounding.
+    atol = 1e-12 if family == "mvn" else 0.0
+    np.testing.assert_allclose(float(_kl(q, q)), 0.0, rtol=0, atol=atol)
+
+
+# --- numerics at extreme parameters (float32) ----------------------------------------------
+
+
+def test_bernoulli_kl_at_saturation_is_finite_and_correct():
+    grid = np.array([-80.0, -20.0, 0.0, 20.0, 80.0], np.float32)
+    a, b = (v.reshape(-1, 1) for v in np.meshgrid(grid, grid, indexing="ij"))  # batch 25, event 1
+
+    def total(a, b):
+        return jnp.sum(jelbo.kl_divergence(jelbo.Bernoulli(a), jelbo.Bernoulli(b)))
+
+    values = jelbo.kl_divergence(jelbo.Bernoulli(jnp.asarray(a)), jelbo.Bernoulli(jnp.asarray(b)))
+    grad_a, grad_b = jax.grad(total, argnums=(0, 1))(jnp.asarray(a), jnp.asarray(b))
+    assert values.dtype == jnp.float32
+    for arr in (values, grad_a, grad_b):
+        assert bool(jnp.all(jnp.isfinite(arr)))
+    a64, b64 = a.astype(np.float64)[:, 0], b.astype(np.float64)[:, 0]
+    # Probabilities underflow at |logit| = 80, so the reference works in log space:
+    # KL = p (log p - log r) + (1 - p) (log(1-p) - log(1-r)), log p = -logaddexp(0, -a).
+    lp, l1p = -np.logaddexp(0, -a64), -np.logaddexp(0, a64)
+    lr, l1r = -np.logaddexp(0, -b64), -np.logaddexp(0, b64)
+    expected = np.exp(lp) * (lp - lr) + np.exp(l1p) * (l1p - l1r)
+    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5)
+    # dKL/da = sigmoid'(a) (a - b), dKL/db = sigmoid(b) - sigmoid(a).
+    sa, sb = scipy.special.expit(a64), scipy.special.expit(b64)
+    np.testing.assert_allclose(grad_a[:, 0], sa * (1 - sa) * (a64 - b64), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad_b[:, 0], sb - sa, rtol=1e-5, atol=1e-6)
+
+
+def test_normal_kl_at_extreme_log_variances_is_finite_and_correct():
+    grid = np.array([-30.0, -10.0, 0.0, 10.0, 30.0], np.float32)
+    lv_q, lv_p = (v.reshape(-1, 1) for v in np.meshgrid(grid, grid, indexing="ij"))
+    loc_q, loc_p = np.float32(0.5), np.float32(-0.2)
+
+    def kl(loc_q, lv_q, loc_p, lv_p):
+        q = jelbo.Normal.from_log_var(jnp.full((25, 1), loc_q), lv_q)
+        p = jelbo.Normal.from_log_var(jnp.full((25, 1), loc_p), lv_p)
+        return jelbo.kl_divergence(q, p)
+
+    args = (loc_q, jnp.asarray(lv_q), loc_p, jnp.asarray(lv_p))
+    values = kl(*args)
+    grads = jax.grad(lambda *a: jnp.sum(kl(*a)), argnums=(0, 1, 2, 3))(*args)
+    assert values.dtype == jnp.float32
+    for arr in (values, *grads):
+        assert bool(jnp.all(jnp.isfinite(arr)))
+    vq, vp = lv_q.astype(np.float64)[:, 0], lv_p.astype(np.float64)[:, 0]
+    d2 = (np.float64(loc_q) - np.float64(loc_p)) ** 2
+    # ½[vp - vq + e^(vq - vp) - 1 + d² e^-vp], with expm1 so the float64 reference itself does
+    # not lose the d² term (~1e-14 at vp = 30) against the 1.
+    expected = 0.5 * (vp - vq + np.expm1(vq - vp) + d2 * np.exp(-vp))
+    np.testing.assert_allclose(values, expected, rtol=1e-5)
+    # dKL/dlog_var_q = (exp(vq - vp) - 1) / 2.
+    np.testing.assert_allclose(grads[1][:, 0], 0.5 * np.expm1(vq - vp), rtol=1e-5, atol=1e-6)
+
+
+# --- jit / vmap / grad ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fq, fp", PAIRS, ids=PAIR_IDS)
+def test_vmap_over_q_matches_broadcasting(fq, fp, rng):
+    q, _ = build(fq, random_params(fq, rng, (4,), 0.5), np.float64)
+    p, _ = build(fp, random_params(fp, rng, (), -0.3), np.float64)
+    vmapped = jax.vmap(jelbo.kl_divergence, in_axes=(0, None))(q, p)
+    jitted = jax.jit(jelbo.kl_divergence)(q, p)
+    broadcast = jelbo.kl_divergence(q, p)
+    np.testing.assert_allclose(vmapped, broadcast, **tol(np.float64))
+    np.testing.assert_allclose(jitted, broadcast, **tol(np.float64))
+
+
+@pytest.mark.parametrize("fq, fp", PAIRS, ids=PAIR_IDS)
+def test_kl_gradients_match_finite_differences(fq, fp, rng):
+    q, _ = build(fq, random_params(fq, rng, (2,), 0.5), np.float64)
+    p, _ = build(fp, random_params(fp, rng, (2,), -0.3), np.float64)
+    leaves_q, tree_q = jax.tree_util.tree_flatten(q)
+    leaves_p, tree_p = jax.tree_util.tree_flatten(p)
+    n_q = len(leaves_q)
+
+    def total(*leaves):
+        qq = jax.tree_util.tree_unflatten(tree_q, leaves[:n_q])
+        pp = jax.tree_util.tree_unflatten(tree_p, leaves[n_q:])
+        return jnp.sum(jelbo.kl_divergence(qq, pp))
+
+    check_grads(
+        total, (*leaves_q, *leaves_p), order=1, modes=["rev"], eps=1e-5, atol=1e-6, rtol=1e-6
+    )
+
+
+def test_grad_wrt_distributions_is_a_distribution_of_gradients(rng):
+    q, q64 = build("normal", random_params("normal", rng, (2,), 0.5), np.float64)
+    p, p64 = build("normal", random_params("normal", rng, (), -0.3), np.float64)
+    gq, gp = jax.grad(lambda a, b: jnp.sum(jelbo.kl_divergence(a, b)), argnums=(0, 1))(q, p)
+    assert type(gq) is jelbo.Normal and type(gp) is jelbo.Normal
+    sq, sp, d = q64["scale"], p64["scale"], q64["loc"] - p64["loc"]
+    # KL_i = log(sp/sq) + (sq² + d²) / (2 sp²) - 1/2.
+    np.testing.assert_allclose(gq.loc, d / sp**2, **tol(np.float64))
+    np.testing.assert_allclose(gq.scale, -1 / sq + sq / sp**2, **tol(np.float64))
+    np.testing.assert_allclose(gp.loc, (-d / sp**2).sum(0), **tol(np.float64))
+    np.testing.assert_allclose(
+        gp.scale, (1 / sp - (sq**2 + d**2) / sp**3).sum(0), **tol(np.float64)
+    )
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "q, p",
+    [
+        (jelbo.Bernoulli(jnp.zeros(3)), jelbo.Normal(jnp.zeros(3), jnp.ones(3))),
+        (
+            jelbo.StudentT(3.0, jnp.zeros(3), jnp.ones(3)),
+            jelbo.StudentT(4.0, jnp.zeros(3), jnp.ones(3)),
+        ),
+        (jelbo.Normal(jnp.zeros(3), jnp.ones(3)), jelbo.Laplace(jnp.zeros(3), jnp.ones(3))),
+    ],
+    ids=["bernoulli-normal", "studentt-studentt", "normal-laplace"],
+)
+def test_unknown_pair_raises_with_guidance(q, p):
+    nq, np_ = type(q).__name__, type(p).__name__
+    with pytest.raises(NotImplementedError) as info:
+        jelbo.kl_divergence(q, p)
+    message = str(info.value)
+    assert f"KL({nq} || {np_})" in message
+    assert f"register_kl({nq}, {np_})" in message
+    assert "mc_kl" in message and "kl='mc'" in message
+
+
+def test_event_shape_mismatch_names_both_shapes():
+    q, p = jelbo.Normal(jnp.zeros(3), jnp.ones(3)), jelbo.Normal(jnp.zeros(4), jnp.ones(4))
+    with pytest.raises(ValueError, match=r"`q`.*\(3,\).*`p`.*\(4,\)"):
+        jelbo.kl_divergence(q, p)
+
+
+def test_event_shape_mismatch_across_families_raises():
+    q = jelbo.MultivariateNormalTriL(jnp.zeros(2), jnp.eye(2))
+    p = jelbo.Normal(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+        jelbo.kl_divergence(q, p)
+
+
+def test_batch_shapes_that_do_not_broadcast_raise():
+    q, p = (
+        jelbo.Normal(jnp.zeros((2, 3)), jnp.ones(3)),
+        jelbo.Normal(jnp.zeros((5, 3)), jnp.ones(3)),
+    )
+    with pytest.raises(ValueError, match=r"`q.batch_shape` \(2,\).*`p.batch_shape` \(5,\)"):
+        jelbo.kl_divergence(q, p)
+
+
+def test_categorical_category_count_mismatch_raises():
+    with pytest.raises(ValueError, match=r"\(4,\).*\(5,\)"):
+        jelbo.kl_divergence(jelbo.Categorical(jnp.zeros(4)), jelbo.Categorical(jnp.zeros(5)))
+
+
+@pytest.mark.parametrize(
+    "type_q, type_p, name",
+    [
+        (int, jelbo.Normal, "type_q"),
+        (jelbo.Normal, "Normal", "type_p"),
+        (jelbo.Normal(jnp.zeros(1), jnp.ones(1)), jelbo.Normal, "type_q"),
+        (jelbo.Normal, jnp.ndarray, "type_p"),
+    ],
+    ids=["int", "str", "instance", "array-type"],
+)
+def test_register_kl_rejects_non_distribution_types(type_q, type_p, name, registry):
+    with pytest.raises(TypeError, match=f"`{name}`"):
+        jelbo.register_kl(type_q, type_p)
+    assert jelbo.kl._KL_REGISTRY == registry
+
+
+def test_mc_kl_rejects_bad_arguments():
+    q = jelbo.Normal(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(ValueError, match="`num_samples`"):
+        jelbo.mc_kl(jax.random.key(0), q, q, num_samples=0)
+    with pytest.raises(TypeError, match="`num_samples`"):
+        jelbo.mc_kl(jax.random.key(0), q, q, num_samples=2.5)
+    with pytest.raises(TypeError, match="`key`"):
+        jelbo.mc_kl(0, q, q, num_samples=2)
+    with pytest.raises(ValueError, match=re.escape("(4,)")):
+        jelbo.mc_kl(jax.random.key(0), q, jelbo.Normal(jnp.zeros(4), jnp.ones(4)), num_samples=2)
+
+
+# --- the registry --------------------------------------------------------------------------
+
+
+class MyNormal(jelbo.Normal):
+    """A user subclass: inherits Normal's pairs until it registers its own."""
+
+
+@pytest.fixture
+def registry():
+    """Snapshot of the KL registry, restored after the test."""
+    saved = dict(jelbo.kl._KL_REGISTRY)
+    yield saved
+    jelbo.kl._KL_REGISTRY.clear()
+    jelbo.kl._KL_REGISTRY.update(saved)
+
+
+def test_register_kl_adds_a_new_pair(registry):
+    q = jelbo.StudentT(3.0, jnp.zeros((2, 3)), jnp.ones(3))
+    p = jelbo.Normal(jnp.zeros(3), jnp.ones(3))
+
+    def kl_t_normal(q, p):
+        return jnp.sum(q.loc + 7.0 * p.scale, axis=-1)
+
+    assert jelbo.register_kl(jelbo.StudentT, jelbo.Normal)(kl_t_normal) is kl_t_normal
+    np.testing.assert_array_equal(jelbo.kl_divergence(q, p), [21.0, 21.0])
+    with pytest.raises(NotImplementedError):  # only the registered direction exists
+        jelbo.kl_divergence(p, q)
+
+
+def test_subclass_inherits_the_parent_pair(rng):
+    q, _ = build("normal", random_params("normal", rng, (2,), 0.5), np.float64)
+    p, _ = build("normal", random_params("normal", rng, (), -0.3), np.float64)
+    mine = MyNormal(q.loc, q.scale)
+    np.testing.assert_array_equal(jelbo.kl_divergence(mine, p), jelbo.kl_divergence(q, p))
+
+
+def test_register_kl_for_a_subclass_takes_precedence(registry, rng):
+    q, _ = build("normal", random_params("normal", rng, (2,), 0.5), np.float64)
+    p, _ = build("normal", random_params("normal", rng, (), -0.3), np.float64)
+    reference = jelbo.kl_divergence(q, p)
+
+    @jelbo.register_kl(MyNormal, jelbo.Normal)
+    def _(q, p):
+        return jnp.full(jnp.broadcast_shapes(q.batch_shape, p.batch_shape), -1.0)
+
+    np.testing.assert_array_equal(jelbo.kl_divergence(MyNormal(q.loc, q.scale), p), [-1.0, -1.0])
+    np.testing.assert_array_equal(jelbo.kl_divergence(q, p), reference)
+    # Normal || MyNormal still resolves to Normal || Normal through p's MRO.
+    np.testing.assert_allclose(
+        jelbo.kl_divergence(q, MyNormal(p.loc, p.scale)), reference, **tol(np.float64)
+    )
+
+
+def test_register_kl_replaces_an_existing_pair(registry, rng):
+    q, _ = build("laplace", random_params("laplace", rng, (), 0.5), np.float64)
+    jelbo.register_kl(jelbo.Laplace, jelbo.Laplace)(lambda q, p: jnp.asarray(42.0))
+    assert float(jelbo.kl_divergence(q, q)) == 42.0
+
+
+def test_registered_pairs_are_jittable(registry):
+    @jelbo.register_kl(jelbo.StudentT, jelbo.StudentT)
+    def _(q, p):
+        return jnp.sum((q.loc - p.loc) ** 2, axis=-1)
+
+    q = jelbo.StudentT(jnp.full(3, 3.0), jnp.arange(3.0), jnp.ones(3))
+    p = jelbo.StudentT(jnp.full(3, 3.0), jnp.zeros(3), jnp.ones(3))
+    assert float(jax.jit(jelbo.kl_divergence)(q, p)) == 5.0
