@@ -145,7 +145,13 @@ def markdown(report: dict[str, Any]) -> str:
         "(tracing and compiling), seconds; *median*: steady-state median per call after "
         "warm-up, ms; *× 3(b)*: median over the hand-written flattened JAX step's, same "
         "allocator. `tcmalloc`: the same run with `libtcmalloc_minimal.so.4` preloaded "
-        "(JAX contenders only).",
+        "(JAX contenders only)."
+        + (
+            f" Each contender ran {report['rounds']} times (interleaved); the table shows the "
+            "lowest median and the lowest first call."
+            if report.get("rounds", 1) > 1
+            else ""
+        ),
         "",
     ]
     header = ["contender", "kind"]
