@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(REPO))
 
-from bench.contenders import CONTENDERS, Contender  # noqa: E402
+from bench.contenders import BASELINE, CONTENDERS, Contender  # noqa: E402
 from bench.report import check_targets, markdown  # noqa: E402
 from bench.workload import SIZES, Size  # noqa: E402
 
@@ -41,6 +41,8 @@ TCMALLOC_GLOBS = (
 )
 MEMORY_SAMPLES = 1_000_000
 MEMORY_CHUNK = 10_000
+# JAX step contenders that are also timed together in one process, steps interleaved
+INTERLEAVED = ("jax-b", "jelbo", "jax-a", "numpyro-trace", "numpyro-meanfield", "tfp-jax")
 VERSIONED = ("jax", "jaxlib", "numpy", "optax", "numpyro", "torch", "tfp-nightly")
 
 
@@ -100,7 +102,7 @@ def _measure(
         result = {"status": "not installed", "detail": ", ".join(missing)}
     else:
         worker = ["bench.worker", "--contender", contender.key, "--size", size.label]
-        worker += ["--seconds", str(args.seconds)]
+        worker += ["--seconds", str(args.seconds), "--min-reps", str(3 if args.quick else 10)]
         result = _run_json(worker, preload, timeout=600)
     return (
         {"contender": contender.key, "size": size.label}
@@ -184,10 +186,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="repeat each measurement; keep the best (noisy hosts)"
     )
     parser.add_argument("--no-tcmalloc", action="store_true", help="default allocator only")
+    parser.add_argument(
+        "--no-interleaved", action="store_true", help="skip the interleaved one-process timing"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     args = parser.parse_args(argv)
     if args.seconds is None:
-        args.seconds = 0.3 if args.quick else 1.5
+        args.seconds = 0.3 if args.quick else 1.0
     return args
 
 
@@ -222,6 +227,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     )
         results += [_best_of(runs) for runs in rounds.values()]
 
+    interleaved = []
+    keys = [c.key for c in contenders if c.key in INTERLEAVED]
+    if BASELINE in keys and len(keys) > 1 and not args.no_interleaved:
+        for size in sizes:
+            for allocator in allocators[:1] if args.quick else allocators:
+                preload = tcmalloc if allocator == "tcmalloc" else None
+                command = ["bench.interleaved", "--contenders", ",".join(keys)]
+                command += ["--size", size.label, "--seconds", str(2 * args.seconds)]
+                entry = _run_json(command, preload, timeout=900)
+                entry |= {"size": size.label, "requested_allocator": allocator}
+                interleaved.append(entry)
+                shown = entry.get("detail") or ", ".join(
+                    f"{k} {1e3 * v:.3f}" for k, v in entry["median_s"].items()
+                )
+                _log(f"{size.label}  interleaved {allocator:8s} median ms: {shown}")
+
     memory = []
     if not args.no_memory:
         for chunk in (None, MEMORY_CHUNK):
@@ -249,9 +270,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds_per_measurement": args.seconds,
         "rounds": args.rounds,
         "results": results,
+        "interleaved": interleaved,
         "memory": memory,
     }
-    report["targets"] = check_targets(results, memory, allocators)
+    report["targets"] = check_targets(results, interleaved, memory, allocators)
     table = markdown(report)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.out_dir / f"{host}-{date}"

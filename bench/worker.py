@@ -53,10 +53,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--contender", required=True)
     parser.add_argument("--size", required=True, type=Size.parse)
     parser.add_argument("--seconds", type=float, default=Budget.seconds)
+    parser.add_argument("--min-reps", type=int, default=Budget.min_reps)
     parser.add_argument("--max-reps", type=int, default=Budget.max_reps)
     args = parser.parse_args(argv)
     budget = Budget(
-        seconds=args.seconds, warmup_seconds=0.25 * args.seconds, max_reps=args.max_reps
+        seconds=args.seconds,
+        warmup_seconds=0.25 * args.seconds,
+        min_reps=args.min_reps,
+        max_reps=args.max_reps,
     )
     print(json.dumps(run_one(args.contender, args.size, budget)))
     sys.stdout.flush()

@@ -94,3 +94,12 @@ def test_markdown_and_memory(report: dict) -> None:
     assert chunked and plain
     assert chunked[0]["peak_rss_bytes"] < 2**30
     assert chunked[0]["elbo"] == pytest.approx(plain[0]["elbo"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_interleaved_run(report: dict) -> None:
+    (entry,) = report["interleaved"]
+    assert entry["requested_allocator"] == "default" and entry["rounds"] >= 5
+    assert {"jax-a", "jax-b", "jelbo"} <= set(entry["median_s"])
+    assert all(t > 0 for t in entry["median_s"].values())
+    assert any(t["target"].startswith("interleaved: jelbo") for t in report["targets"])

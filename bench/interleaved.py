@@ -1,0 +1,84 @@
+"""Steady-state step times of several JAX contenders measured in one process, interleaved.
+
+``python -m bench.interleaved --size 256,64,8,32 --contenders jax-b,jelbo,numpyro-trace``
+builds every contender, warms each up, then times one step of each in turn, round after
+round (in a shuffled order), and prints one JSON line with each contender's median. On a
+shared machine the load changes over seconds; taking the steps in turn exposes every
+contender to the same load, so the ratios between them are far more stable than those of
+separate processes run one after another. (First-call times are not measured here:
+compilation caches are shared in one process. :mod:`bench.worker` measures those.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import random
+import statistics
+import time
+from typing import Any
+
+from bench.contenders import by_key
+from bench.runner import Runner
+from bench.worker import allocator_in_use
+from bench.workload import Size
+
+__all__ = ["main", "run_interleaved"]
+
+
+def run_interleaved(
+    keys: list[str], size: Size, seconds: float, min_rounds: int = 5, max_rounds: int = 300
+) -> dict[str, Any]:
+    """Times the contenders' steps in turn; skips those that cannot be imported."""
+    runners: dict[str, Runner] = {}
+    skipped: dict[str, str] = {}
+    for key in keys:
+        contender = by_key(key)
+        missing = contender.missing()
+        if missing:
+            skipped[key] = "not installed: " + ", ".join(missing)
+            continue
+        try:
+            module = importlib.import_module(contender.module)
+        except ImportError as error:
+            skipped[key] = f"not installed: {error}"
+            continue
+        runner = module.make_runner(contender.variant, size)
+        for _ in range(3):
+            runner.step()
+        runners[key] = runner
+    times: dict[str, list[float]] = {key: [] for key in runners}
+    clock = time.perf_counter
+    order, shuffle = list(runners), random.Random(0).shuffle
+    start, rounds = clock(), 0
+    while runners and rounds < max_rounds and (rounds < min_rounds or clock() - start < seconds):
+        shuffle(order)  # no contender always runs right after the same other one
+        for key in order:
+            t0 = clock()
+            runners[key].step()
+            times[key].append(clock() - t0)
+        rounds += 1
+    return {
+        "size": size.label,
+        "allocator": allocator_in_use(),
+        "rounds": rounds,
+        "median_s": {key: statistics.median(ts) for key, ts in times.items()},
+        "min_s": {key: min(ts) for key, ts in times.items()},
+        "skipped": skipped,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--contenders", required=True, help="comma-separated keys")
+    parser.add_argument("--size", required=True, type=Size.parse)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    result = run_interleaved(args.contenders.split(","), args.size, args.seconds)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
