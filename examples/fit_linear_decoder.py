@@ -26,9 +26,9 @@ Parameterization: the trained parameters live in standardized units — with the
 mean :math:`\mu` and one global scale :math:`s` (root mean pixel variance), the model is
 evaluated with :math:`W = s\tilde W`, :math:`b = \mu + s\tilde b`,
 :math:`\sigma^2 = s^2\,\mathrm{softplus}(\tilde\rho)`, and the encoder reads
-:math:`(x-\mu)/s`. This is the same model (a fixed affine reparameterization: a data-
-dependent initialization :math:`b = \mu` and a diagonal preconditioner for Adam), and
-``params.npz`` stores it in the raw units of the formulas above.
+:math:`(x-\mu)/s`. This is the same model under a fixed affine reparameterization (it
+amounts to the data-dependent initialization :math:`b = \mu` and to giving Adam parameters
+of order one), and ``params.npz`` stores it in the raw units of the formulas above.
 
 Outputs in ``--out`` (default ``runs/linear_decoder``): ``params.npz`` (``W``, ``b``,
 ``sigma2``, ``A``, ``a``, ``C``, ``c``), ``summary.json``, ``fit_linear_decoder.png`` (the
@@ -61,7 +61,8 @@ import optax
 
 import jelbo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:  # when imported from elsewhere
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ppca  # the closed-form reference, next to this file
 
 Array = jax.Array
@@ -128,7 +129,7 @@ class Config:
 
     def trajectory(self) -> dict[str, Any]:
         """The options that determine the training trajectory (must match on ``--resume``)."""
-        skip = {"out", "resume", "final_eval_repeats"}
+        skip = {"data", "out", "resume", "final_eval_repeats"}  # the data are hashed instead
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -298,7 +299,6 @@ def bound(
     objective: str = "elbo",
     grad_estimator: str = "reparam",
     num_samples: int = 1,
-    sample_chunk_size: int | None = None,
 ) -> Array:
     r"""The per-datapoint bound on :math:`\log p(x)` (raw units), shape ``x.shape[:-1]``.
 
@@ -321,7 +321,6 @@ def bound(
             num_samples=num_samples,
             kl=kl,
             grad_estimator=grad_estimator,
-            sample_chunk_size=sample_chunk_size,
         )
         return terms.elbo
     return jelbo.iwae_bound(
@@ -332,7 +331,6 @@ def bound(
         x,
         num_samples=num_samples,
         grad_estimator=grad_estimator,
-        sample_chunk_size=sample_chunk_size,
     )
 
 
@@ -781,6 +779,7 @@ def summarize(
         "steps": state.epoch * (x_train.shape[0] // min(config.batch_size, x_train.shape[0])),
         "epochs": state.epoch,
         "elbo_samples": config.eval_samples * repeats,
+        "data": config.data or "sklearn.datasets.load_digits",
         "config": config.trajectory(),
     }
     if x_test is not None:
@@ -837,7 +836,8 @@ def plot(
         curves.append(history["test_elbo"])
     tail = np.concatenate([c[len(c) // 10 :] for c in curves])
     low = min(np.nanmin(tail), optimum) if tail.size else optimum - 10
-    ax.set_ylim(low - 0.1 * (optimum - low) - 1, optimum + 0.05 * (optimum - low) + 1)
+    span = max(optimum - low, 0.5)
+    ax.set_ylim(low - 0.1 * span, optimum + 0.1 * span)
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per datapoint")
     ax.set_title(
@@ -901,6 +901,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, bool]:
     for name in ("latent_dim", "epochs", "batch_size", "num_samples"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0.0 <= args.test_fraction < 1.0:
+        parser.error("--test-fraction must be in [0, 1)")
+    if not args.lr > 0.0:
+        parser.error("--lr must be > 0")
     config = Config(
         latent_dim=args.latent_dim,
         epochs=args.epochs,
@@ -961,20 +965,27 @@ def main(
     os.replace(tmp, out / "summary.json")
 
     def fmt(value: float | None) -> str:
-        return "   n/a" if value is None else f"{value:10.3f}"
+        return f"{'n/a':>10}" if value is None else f"{value:10.3f}"
 
-    print(f"\nK={config.latent_dim}, {summary['n_train']} train / {summary['n_test']} test rows, ")
-    print(f"{summary['steps']} steps in {summary['seconds']:.1f} s; nats per datapoint:")
+    stderr = summary["train_elbo_stderr"]
+    samples = f"jelbo, {summary['elbo_samples']} samples"
     print(
-        f"  train ELBO (jelbo, {summary['elbo_samples']} samples) {fmt(summary['train_elbo'])}"
-        f"  ± {summary['train_elbo_stderr']:.4f}"
+        f"\nK={config.latent_dim}, {summary['n_train']} train / {summary['n_test']} test rows, "
+        f"{summary['steps']} steps, {summary['seconds']:.1f} s. Nats per datapoint:"
     )
-    print(f"  train ELBO (exact, closed form)    {fmt(summary['train_elbo_exact'])}")
-    print(f"  train log-likelihood (exact)       {fmt(summary['train_log_likelihood'])}")
-    print(f"  PPCA optimum (closed form)         {fmt(summary['ppca_optimum'])}")
-    print(f"  gap = optimum − train ELBO         {fmt(summary['gap'])}")
-    print(f"  test ELBO (jelbo)                  {fmt(summary['test_elbo'])}")
-    print(f"  test log-likelihood (exact)        {fmt(summary['test_log_likelihood'])}")
+    lines = [
+        (f"train ELBO ({samples})", summary["train_elbo"]),
+        ("train ELBO (exact, closed form)", summary["train_elbo_exact"]),
+        ("train log-likelihood (exact)", summary["train_log_likelihood"]),
+        ("PPCA optimum (closed form)", summary["ppca_optimum"]),
+        ("gap = optimum − train ELBO", summary["gap"]),
+        ("gap with the exact ELBO", summary["gap_exact"]),
+        (f"test ELBO ({samples})", summary["test_elbo"]),
+        ("test log-likelihood (exact)", summary["test_log_likelihood"]),
+    ]
+    for i, (label, value) in enumerate(lines):
+        note = f" ± {stderr:.4f} (Monte Carlo standard error)" if i == 0 and stderr else ""
+        print(f"  {label:<36}{fmt(value)}{note}")
     print(f"outputs in {out}/")
     return summary
 
