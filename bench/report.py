@@ -74,6 +74,13 @@ def check_targets(
                     "<=",
                     1.25,
                 )
+                add(
+                    f"jelbo first-call CPU time / 3(b)'s, {label}, {allocator}",
+                    (jelbo["build_cpu_s"] + jelbo["first_call_cpu_s"])
+                    / (base["build_cpu_s"] + base["first_call_cpu_s"]),
+                    "<=",
+                    1.25,
+                )
             for peer in PEERS:
                 # torch is not a JAX program: it always runs with the default allocator
                 other = _lookup(results, peer, label, "default" if peer == "torch" else allocator)

@@ -1,7 +1,8 @@
 """Runs the benchmark: every contender at every size, in subprocesses; writes Markdown + JSON.
 
 ``python bench/run.py`` (a few minutes on a 2-core CPU) or ``python bench/run.py --quick``
-(the smallest size only, well under a minute). Results go to
+(the smallest size only, and only 3(b) and jelbo under tcmalloc: a smoke test, under a
+minute on a quiet machine). Results go to
 ``bench/results/<host>-<date>.{json,md}`` unless ``--out-dir`` says otherwise; the table is
 also printed. Each JAX contender runs twice: with the default allocator and, where
 ``libtcmalloc_minimal.so.4`` is found, with it in ``LD_PRELOAD``.
@@ -111,6 +112,15 @@ def _measure(
     )
 
 
+def _allocators_for(contender: Contender, allocators: list[str], quick: bool) -> list[str]:
+    """JAX contenders run under every allocator; with ``--quick`` only 3(b) and jelbo do."""
+    if not contender.uses_jax:
+        return ["default"]
+    if quick and contender.key not in (BASELINE, "jelbo"):
+        return allocators[:1]
+    return allocators
+
+
 def _best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Combines repeated runs: the lowest median and the lowest first call, all kept too."""
     ok = [r for r in runs if r["status"] == "ok"]
@@ -118,9 +128,10 @@ def _best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return runs[-1]
     best = dict(min(ok, key=lambda r: r["median_s"]))
     first = min(ok, key=lambda r: r["build_s"] + r["first_call_s"])
-    best["build_s"], best["first_call_s"] = first["build_s"], first["first_call_s"]
+    for key in ("build_s", "first_call_s", "build_cpu_s", "first_call_cpu_s"):
+        best[key] = first[key]
     if len(runs) > 1:
-        keys = ("median_s", "build_s", "first_call_s", "reps")
+        keys = ("median_s", "build_s", "first_call_s", "first_call_cpu_s", "reps")
         best["rounds"] = [{k: r[k] for k in keys} for r in ok]
     return best
 
@@ -217,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for index in range(args.rounds):
             for contender in contenders:
-                for allocator in allocators if contender.uses_jax else ["default"]:
+                for allocator in _allocators_for(contender, allocators, args.quick):
                     preload = tcmalloc if allocator == "tcmalloc" else None
                     result = _measure(contender, size, allocator, preload, args)
                     rounds.setdefault((contender.key, allocator), []).append(result)
