@@ -296,6 +296,8 @@ def elbo(
             "Monte Carlo KL: use kl='mc' with it (with kl='analytic' STL is not defined)."
         )
     if grad_estimator == "score":
+        if baseline is not None:
+            baseline = score.check_baseline(baseline, q.batch_shape)
         log_lik, log_q, log_p = _map_over_samples(
             problem, key, with_log_q=True, stop_q=False, stop_z=True
         )

@@ -42,6 +42,7 @@ import numpy as np
 Array = jax.Array
 
 __all__ = [
+    "check_baseline",
     "elbo_surrogate",
     "iwae_surrogate",
     "leave_one_out_mean",
@@ -84,7 +85,8 @@ def leave_one_out_mean(values: Array) -> Array:
     return (jnp.sum(values, axis=-1, keepdims=True) - values) / (s - 1)
 
 
-def _check_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Array:
+def check_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Array:
+    """Returns ``baseline`` broadcast to ``batch_shape``, or raises ``ValueError`` naming both."""
     shape = tuple(jnp.shape(baseline))
     try:
         broadcast = tuple(np.broadcast_shapes(shape, batch_shape))
@@ -161,7 +163,7 @@ def elbo_surrogate(
         else:
             b_lik, b_ratio = 0.0, 0.0
     else:
-        c = _check_baseline(baseline, log_lik.shape[:-1])[..., None]
+        c = check_baseline(baseline, log_lik.shape[:-1])[..., None]
         b_lik, b_ratio = c, 0.0
 
     expected = jnp.mean(log_lik + score_term(log_lik - b_lik, log_q), axis=-1)
