@@ -112,6 +112,16 @@ def _unflatten(cls: type, leaves: Any) -> Distribution:
     return dist
 
 
+def _draw_flat(draw: Any, key: Array, shape: Shape, dtype: Any) -> Array:
+    """``draw(key, shape, dtype)`` generated as one flat vector and reshaped.
+
+    With JAX's (default) partitionable threefry the values are identical, but XLA compiles
+    the flat form much faster on CPU when it is vmapped over keys (e.g. 1.3 s instead of
+    12 s for 16 keys × (1797, 10)).
+    """
+    return draw(key, (math.prod(shape),), dtype).reshape(shape)
+
+
 def _param_shape(dist: Distribution) -> Shape:
     """Broadcast shape of all parameters of a family whose last axis is the event axis."""
     named = [(f.name, jnp.shape(getattr(dist, f.name))) for f in dataclasses.fields(dist)]
@@ -181,7 +191,7 @@ class Normal(_Factorized):
         return -0.5 * z * z - jnp.log(self.scale) - _HALF_LOG_2PI
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        eps = jax.random.normal(key, sample_shape + _param_shape(self), self.dtype)
+        eps = _draw_flat(jax.random.normal, key, sample_shape + _param_shape(self), self.dtype)
         return self.loc + self.scale * eps
 
     def _entropy_elementwise(self) -> Array:
@@ -205,7 +215,7 @@ class Laplace(_Factorized):
         return -jnp.log(2.0 * self.scale) - jnp.abs(x - self.loc) / self.scale
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        eps = jax.random.laplace(key, sample_shape + _param_shape(self), self.dtype)
+        eps = _draw_flat(jax.random.laplace, key, sample_shape + _param_shape(self), self.dtype)
         return self.loc + self.scale * eps
 
     def _entropy_elementwise(self) -> Array:
@@ -276,7 +286,7 @@ class Bernoulli(_Factorized):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + _param_shape(self)
-        u = jax.random.uniform(key, shape, self.dtype)
+        u = _draw_flat(jax.random.uniform, key, shape, self.dtype)
         # u < sigmoid(a)  <=>  logit(u) < a, compared in log space to stay exact at saturation.
         return (jnp.log(u) - jnp.log1p(-u) < self.logits).astype(self.dtype)
 
@@ -414,7 +424,7 @@ class MultivariateNormalTriL(Distribution):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.batch_shape + self.event_shape
-        eps = jax.random.normal(key, shape, self.dtype)
+        eps = _draw_flat(jax.random.normal, key, shape, self.dtype)
         return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps)
 
     def _entropy(self) -> Array:
