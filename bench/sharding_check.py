@@ -163,7 +163,8 @@ def markdown(report: dict) -> str:
         f"JAX {report['jax']} on {report['backend']} with "
         f"{report['simulated_devices']} simulated devices "
         f"(`XLA_FLAGS={report['xla_flags']}`), partitionable threefry "
-        f"{'on' if report['threefry_partitionable'] else 'OFF'}; machine: {report['machine']}. "
+        f"{'on' if report['threefry_partitionable'] else 'OFF'}; machine: {report['machine']}; "
+        f"jelbo at commit {report['commit']}. "
         f"{report['model']}, global batch {report['batch']}, K = {report['latent_dim']}. "
         "Same key, data and parameters; batch sharded over mesh axis `data`, parameters "
         "replicated. Largest absolute difference from the run on one device without a mesh. "
@@ -225,6 +226,10 @@ def main() -> None:
         sys.exit(result.stderr)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     report["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    report["commit"] = commit.stdout.strip() or None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sharding_check.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "sharding_check.md").write_text(markdown(report))
