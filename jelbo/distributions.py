@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import betaln, digamma, gammaln
+from jax.sharding import PartitionSpec as P
 
 from jelbo import _checks
 
@@ -112,14 +113,60 @@ def _unflatten(cls: type, leaves: Any) -> Distribution:
     return dist
 
 
-def _draw_flat(draw: Any, key: Array, shape: Shape, dtype: Any) -> Array:
+def _draw_flat(draw: Any, key: Array, shape: Shape, dtype: Any, *params: Any) -> Array:
     """``draw(key, shape, dtype)`` generated as one flat vector and reshaped.
 
     With JAX's (default) partitionable threefry the values are identical, but XLA compiles
     the flat form much faster on CPU when it is vmapped over keys (e.g. 1.3 s instead of
     12 s for 16 keys × (1797, 10)).
+
+    Under a mesh with Explicit axes, parameters (``params``) sharded along batch axes give
+    the noise the same sharding (see :func:`_noise_sharding`), so that each device generates
+    only its shard: still flat when the only sharded axis leads (the ELBO's case), else
+    drawn in ``shape`` (slower to compile when vmapped; the values are the same either way).
     """
-    return draw(key, (math.prod(shape),), dtype).reshape(shape)
+    sharding = _noise_sharding(shape, *params)
+    if sharding is None:
+        return draw(key, (math.prod(shape),), dtype).reshape(shape)
+    sharded = [i for i, axes in enumerate(sharding) if axes is not None]
+    if len(sharded) == 1 and math.prod(shape[: sharded[0]]) == 1:
+        # The leading non-trivial axis is the only sharded one (the ELBO's case: one key per
+        # sample, batch-major): contiguous slices of the flat vector are the shards.
+        flat = draw(key, (math.prod(shape),), dtype, out_sharding=P(sharding[sharded[0]]))
+        return jnp.reshape(flat, shape, out_sharding=sharding)
+    return draw(key, shape, dtype, out_sharding=sharding)
+
+
+def _noise_sharding(shape: Shape, *params: Any) -> Any:
+    """``out_sharding`` for noise of ``shape`` drawn for parameters on Explicit mesh axes.
+
+    Under ``jax.set_mesh`` with ``AxisType.Explicit`` axes an array's sharding is part of its
+    type, and a random draw without ``out_sharding`` is typed replicated: every device would
+    generate the noise of the whole (batch-sharded) batch and keep only its slice. Returns
+    the parameters' sharding, right-aligned against ``shape``, or ``None`` (no mesh, Auto
+    axes, replicated parameters).
+
+    Args:
+        shape: the noise shape, ``sample_shape + batch_shape + event_shape``.
+        *params: parameter arrays, right-aligned against ``shape``; ``(array, n)`` drops the
+            array's last ``n`` axes first (e.g. ``(scale_tril, 1)``).
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not mesh.explicit_axes:
+        return None
+    out: list[Any] = [None] * len(shape)
+    for param in params:
+        array, drop = param if isinstance(param, tuple) else (param, 0)
+        aval = jax.typeof(array)
+        spec = tuple(aval.sharding.spec) + (None,) * (aval.ndim - len(aval.sharding.spec))
+        dims = aval.shape[: aval.ndim - drop]
+        offset = len(shape) - len(dims)
+        for i, (axes, size) in enumerate(zip(spec[: len(dims)], dims, strict=True)):
+            if axes is not None and size != 1 and offset + i >= 0 and out[offset + i] is None:
+                out[offset + i] = axes
+    if all(axes is None for axes in out):
+        return None
+    return P(*out)
 
 
 def _param_shape(dist: Distribution) -> Shape:
@@ -191,7 +238,8 @@ class Normal(_Factorized):
         return -0.5 * z * z - jnp.log(self.scale) - _HALF_LOG_2PI
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        eps = _draw_flat(jax.random.normal, key, sample_shape + _param_shape(self), self.dtype)
+        shape = sample_shape + _param_shape(self)
+        eps = _draw_flat(jax.random.normal, key, shape, self.dtype, self.loc, self.scale)
         return self.loc + self.scale * eps
 
     def _entropy_elementwise(self) -> Array:
@@ -215,7 +263,8 @@ class Laplace(_Factorized):
         return -jnp.log(2.0 * self.scale) - jnp.abs(x - self.loc) / self.scale
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        eps = _draw_flat(jax.random.laplace, key, sample_shape + _param_shape(self), self.dtype)
+        shape = sample_shape + _param_shape(self)
+        eps = _draw_flat(jax.random.laplace, key, shape, self.dtype, self.loc, self.scale)
         return self.loc + self.scale * eps
 
     def _entropy_elementwise(self) -> Array:
@@ -286,7 +335,7 @@ class Bernoulli(_Factorized):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + _param_shape(self)
-        u = _draw_flat(jax.random.uniform, key, shape, self.dtype)
+        u = _draw_flat(jax.random.uniform, key, shape, self.dtype, self.logits)
         # u < sigmoid(a)  <=>  logit(u) < a, compared in log space to stay exact at saturation.
         return (jnp.log(u) - jnp.log1p(-u) < self.logits).astype(self.dtype)
 
@@ -424,7 +473,7 @@ class MultivariateNormalTriL(Distribution):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.batch_shape + self.event_shape
-        eps = _draw_flat(jax.random.normal, key, shape, self.dtype)
+        eps = _draw_flat(jax.random.normal, key, shape, self.dtype, self.loc, (self.scale_tril, 1))
         return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps)
 
     def _entropy(self) -> Array:

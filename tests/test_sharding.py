@@ -262,25 +262,7 @@ def test_the_batch_is_really_sharded(report, axis_type):
     assert entry["params_replicated"]
 
 
-NOISE_PER_SHARD = {
-    "auto": [],
-    "explicit": [
-        pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "With Explicit mesh axes, distributions' _sample draws its noise with no "
-                "out_sharding, so it is typed replicated and every device generates the whole "
-                "batch's noise (values stay correct). Remove this marker once _sample passes "
-                "out_sharding derived from the parameters' shardings."
-            ),
-        )
-    ],
-}
-
-
-@pytest.mark.parametrize(
-    "axis_type", [pytest.param(a, marks=NOISE_PER_SHARD[a]) for a in AXIS_TYPES]
-)
+@pytest.mark.parametrize("axis_type", AXIS_TYPES)
 def test_each_device_draws_only_the_noise_of_its_shard(report, axis_type):
     entry = report["configs"][f"{axis_type}-{NUM_DEVICES}"]
     assert entry["noise_elements"] == SAMPLES * (BATCH // NUM_DEVICES) * LATENT
