@@ -1,7 +1,7 @@
 """Steady-state step times of several JAX contenders measured in one process, interleaved.
 
 ``python -m bench.interleaved --size 256,64,8,32 --contenders jax-b,jelbo,numpyro-trace``
-builds every contender, warms each up, then times one step of each in turn, round after
+builds every contender, warms each up, then times a few steps of each in turn, round after
 round (in a shuffled order), and prints one JSON line with each contender's median. On a
 shared machine the load changes over seconds; taking the steps in turn exposes every
 contender to the same load, so the ratios between them are far more stable than those of
@@ -28,9 +28,21 @@ __all__ = ["main", "run_interleaved"]
 
 
 def run_interleaved(
-    keys: list[str], size: Size, seconds: float, min_rounds: int = 5, max_rounds: int = 300
+    keys: list[str],
+    size: Size,
+    seconds: float,
+    *,
+    block: int = 3,
+    min_rounds: int = 5,
+    max_rounds: int = 100,
 ) -> dict[str, Any]:
-    """Times the contenders' steps in turn; skips those that cannot be imported."""
+    """Times the contenders in turn, a block of steps each; skips those not installed.
+
+    Each round visits the contenders in a shuffled order; each visit runs one untimed step
+    (to bring the contender's buffers back into cache after the others ran) and then times
+    ``block`` single steps, so the times are warm-cache steady-state times like those of
+    :mod:`bench.worker`, taken under the same load for every contender.
+    """
     runners: dict[str, Runner] = {}
     skipped: dict[str, str] = {}
     for key in keys:
@@ -55,14 +67,18 @@ def run_interleaved(
     while runners and rounds < max_rounds and (rounds < min_rounds or clock() - start < seconds):
         shuffle(order)  # no contender always runs right after the same other one
         for key in order:
-            t0 = clock()
-            runners[key].step()
-            times[key].append(clock() - t0)
+            runner = runners[key]
+            runner.step()
+            for _ in range(block):
+                t0 = clock()
+                runner.step()
+                times[key].append(clock() - t0)
         rounds += 1
     return {
         "size": size.label,
         "allocator": allocator_in_use(),
         "rounds": rounds,
+        "block": block,
         "median_s": {key: statistics.median(ts) for key, ts in times.items()},
         "min_s": {key: min(ts) for key, ts in times.items()},
         "skipped": skipped,

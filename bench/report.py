@@ -217,8 +217,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "## Interleaved: the JAX steps timed in turn in one process",
             "",
-            "Median ms per step (× 3(b)); every contender saw the same load, so these ratios "
-            "are the stable ones on a busy machine.",
+            "Median ms per step (× 3(b)). The contenders take turns in one process, a few "
+            "steps each (one untimed to re-warm caches, then timed ones), round after round: "
+            "all see the same load, so on a busy machine these ratios are steadier than "
+            "those of the separate processes above.",
             "",
         ]
         keys = list(dict.fromkeys(k for e in report["interleaved"] for k in e.get("median_s", {})))
