@@ -212,6 +212,17 @@ def test_elbo_never_exceeds_log_marginal(shift, log_var, seed):
 # --- gradient estimators --------------------------------------------------------------------
 
 
+def _bound(family, grad_estimator, key, q, ll, prior, x, num_samples):
+    """The STL family (``elbo(kl="mc")``) or the DReG family (``iwae_bound``) of bounds."""
+    if family == "stl":
+        return jelbo.elbo(
+            key, q, ll, prior, x, num_samples=num_samples, kl="mc", grad_estimator=grad_estimator
+        ).elbo
+    return jelbo.iwae_bound(
+        key, q, ll, prior, x, num_samples=num_samples, grad_estimator=grad_estimator
+    )
+
+
 def _q_grads(bound, q, n_keys=3):
     return jax.jit(jax.vmap(lambda k: jax.grad(lambda q: jnp.sum(bound(k, q)))(q)))(
         _keys(n_keys, 11)
@@ -222,15 +233,8 @@ def _q_grads(bound, q, n_keys=3):
 def test_low_variance_gradients_vanish_at_exact_posterior(model, dtype, estimator):
     q, ll, prior, x = model.problem(dtype, "exact")
 
-    def bound(k, q, grad_estimator):
-        if estimator == "stl":
-            return jelbo.elbo(
-                k, q, ll, prior, x, num_samples=4, kl="mc", grad_estimator=grad_estimator
-            ).elbo
-        return jelbo.iwae_bound(k, q, ll, prior, x, num_samples=4, grad_estimator=grad_estimator)
-
-    low = _q_grads(lambda k, q: bound(k, q, estimator), q)
-    plain = _q_grads(lambda k, q: bound(k, q, "reparam"), q)
+    low = _q_grads(lambda k, q: _bound(estimator, estimator, k, q, ll, prior, x, 4), q)
+    plain = _q_grads(lambda k, q: _bound(estimator, "reparam", k, q, ll, prior, x, 4), q)
     atol = 1e-4 if dtype == np.float32 else 1e-10
     for leaf in jax.tree_util.tree_leaves(low):
         np.testing.assert_allclose(leaf, 0.0, atol=atol)
@@ -242,16 +246,9 @@ def test_low_variance_gradients_vanish_at_exact_posterior(model, dtype, estimato
 def test_low_variance_gradients_are_unbiased(model, estimator):
     q, ll, prior, x = model.problem(np.float64, "poor")
 
-    def bound(k, q, grad_estimator):
-        if estimator == "stl":
-            return jelbo.elbo(
-                k, q, ll, prior, x, num_samples=2, kl="mc", grad_estimator=grad_estimator
-            ).elbo
-        return jelbo.iwae_bound(k, q, ll, prior, x, num_samples=4, grad_estimator=grad_estimator)
-
-    n = 20_000
-    low = _q_grads(lambda k, q: bound(k, q, estimator), q, n)
-    plain = _q_grads(lambda k, q: bound(k, q, "reparam"), q, n)
+    n, s = 20_000, 2 if estimator == "stl" else 4
+    low = _q_grads(lambda k, q: _bound(estimator, estimator, k, q, ll, prior, x, s), q, n)
+    plain = _q_grads(lambda k, q: _bound(estimator, "reparam", k, q, ll, prior, x, s), q, n)
     for a, b in zip(jax.tree_util.tree_leaves(low), jax.tree_util.tree_leaves(plain), strict=True):
         se = np.hypot(np.std(a, 0), np.std(b, 0)) / math.sqrt(n)
         np.testing.assert_array_less(np.abs(np.mean(a, 0) - np.mean(b, 0)), 5 * se + 1e-12)
