@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import jax.numpy as jnp
 import pytest
 
 import jelbo
@@ -52,3 +53,14 @@ def test_classic_exports_the_recipe_names():
         "compute_elbo",
         "reparameterize",
     }
+
+
+def test_readme_quick_start_runs():
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"## Quick start\n\n```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(code, namespace)
+    assert namespace["terms"].elbo.shape == (128,)
+    assert bool(jnp.isfinite(namespace["loss"]))
