@@ -83,10 +83,11 @@ def _check_problem(
         sample_chunk_size = _checks.check_positive_int(sample_chunk_size, "sample_chunk_size")
     check_same_event(q, prior, names=("q", "prior"))
     batch = q.batch_shape
-    if (
-        not _broadcasts(batch, prior.batch_shape)
-        or np.broadcast_shapes(batch, prior.batch_shape) != batch
-    ):
+    try:
+        joint = np.broadcast_shapes(batch, prior.batch_shape)
+    except ValueError:
+        joint = None
+    if joint != batch:
         raise ValueError(
             f"`prior` batch shape {prior.batch_shape} must broadcast to `q`'s batch shape "
             f"{batch} (one prior for all datapoints, or one per datapoint)."
@@ -100,14 +101,6 @@ def _check_problem(
                     f"must equal `q`'s batch shape {batch}: one datapoint per posterior."
                 )
     return _Problem(q, prior, log_likelihood, data, num_samples, sample_chunk_size)
-
-
-def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
-    try:
-        np.broadcast_shapes(a, b)
-    except ValueError:
-        return False
-    return True
 
 
 def _check_reparameterized(q: Distribution, grad_estimator: str) -> None:
