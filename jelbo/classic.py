@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jelbo import _checks
+from jelbo import _checks, _random
 
 Array = jax.Array
 ArrayLike = Any
@@ -105,5 +105,5 @@ def reparameterize(key: Array, mu: ArrayLike, logvar: ArrayLike, n_samples: int 
     mu, logvar = jnp.asarray(mu), jnp.asarray(logvar)
     dtype = jnp.result_type(float, mu, logvar)
     shape = (n_samples, *jnp.broadcast_shapes(mu.shape, logvar.shape))
-    eps = jax.random.normal(key, shape, dtype)
+    eps = _random.normal(key, shape, dtype)
     return mu + jnp.exp(0.5 * logvar) * eps

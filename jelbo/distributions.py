@@ -21,7 +21,7 @@ from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import betaln, digamma, gammaln
 from jax.sharding import PartitionSpec as P
 
-from jelbo import _checks
+from jelbo import _checks, _random
 
 Array = jax.Array
 ArrayLike = Any
@@ -239,7 +239,7 @@ class Normal(_Factorized):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + _param_shape(self)
-        eps = _draw_flat(jax.random.normal, key, shape, self.dtype, self.loc, self.scale)
+        eps = _draw_flat(_random.normal, key, shape, self.dtype, self.loc, self.scale)
         return self.loc + self.scale * eps
 
     def _entropy_elementwise(self) -> Array:
@@ -264,7 +264,7 @@ class Laplace(_Factorized):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + _param_shape(self)
-        eps = _draw_flat(jax.random.laplace, key, shape, self.dtype, self.loc, self.scale)
+        eps = _draw_flat(_random.laplace, key, shape, self.dtype, self.loc, self.scale)
         return self.loc + self.scale * eps
 
     def _entropy_elementwise(self) -> Array:
@@ -335,7 +335,7 @@ class Bernoulli(_Factorized):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + _param_shape(self)
-        u = _draw_flat(jax.random.uniform, key, shape, self.dtype, self.logits)
+        u = _draw_flat(_random.uniform, key, shape, self.dtype, self.logits)
         # u < sigmoid(a)  <=>  logit(u) < a, compared in log space to stay exact at saturation.
         return (jnp.log(u) - jnp.log1p(-u) < self.logits).astype(self.dtype)
 
@@ -473,7 +473,7 @@ class MultivariateNormalTriL(Distribution):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.batch_shape + self.event_shape
-        eps = _draw_flat(jax.random.normal, key, shape, self.dtype, self.loc, (self.scale_tril, 1))
+        eps = _draw_flat(_random.normal, key, shape, self.dtype, self.loc, (self.scale_tril, 1))
         return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps)
 
     def _entropy(self) -> Array:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jelbo import _checks, score
+from jelbo import _checks, _random, score
 from jelbo.distributions import Distribution, _check_distribution, log_prob, sample
 from jelbo.kl import check_same_event, kl_divergence
 
@@ -192,7 +192,7 @@ def _map_over_samples(
 ) -> tuple[Array, ...]:
     """Runs :func:`_sample_terms` over all samples, in chunks when asked; ``(*batch, S)``."""
     num_samples, chunk = problem.num_samples, problem.chunk
-    keys = jax.random.split(key, num_samples)
+    keys = _random.split(key, num_samples)
     terms = lambda k, w: _sample_terms(problem, k, w, **options)
     if chunk is None or chunk >= num_samples:
         return terms(keys, weights)
