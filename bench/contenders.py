@@ -55,6 +55,15 @@ CONTENDERS: tuple[Contender, ...] = (
         "jelbo-value", "jelbo.elbo (value)", "bench.jelbo_user", "value", "value", True, ("jax",)
     ),
     Contender(
+        "jelbo-noise",
+        "jelbo noise only: z ~ q, S·B·K draws (floor)",
+        "bench.jelbo_user",
+        "noise",
+        "value",
+        True,
+        ("jax",),
+    ),
+    Contender(
         "jax-a",
         "jax-handwritten 3(a) (S,B,K)@(K,D)",
         "bench.jax_handwritten",

@@ -4,7 +4,10 @@
   ``log_likelihood(z, x)`` (one latent, one datapoint), ``jit(value_and_grad)`` + optax;
 - ``"value"``: the same :func:`jelbo.elbo` loss, value only;
 - ``"classic"``: :func:`jelbo.classic.compute_elbo` (the recipe's unnormalized
-  reconstruction term), vmapped over the datapoints, value only.
+  reconstruction term), vmapped over the datapoints, value only;
+- ``"noise"``: only the draw of the ``S·B·K`` latents ``z ~ q`` (averaged, so the draw is
+  not dead code), with the sampler ``jelbo.elbo`` uses: a floor under any step that draws
+  them, and so a ceiling on how many times faster than the NumPy loop a step can be.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from bench.jax_common import LossFn, OptaxStepRunner, ValueRunner
 from bench.runner import Runner
 from bench.workload import Size, init_params, make_data
 
-__all__ = ["make_classic_loss", "make_loss", "make_runner"]
+__all__ = ["make_classic_loss", "make_loss", "make_noise_loss", "make_runner"]
 
-VARIANTS = ("step", "value", "classic")
+VARIANTS = ("step", "value", "classic", "noise")
 
 
 def make_loss(size: Size) -> LossFn:
@@ -64,6 +67,17 @@ def make_classic_loss(size: Size) -> LossFn:
     return loss
 
 
+def make_noise_loss(size: Size) -> LossFn:
+    """The mean of ``S`` draws of ``z ~ q(z|x)`` for the batch (``jelbo.sample``)."""
+    k, s = size.K, size.S
+
+    def loss(params: dict[str, Any], key: jax.Array, x: jax.Array) -> jax.Array:
+        q = jelbo.Normal(jnp.zeros((x.shape[0], k), x.dtype), jnp.ones((x.shape[0], k), x.dtype))
+        return jnp.mean(jelbo.sample(key, q, (s,)))
+
+    return loss
+
+
 def make_runner(variant: str, size: Size) -> Runner:
     """A runner for ``variant`` (``"step"``, ``"value"`` or ``"classic"``) at ``size``."""
     params, x = init_params(size), make_data(size)
@@ -73,4 +87,6 @@ def make_runner(variant: str, size: Size) -> Runner:
         return ValueRunner(make_loss(size), params, x)
     if variant == "classic":
         return ValueRunner(make_classic_loss(size), params, x)
+    if variant == "noise":
+        return ValueRunner(make_noise_loss(size), params, x)
     raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")

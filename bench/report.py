@@ -101,6 +101,16 @@ def check_targets(
                         ">=",
                         1000.0,
                     )
+                noise = _lookup(results, "jelbo-noise", label, allocator)
+                if loop is not None and noise is not None:
+                    # no step that draws the S·B·K latents can beat this ratio
+                    add(
+                        f"numpy-loop value / drawing z alone (ceiling of the above), {label}, "
+                        f"{allocator}",
+                        loop["median_s"] / noise["median_s"],
+                        ">=",
+                        1000.0,
+                    )
     for entry in interleaved:
         medians = entry.get("median_s", {})
         if "jelbo" not in medians:
