@@ -173,6 +173,7 @@ def _worker() -> dict:
             "all_reduce": "all-reduce(" in hlo or "all-reduce-start(" in hlo,
             "all_gather_of_batch": bool(re.search(rf"f32\[{BATCH},{DIM}\]\S* all-gather", hlo)),
             "noise_elements": _noise_elements(hlo),
+            "rolled_rng_loop": "while(" in hlo,  # JAX's own CPU threefry lowering
         }
 
     # The other estimators, in one loss: Monte Carlo KL with STL + IWAE with DReG, chunked.
@@ -187,6 +188,21 @@ def _worker() -> dict:
     with jax.set_mesh(mesh):
         out = grad(jelbo.replicate(params, mesh), key, jelbo.shard_batch(x, mesh))
     report["estimators"] = {"diff": max_diff(out, ref), "scale": max_abs(ref)}
+
+    # jelbo's sampler with a sharded output: the same bits as jax.random, laid out per device.
+    from jax.sharding import PartitionSpec
+
+    from jelbo import _random
+
+    with jax.set_mesh(mesh):
+        draw = jax.jit(lambda k: _random.normal(k, (4096,), out_sharding=PartitionSpec("data")))
+        sharded = draw(key)
+    report["sharded_draw"] = {
+        "identical": bool(
+            (np.asarray(sharded) == np.asarray(jax.random.normal(key, (4096,)))).all()
+        ),
+        "shard_shapes": shard_shapes(sharded),
+    }
 
     try:
         jelbo.shard_batch({"x": x[:30]}, mesh)
@@ -266,6 +282,20 @@ def test_the_batch_is_really_sharded(report, axis_type):
 def test_each_device_draws_only_the_noise_of_its_shard(report, axis_type):
     entry = report["configs"][f"{axis_type}-{NUM_DEVICES}"]
     assert entry["noise_elements"] == SAMPLES * (BATCH // NUM_DEVICES) * LATENT
+
+
+def test_sharded_draws_are_jax_random_bits_per_device(report):
+    assert report["sharded_draw"]["identical"]
+    assert report["sharded_draw"]["shard_shapes"] == [[4096 // NUM_DEVICES]]
+
+
+@pytest.mark.parametrize("axis_type", AXIS_TYPES)
+def test_sharded_noise_uses_jelbos_unrolled_sampler(report, axis_type):
+    """Sharded draws take the fused-hash path too (same bits as jax.random: see test_random)."""
+    entries = {k: v for k, v in report["configs"].items() if k.startswith(axis_type)}
+    assert entries
+    for name, entry in entries.items():
+        assert not entry["rolled_rng_loop"], name
 
 
 @pytest.mark.parametrize("axis_type", AXIS_TYPES)
