@@ -57,20 +57,23 @@ def _threefry2x32(k1: Array, k2: Array, x1: Array, x2: Array) -> tuple[Array, Ar
     return x1, x2
 
 
+def _is_typed(key: Array) -> bool:
+    """A typed key (``jax.random.key``), as opposed to a raw ``uint32[2]`` one."""
+    return jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+
+
 def _is_threefry(key: Array) -> bool:
     """Whether ``key`` draws with partitionable threefry (the only case reproduced here)."""
     if not jax.config.jax_threefry_partitionable:
         return False
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if _is_typed(key):
         return str(jax.random.key_impl(key)) == "threefry2x32"
     return jax.config.jax_default_prng_impl == "threefry2x32"  # a legacy raw uint32[2] key
 
 
 def _key_words(key: Array) -> tuple[Array, Array]:
     """The two uint32 words of a threefry key (typed or raw)."""
-    data = (
-        jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    )
+    data = jax.random.key_data(key) if _is_typed(key) else key
     return data[..., 0], data[..., 1]
 
 
@@ -154,8 +157,9 @@ def _split_data(key: Array, num: int) -> Array:
     return _computed_once(jnp.stack([b1, b2], axis=-1), words[0])
 
 
-def _default_float() -> np.dtype:
-    return np.dtype(jax.dtypes.canonicalize_dtype(float))
+def _shape_and_dtype(shape: Shape, dtype: Any) -> tuple[Shape, np.dtype]:
+    """``shape`` as a tuple; ``dtype``, or ``jax.random``'s default float when ``None``."""
+    return tuple(shape), np.dtype(jax.dtypes.canonicalize_dtype(float if dtype is None else dtype))
 
 
 def uniform(
@@ -168,7 +172,7 @@ def uniform(
     out_sharding: Any = None,
 ) -> Array:
     """``jax.random.uniform(key, shape, dtype, minval, maxval)``, bit for bit."""
-    shape, dtype = tuple(shape), np.dtype(dtype or _default_float())
+    shape, dtype = _shape_and_dtype(shape, dtype)
     if not _fast(key, shape, dtype, out_sharding):
         return jax.random.uniform(key, shape, dtype, minval, maxval, out_sharding=out_sharding)
     return _uniform(key, shape, dtype, float(minval), float(maxval), out_sharding)
@@ -176,7 +180,7 @@ def uniform(
 
 def normal(key: Array, shape: Shape, dtype: Any = None, *, out_sharding: Any = None) -> Array:
     """``jax.random.normal(key, shape, dtype)``, bit for bit: ``sqrt(2) * erfinv(u)``."""
-    shape, dtype = tuple(shape), np.dtype(dtype or _default_float())
+    shape, dtype = _shape_and_dtype(shape, dtype)
     if not _fast(key, shape, dtype, out_sharding):
         return jax.random.normal(key, shape, dtype, out_sharding=out_sharding)
     return _normal(key, shape, dtype, out_sharding)
@@ -184,7 +188,7 @@ def normal(key: Array, shape: Shape, dtype: Any = None, *, out_sharding: Any = N
 
 def laplace(key: Array, shape: Shape, dtype: Any = None, *, out_sharding: Any = None) -> Array:
     """``jax.random.laplace(key, shape, dtype)``, bit for bit: ``sign(u) * log1p(-|u|)``."""
-    shape, dtype = tuple(shape), np.dtype(dtype or _default_float())
+    shape, dtype = _shape_and_dtype(shape, dtype)
     if not _fast(key, shape, dtype, out_sharding):
         return jax.random.laplace(key, shape, dtype, out_sharding=out_sharding)
     return _laplace(key, shape, dtype, out_sharding)
@@ -195,6 +199,6 @@ def split(key: Array, num: int) -> Array:
     if not _is_threefry(key):
         return jax.random.split(key, num)
     data = _split_data(key, num)
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if _is_typed(key):
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
     return data
