@@ -11,9 +11,10 @@ parameters, so it passes through ``jax.jit``, ``jax.vmap``, ``jax.grad`` and opt
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, dataclass_transform
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +23,7 @@ from jax.scipy.special import betaln, digamma, gammaln
 from jax.sharding import PartitionSpec as P
 
 from jelbo import _checks, _random
-
-Array = jax.Array
-ArrayLike = Any
-Shape = tuple[int, ...]
+from jelbo._typing import Array, ArrayLike, Shape
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -44,19 +42,53 @@ __all__ = [
 ]
 
 
-class Distribution:
-    """Base class of jelbo's distributions.
+@dataclass_transform(frozen_default=True, eq_default=False)
+class Distribution(abc.ABC):
+    r"""Base class of jelbo's distributions: subclass it and a family is a frozen dataclass
+    and a JAX pytree in one step.
 
-    Subclasses are frozen dataclasses whose fields are the parameters (the pytree leaves).
-    They implement ``batch_shape``, ``event_shape``, ``_log_prob``, ``_sample`` and, where a
-    closed form exists, ``_entropy``. Subclasses are registered as pytrees automatically.
+    Declare the parameters as annotated fields; every field is a pytree leaf (an array or a
+    Python number), so the family passes through ``jax.jit``, ``jax.vmap``, ``jax.grad`` and
+    optax. Implement the abstract hooks (type checkers see them, and a family that misses
+    one cannot be instantiated):
+
+    - ``batch_shape`` and ``event_shape`` (properties, from the parameters' static shapes);
+    - ``_log_prob(x)`` with ``x`` already checked against the event shape, returning the
+      log-density summed over the event;
+    - ``_sample(key, sample_shape)`` returning ``sample_shape + batch_shape + event_shape``.
+
+    and, where they exist in closed form, the optional hooks ``_entropy``, ``_mean``,
+    ``_variance``, ``_covariance`` and ``_mode`` (the defaults raise ``NotImplementedError``
+    naming the family). ``_validate`` runs at construction (so at trace time) and should
+    raise ``ValueError`` naming any parameter whose shape does not fit. Set the class
+    variable ``is_reparameterized = True`` when ``_sample`` is differentiable in the
+    parameters.
+
+    The public methods (``log_prob``, ``sample``, ``entropy``, ``mean``, ...) are thin over
+    the free functions :func:`log_prob`, :func:`sample` and :func:`entropy`, which check
+    their arguments and then call the hooks. See the README, "Writing your own family".
     """
 
     is_reparameterized: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+        # Immutability comes from Distribution.__setattr__, not from a per-class frozen
+        # __setattr__, so that 0.1 families that also apply @dataclasses.dataclass(frozen=True)
+        # themselves keep working.
+        for name in ("__setattr__", "__delattr__"):
+            if name in cls.__dict__:
+                delattr(cls, name)
         jax.tree_util.register_pytree_node(cls, _flatten, lambda _, leaves: _unflatten(cls, leaves))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(
+            f"{type(self).__name__} is immutable; build a new one (dataclasses.replace)."
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"{type(self).__name__} is immutable.")
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -66,15 +98,53 @@ class Distribution:
         self._validate()
 
     def _validate(self) -> None:
-        """Checks parameter shapes at construction (and so at trace time)."""
+        """Checks parameter shapes at construction (and so at trace time); none by default."""
+        return None
+
+    # --- abstract hooks ---------------------------------------------------------------------
 
     @property
+    @abc.abstractmethod
     def batch_shape(self) -> Shape:
-        raise NotImplementedError
+        """Shape of the batch of independent distributions."""
 
     @property
+    @abc.abstractmethod
     def event_shape(self) -> Shape:
-        raise NotImplementedError
+        """Shape of one draw (``()`` for scalar events such as a category index)."""
+
+    @abc.abstractmethod
+    def _log_prob(self, x: Array) -> Array:
+        """Log-density of checked ``x``, summed over the event."""
+
+    @abc.abstractmethod
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        """Draws of shape ``sample_shape + batch_shape + event_shape``."""
+
+    # --- optional hooks ---------------------------------------------------------------------
+
+    def _missing(self, what: str, hint: str = "") -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} has no closed-form {what}.{hint}")
+
+    def _entropy(self) -> Array:
+        raise self._missing(
+            "entropy",
+            " Estimate it by Monte Carlo as -mean(log_prob(dist, sample(key, dist, (n,)))).",
+        )
+
+    def _mean(self) -> Array:
+        raise self._missing("mean")
+
+    def _variance(self) -> Array:
+        raise self._missing("variance")
+
+    def _covariance(self) -> Array:
+        raise self._missing("covariance")
+
+    def _mode(self) -> Array:
+        raise self._missing("mode")
+
+    # --- properties and methods -------------------------------------------------------------
 
     @property
     def dtype(self) -> Any:
@@ -82,17 +152,37 @@ class Distribution:
         params = [getattr(self, f.name) for f in dataclasses.fields(self)]
         return jnp.result_type(float, *params)
 
-    def _log_prob(self, x: Array) -> Array:
-        raise NotImplementedError
+    def log_prob(self, x: ArrayLike) -> Array:
+        """``log p(x)`` summed over the event; the same as :func:`jelbo.log_prob`."""
+        return log_prob(self, x)
 
-    def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        raise NotImplementedError
+    def sample(self, key: Array, sample_shape: int | Shape = ()) -> Array:
+        """Draws ``sample_shape + batch_shape + event_shape``; as :func:`jelbo.sample`."""
+        return sample(key, self, sample_shape)
 
-    def _entropy(self) -> Array:
-        raise NotImplementedError(
-            f"{type(self).__name__} has no closed-form entropy; estimate it by Monte Carlo "
-            "as -mean(log_prob(dist, sample(key, dist, (n,))))."
-        )
+    def entropy(self) -> Array:
+        """Closed-form entropy, shape ``batch_shape``; the same as :func:`jelbo.entropy`."""
+        return entropy(self)
+
+    def mean(self) -> Array:
+        r""":math:`\mathbb E[x]`, shape ``batch_shape + event_shape``."""
+        return self._mean()
+
+    def variance(self) -> Array:
+        r"""Elementwise :math:`\mathrm{Var}[x]`, shape ``batch_shape + event_shape``."""
+        return self._variance()
+
+    def stddev(self) -> Array:
+        """Elementwise standard deviation, the square root of :meth:`variance`."""
+        return jnp.sqrt(self.variance())
+
+    def covariance(self) -> Array:
+        r""":math:`\mathrm{Cov}[x]` of a vector event, shape ``batch_shape + (K, K)``."""
+        return self._covariance()
+
+    def mode(self) -> Array:
+        """A most probable value, shape ``batch_shape + event_shape``."""
+        return self._mode()
 
     def __repr__(self) -> str:
         params = ", ".join(
@@ -208,8 +298,15 @@ class _Factorized(Distribution):
     def _entropy_elementwise(self) -> Array:
         return Distribution._entropy(self)
 
+    def _full(self, value: ArrayLike) -> Array:
+        """``value`` broadcast to the parameters' shape ``batch_shape + event_shape``."""
+        return jnp.broadcast_to(jnp.asarray(value, self.dtype), _param_shape(self))
 
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+    def _covariance(self) -> Array:
+        variance = self.variance()
+        return variance[..., :, None] * jnp.eye(variance.shape[-1], dtype=variance.dtype)
+
+
 class Normal(_Factorized):
     r"""Diagonal Gaussian :math:`\mathcal N(x; \mu, \mathrm{diag}(\sigma^2))`.
 
@@ -245,8 +342,16 @@ class Normal(_Factorized):
     def _entropy_elementwise(self) -> Array:
         return 0.5 + _HALF_LOG_2PI + jnp.log(self.scale)
 
+    def _mean(self) -> Array:
+        return self._full(self.loc)
 
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+    def _variance(self) -> Array:
+        return self._full(jnp.square(self.scale))
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)
+
+
 class Laplace(_Factorized):
     r"""Factorized Laplace, :math:`\log p(x) = \sum_i -\log(2b_i) - |x_i-\mu_i|/b_i`.
 
@@ -270,8 +375,16 @@ class Laplace(_Factorized):
     def _entropy_elementwise(self) -> Array:
         return 1.0 + jnp.log(2.0 * self.scale)
 
+    def _mean(self) -> Array:
+        return self._full(self.loc)
 
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+    def _variance(self) -> Array:
+        return self._full(2.0 * jnp.square(self.scale))
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)
+
+
 class StudentT(_Factorized):
     r"""Factorized Student-t with ``df`` :math:`\nu`, location :math:`\mu`, scale :math:`\sigma`.
 
@@ -315,8 +428,21 @@ class StudentT(_Factorized):
             + jnp.log(self.scale)
         )
 
+    def _mean(self) -> Array:
+        # Defined for df > 1 (NaN otherwise, as in scipy).
+        return self._full(jnp.where(jnp.asarray(self.df) > 1, self.loc, jnp.nan))
 
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+    def _variance(self) -> Array:
+        # scale² df/(df-2) for df > 2, +inf for 1 < df <= 2, NaN for df <= 1 (as in scipy).
+        df = jnp.asarray(self.df, self.dtype)
+        safe = jnp.where(df > 2, df, 3.0)
+        finite = jnp.square(self.scale) * safe / (safe - 2.0)
+        return self._full(jnp.where(df > 2, finite, jnp.where(df > 1, jnp.inf, jnp.nan)))
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)
+
+
 class Bernoulli(_Factorized):
     r"""Factorized Bernoulli parameterized by logits :math:`a` (:math:`p = \sigma(a)`).
 
@@ -343,8 +469,17 @@ class Bernoulli(_Factorized):
         a = self.logits
         return jax.nn.sigmoid(a) * jax.nn.softplus(-a) + jax.nn.sigmoid(-a) * jax.nn.softplus(a)
 
+    def _mean(self) -> Array:
+        return self._full(jax.nn.sigmoid(self.logits))
 
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+    def _variance(self) -> Array:
+        return self._full(jax.nn.sigmoid(self.logits) * jax.nn.sigmoid(-self.logits))
+
+    def _mode(self) -> Array:
+        # 1 where p > 1/2; ties (logit 0) go to 0, as in NumPyro.
+        return self._full(jnp.asarray(self.logits) > 0)
+
+
 class Poisson(_Factorized):
     r"""Factorized Poisson parameterized by the log-rate :math:`\eta = \log\lambda`.
 
@@ -365,8 +500,17 @@ class Poisson(_Factorized):
         rate = jnp.broadcast_to(jnp.exp(self.log_rate), shape)
         return jax.random.poisson(key, rate, shape).astype(self.dtype)
 
+    def _mean(self) -> Array:
+        return self._full(jnp.exp(self.log_rate))
 
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+    def _variance(self) -> Array:
+        return self._full(jnp.exp(self.log_rate))
+
+    def _mode(self) -> Array:
+        # floor(rate); for an integer rate both rate - 1 and rate are modes.
+        return self._full(jnp.floor(jnp.exp(self.log_rate)))
+
+
 class Categorical(Distribution):
     r"""Categorical over the last axis of ``logits``; values are integer indices.
 
@@ -418,8 +562,10 @@ class Categorical(Distribution):
         log_p = jax.nn.log_softmax(self.logits, axis=-1)
         return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
 
+    def _mode(self) -> Array:
+        return jnp.argmax(self.logits, axis=-1)
 
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+
 class MultivariateNormalTriL(Distribution):
     r"""Full-rank Gaussian :math:`\mathcal N(\mu, LL^\top)` with lower-triangular scale :math:`L`.
 
@@ -436,10 +582,14 @@ class MultivariateNormalTriL(Distribution):
     is_reparameterized: ClassVar[bool] = True
 
     def _validate(self) -> None:
-        self.batch_shape  # noqa: B018  (raises on bad shapes)
+        self._shapes()
 
     @property
     def batch_shape(self) -> Shape:
+        return self._shapes()
+
+    def _shapes(self) -> Shape:
+        """The batch shape, after checking ``loc`` (..., K) against ``scale_tril`` (..., K, K)."""
         loc, tril = jnp.shape(self.loc), jnp.shape(self.scale_tril)
         if len(loc) < 1 or len(tril) < 2 or tril[-2:] != (loc[-1], loc[-1]):
             raise ValueError(
@@ -481,6 +631,22 @@ class MultivariateNormalTriL(Distribution):
         log_diag = jnp.log(jnp.abs(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)))
         entropy = jnp.sum(log_diag, axis=-1) + k * (0.5 + _HALF_LOG_2PI)
         return jnp.broadcast_to(entropy, self.batch_shape)
+
+    def _mean(self) -> Array:
+        shape = self.batch_shape + self.event_shape
+        return jnp.broadcast_to(jnp.asarray(self.loc, self.dtype), shape)
+
+    def _mode(self) -> Array:
+        return self._mean()
+
+    def _covariance(self) -> Array:
+        tril = jnp.asarray(self._tril(), self.dtype)
+        cov = tril @ jnp.swapaxes(tril, -1, -2)
+        return jnp.broadcast_to(cov, self.batch_shape + cov.shape[-2:])
+
+    def _variance(self) -> Array:
+        variance = jnp.sum(jnp.square(jnp.asarray(self._tril(), self.dtype)), axis=-1)
+        return jnp.broadcast_to(variance, self.batch_shape + self.event_shape)
 
 
 def _check_distribution(dist: Any, name: str) -> None:
