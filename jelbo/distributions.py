@@ -31,6 +31,7 @@ __all__ = [
     "Bernoulli",
     "Categorical",
     "Distribution",
+    "Factorized",
     "Laplace",
     "MultivariateNormalTriL",
     "Normal",
@@ -272,25 +273,36 @@ def _param_shape(dist: Distribution) -> Shape:
     return shape
 
 
-class _Factorized(Distribution):
-    """Families with independent coordinates along the event (last) axis."""
+class Factorized(Distribution):
+    """Base of families with independent coordinates along the event (last) axis.
+
+    Every parameter broadcasts to ``batch_shape + (K,)``. Subclasses implement
+    ``_log_prob_elementwise(x)`` (per coordinate, before the sum over the event) and
+    ``_sample``, and optionally ``_entropy_elementwise``; ``_full(value)`` broadcasts a
+    per-coordinate quantity to the parameter shape.
+    """
 
     def _validate(self) -> None:
         _param_shape(self)
 
     @property
+    def param_shape(self) -> Shape:
+        """The parameters' broadcast shape, ``batch_shape + event_shape``."""
+        return _param_shape(self)
+
+    @property
     def batch_shape(self) -> Shape:
-        return _param_shape(self)[:-1]
+        return self.param_shape[:-1]
 
     @property
     def event_shape(self) -> Shape:
-        return _param_shape(self)[-1:]
+        return self.param_shape[-1:]
 
     def _log_prob(self, x: Array) -> Array:
         return jnp.sum(self._log_prob_elementwise(x), axis=-1)
 
     def _entropy(self) -> Array:
-        return jnp.sum(jnp.broadcast_to(self._entropy_elementwise(), _param_shape(self)), axis=-1)
+        return jnp.sum(jnp.broadcast_to(self._entropy_elementwise(), self.param_shape), axis=-1)
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         raise NotImplementedError
@@ -300,14 +312,14 @@ class _Factorized(Distribution):
 
     def _full(self, value: ArrayLike) -> Array:
         """``value`` broadcast to the parameters' shape ``batch_shape + event_shape``."""
-        return jnp.broadcast_to(jnp.asarray(value, self.dtype), _param_shape(self))
+        return jnp.broadcast_to(jnp.asarray(value, self.dtype), self.param_shape)
 
     def _covariance(self) -> Array:
         variance = self.variance()
         return variance[..., :, None] * jnp.eye(variance.shape[-1], dtype=variance.dtype)
 
 
-class Normal(_Factorized):
+class Normal(Factorized):
     r"""Diagonal Gaussian :math:`\mathcal N(x; \mu, \mathrm{diag}(\sigma^2))`.
 
     :math:`\log p(x) = \sum_i -\tfrac12 ((x_i-\mu_i)/\sigma_i)^2 - \log\sigma_i
@@ -335,7 +347,7 @@ class Normal(_Factorized):
         return -0.5 * z * z - jnp.log(self.scale) - _HALF_LOG_2PI
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        shape = sample_shape + _param_shape(self)
+        shape = sample_shape + self.param_shape
         eps = _draw_flat(_random.normal, key, shape, self.dtype, self.loc, self.scale)
         return self.loc + self.scale * eps
 
@@ -352,7 +364,7 @@ class Normal(_Factorized):
         return self._full(self.loc)
 
 
-class Laplace(_Factorized):
+class Laplace(Factorized):
     r"""Factorized Laplace, :math:`\log p(x) = \sum_i -\log(2b_i) - |x_i-\mu_i|/b_i`.
 
     Attributes:
@@ -368,7 +380,7 @@ class Laplace(_Factorized):
         return -jnp.log(2.0 * self.scale) - jnp.abs(x - self.loc) / self.scale
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        shape = sample_shape + _param_shape(self)
+        shape = sample_shape + self.param_shape
         eps = _draw_flat(_random.laplace, key, shape, self.dtype, self.loc, self.scale)
         return self.loc + self.scale * eps
 
@@ -385,7 +397,7 @@ class Laplace(_Factorized):
         return self._full(self.loc)
 
 
-class StudentT(_Factorized):
+class StudentT(Factorized):
     r"""Factorized Student-t with ``df`` :math:`\nu`, location :math:`\mu`, scale :math:`\sigma`.
 
     :math:`\log p(x) = \sum_i \log\Gamma(\tfrac{\nu+1}2) - \log\Gamma(\tfrac\nu2)
@@ -415,7 +427,7 @@ class StudentT(_Factorized):
         )
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        shape = sample_shape + _param_shape(self)
+        shape = sample_shape + self.param_shape
         df = jnp.broadcast_to(jnp.asarray(self.df, self.dtype), shape)
         return self.loc + self.scale * jax.random.t(key, df, shape, self.dtype)
 
@@ -443,7 +455,7 @@ class StudentT(_Factorized):
         return self._full(self.loc)
 
 
-class Bernoulli(_Factorized):
+class Bernoulli(Factorized):
     r"""Factorized Bernoulli parameterized by logits :math:`a` (:math:`p = \sigma(a)`).
 
     :math:`\log p(x) = \sum_i x_i \log\sigma(a_i) + (1-x_i)\log\sigma(-a_i)`, computed with
@@ -460,7 +472,7 @@ class Bernoulli(_Factorized):
         return x * jax.nn.log_sigmoid(self.logits) + (1.0 - x) * jax.nn.log_sigmoid(-self.logits)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        shape = sample_shape + _param_shape(self)
+        shape = sample_shape + self.param_shape
         u = _draw_flat(_random.uniform, key, shape, self.dtype, self.logits)
         # u < sigmoid(a)  <=>  logit(u) < a, compared in log space to stay exact at saturation.
         return (jnp.log(u) - jnp.log1p(-u) < self.logits).astype(self.dtype)
@@ -480,7 +492,7 @@ class Bernoulli(_Factorized):
         return self._full(jnp.asarray(self.logits) > 0)
 
 
-class Poisson(_Factorized):
+class Poisson(Factorized):
     r"""Factorized Poisson parameterized by the log-rate :math:`\eta = \log\lambda`.
 
     :math:`\log p(x) = \sum_i x_i\eta_i - e^{\eta_i} - \log\Gamma(x_i+1)`. Samples are counts
@@ -496,7 +508,7 @@ class Poisson(_Factorized):
         return x * self.log_rate - jnp.exp(self.log_rate) - gammaln(x + 1.0)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
-        shape = sample_shape + _param_shape(self)
+        shape = sample_shape + self.param_shape
         rate = jnp.broadcast_to(jnp.exp(self.log_rate), shape)
         return jax.random.poisson(key, rate, shape).astype(self.dtype)
 
