@@ -27,7 +27,7 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 # ``../shared/posteriordb`` beside the checkout (or beside the folder of worktrees).
-_CANDIDATES = [HERE.parents[1] / "shared" / "posteriordb", HERE.parents[2] / "shared" / "posteriordb"]
+_CANDIDATES = [HERE.parents[n] / "shared" / "posteriordb" for n in (1, 2)]
 DEFAULT_SOURCE = next((c for c in _CANDIDATES if c.is_dir()), _CANDIDATES[0])
 TARGET = HERE / "posteriordb_data"
 THIN = 10
