@@ -4,7 +4,8 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import classic, sharding
+from jelbo import classic, continuous, sharding
+from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -31,9 +32,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Bernoulli",
+    "Beta",
     "Categorical",
+    "ContinuousBernoulli",
+    "Dirichlet",
     "Distribution",
     "ELBOTerms",
+    "Gamma",
+    "Kumaraswamy",
     "Laplace",
     "MultivariateNormalTriL",
     "Normal",
@@ -41,6 +47,7 @@ __all__ = [
     "StudentT",
     "check_partitionable_threefry",
     "classic",
+    "continuous",
     "data_parallel_mesh",
     "elbo",
     "entropy",
