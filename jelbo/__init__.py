@@ -20,7 +20,7 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
-from jelbo.psis import psis, psis_tail_length
+from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
@@ -39,6 +39,7 @@ __all__ = [
     "MultivariateNormalTriL",
     "Normal",
     "Poisson",
+    "PosteriorSummary",
     "StudentT",
     "check_partitionable_threefry",
     "classic",
@@ -49,6 +50,7 @@ __all__ = [
     "kl_divergence",
     "log_prob",
     "mc_kl",
+    "posterior_summary",
     "psis",
     "psis_tail_length",
     "register_kl",
