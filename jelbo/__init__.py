@@ -21,6 +21,7 @@ from jelbo.distributions import (
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
+from jelbo.psis import psis, psis_tail_length
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
@@ -54,6 +55,8 @@ __all__ = [
     "log_prob",
     "mc_kl",
     "objectives",
+    "psis",
+    "psis_tail_length",
     "register_kl",
     "renyi_bound",
     "replicate",
