@@ -36,9 +36,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jelbo import _checks
+from jelbo import _checks, _stats
 from jelbo._typing import Array, ArrayLike, PyTree
 from jelbo.distributions import Distribution, log_prob, sample
+from jelbo.objectives import Bound
 
 __all__ = ["PosteriorSummary", "posterior_summary", "psis", "psis_tail_length"]
 
@@ -224,14 +225,17 @@ class PosteriorSummary(NamedTuple):
         q_mean: plain Monte Carlo mean of ``f`` under ``q`` (what the variational
             approximation says, no reweighting).
         q_sd: plain Monte Carlo standard deviation of ``f`` under ``q``.
-        elbo: the ELBO estimate :math:`\frac1S\sum_s\log w_s`, ``B``.
-        elbo_stderr: its standard error :math:`\mathrm{sd}(\log w)/\sqrt S`.
-        iwae: the importance-weighted bound :math:`\log\frac1S\sum_s w_s` from the same
-            draws (raw weights), ``B``.
-        iwae_stderr: its delta-method standard error
-            :math:`\sqrt{(S\sum_s\tilde w_s^2 - 1)/(S-1)}` with the raw normalized weights
-            (the estimators of ``jelbo.Bound.stderr``); first order, it understates the error
-            of heavy-tailed weights.
+        elbo: a :class:`jelbo.Bound`: ``value`` the ELBO estimate
+            :math:`\frac1S\sum_s\log w_s`, ``expected_log_likelihood``
+            :math:`\frac1S\sum_s\log p(x, z_s)`, ``kl`` :math:`\frac1S\sum_s\log q(z_s)`
+            (the ``prior=None`` convention of :class:`jelbo.ELBO`), ``stderr``
+            :math:`\mathrm{sd}(\log w)/\sqrt S`; each ``B``.
+        iwae: a :class:`jelbo.Bound`: ``value`` the importance-weighted bound
+            :math:`\log\frac1S\sum_s w_s` from the same draws (raw weights), ``stderr`` its
+            delta-method standard error :math:`\sqrt{(S\sum_s\bar w_s^2 - 1)/(S-1)}` and
+            ``ess`` :math:`1/\sum_s\bar w_s^2` with the raw normalized weights
+            :math:`\bar w_s` (as :class:`jelbo.IWAE` reports them; first order, they
+            understate the error of heavy-tailed weights).
     """
 
     draws: Array
@@ -245,10 +249,8 @@ class PosteriorSummary(NamedTuple):
     mcse: PyTree
     q_mean: PyTree
     q_sd: PyTree
-    elbo: Array
-    elbo_stderr: Array
-    iwae: Array
-    iwae_stderr: Array
+    elbo: Bound
+    iwae: Bound
 
 
 def posterior_summary(
@@ -306,13 +308,13 @@ def posterior_summary(
             f"{event}; it returned {getattr(out, 'shape', type(out).__name__)}."
         )
     log_p = jax.vmap(log_joint)(flat).reshape((num, *batch)).astype(draws.dtype)
-    log_w = log_p - log_prob(q, draws)
+    log_q = log_prob(q, draws)
+    log_w = log_p - log_q
     values = jax.tree.map(lambda v: v.reshape((num, *batch, *v.shape[1:])), jax.vmap(fn)(flat))
 
     smoothed, k = psis(log_w, axis=0)
     smoothed = smoothed - jax.nn.logsumexp(smoothed, axis=0)
     w = jnp.exp(smoothed)
-    raw_w = jax.nn.softmax(log_w, axis=0)
 
     def expand(weights: Array, v: Array) -> Array:
         return weights.reshape(weights.shape + (1,) * (v.ndim - weights.ndim)).astype(v.dtype)
@@ -321,26 +323,32 @@ def posterior_summary(
     sq_dev = jax.tree.map(lambda v, m: jnp.square(v - m), values, mean)
     sd = jax.tree.map(lambda d: jnp.sqrt(jnp.sum(expand(w, d) * d, axis=0)), sq_dev)
     mcse = jax.tree.map(lambda d: jnp.sqrt(jnp.sum(expand(w * w, d) * d, axis=0)), sq_dev)
-    centered = log_w - jnp.mean(log_w, axis=0)
-    denominator = max(num - 1, 1)  # one draw: no spread, nan standard errors
-    elbo_stderr = jnp.sqrt(jnp.sum(centered * centered, axis=0) / (denominator * num))
-    iwae_var = (num * jnp.sum(raw_w * raw_w, axis=0) - 1.0) / denominator
-    if num < 2:
-        elbo_stderr = iwae_var = jnp.full(batch, jnp.nan, log_w.dtype)
+    elbo = Bound(
+        value=jnp.mean(log_w, axis=0),
+        expected_log_likelihood=jnp.mean(log_p, axis=0),
+        kl=jnp.mean(log_q, axis=0),
+        stderr=_stats.mean_stderr(jnp.moveaxis(log_w, 0, -1)),
+        ess=None,
+    )
+    iwae = Bound(
+        value=jax.nn.logsumexp(log_w, axis=0) - jnp.log(num).astype(log_w.dtype),
+        expected_log_likelihood=None,
+        kl=None,
+        stderr=_stats.log_mean_stderr(jnp.moveaxis(log_w, 0, -1)),
+        ess=_stats.ess(jnp.moveaxis(log_w, 0, -1)),
+    )
     return PosteriorSummary(
         draws=draws,
         values=values,
         log_weights=log_w,
         smoothed_log_weights=smoothed,
         pareto_k=k,
-        ess=1.0 / jnp.sum(w * w, axis=0),
+        ess=_stats.ess(jnp.moveaxis(smoothed, 0, -1)),
         mean=mean,
         sd=sd,
         mcse=mcse,
         q_mean=jax.tree.map(lambda v: jnp.mean(v, axis=0), values),
         q_sd=jax.tree.map(lambda v: jnp.std(v, axis=0), values),
-        elbo=jnp.mean(log_w, axis=0),
-        elbo_stderr=elbo_stderr,
-        iwae=jax.nn.logsumexp(log_w, axis=0) - jnp.log(num).astype(log_w.dtype),
-        iwae_stderr=jnp.sqrt(jnp.maximum(iwae_var, 0.0)),
+        elbo=elbo,
+        iwae=iwae,
     )

@@ -210,9 +210,9 @@ def test_posterior_summary_gaussian(summary_fn, dtype):
     np.testing.assert_allclose(s.q_sd["z"], q_scale, rtol=0.05)
     # ELBO = log Z - KL(q || p); the IWAE bound lies between it and log Z.
     exact_elbo = LOG_Z - _gaussian_kl(q_loc, np.diag(q_scale**2), MU, COV)
-    assert abs(float(s.elbo) - exact_elbo) < 4 * float(s.elbo_stderr)
-    assert float(s.elbo) < float(s.iwae) < LOG_Z + 4 * float(s.iwae_stderr)
-    assert abs(float(s.iwae) - LOG_Z) < 4 * float(s.iwae_stderr)
+    assert abs(float(s.elbo.value) - exact_elbo) < 4 * float(s.elbo.stderr)
+    assert float(s.elbo.value) < float(s.iwae.value) < LOG_Z + 4 * float(s.iwae.stderr)
+    assert abs(float(s.iwae.value) - LOG_Z) < 4 * float(s.iwae.stderr)
 
 
 def test_posterior_summary_stderrs_match_the_spread():
@@ -225,8 +225,8 @@ def test_posterior_summary_stderrs_match_the_spread():
     )
     s = run(jax.random.split(jax.random.key(2), 300))
     for estimate, stderr in [
-        (s.elbo, s.elbo_stderr),
-        (s.iwae, s.iwae_stderr),
+        (s.elbo.value, s.elbo.stderr),
+        (s.iwae.value, s.iwae.stderr),
         (s.mean[:, 0], s.mcse[:, 0]),
         (s.mean[:, 1], s.mcse[:, 1]),
     ]:
@@ -249,7 +249,7 @@ def test_posterior_summary_zero_density_and_batch():
     q = jelbo.Normal(jnp.asarray([[0.5], [0.8]]), jnp.ones((2, 1)))  # batch (2,), event (1,)
     s = jelbo.posterior_summary(jax.random.key(4), q, log_joint, num_samples=4000)
     assert s.draws.shape == (4000, 2, 1) and s.pareto_k.shape == (2,)
-    assert s.mean.shape == (2, 1) and s.elbo.shape == (2,)
+    assert s.mean.shape == (2, 1) and s.elbo.value.shape == (2,) and s.iwae.ess.shape == (2,)
     zero = s.draws[..., 0] <= 0
     assert np.all(np.isneginf(s.smoothed_log_weights[zero]))
     exact = np.sqrt(2 / np.pi)  # mean of the half-normal
@@ -265,3 +265,19 @@ def test_posterior_summary_bad_input():
         jelbo.posterior_summary(jax.random.key(0), "q", _gaussian_log_joint)
     with pytest.raises(TypeError, match="num_samples"):
         jelbo.posterior_summary(jax.random.key(0), q, _gaussian_log_joint, num_samples=30.0)
+
+
+def test_posterior_summary_bounds_are_the_objectives():
+    # Same key, same draws (one key per sample): the summary's bounds are jelbo.ELBO's and
+    # jelbo.IWAE's with prior=None, field by field.
+    q = jelbo.Normal(jnp.asarray(MU + np.array([0.3, -0.15])), jnp.asarray([1.2, 0.6]))
+    key = jax.random.key(5)
+    s = jelbo.posterior_summary(key, q, _gaussian_log_joint, num_samples=100)
+    for mine, theirs in [
+        (s.elbo, jelbo.ELBO(num_samples=100, kl="mc")(key, q, _gaussian_log_joint)),
+        (s.iwae, jelbo.IWAE(num_samples=100)(key, q, _gaussian_log_joint)),
+    ]:
+        for a, b in zip(mine, theirs, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=1e-12)
