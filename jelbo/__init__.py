@@ -4,7 +4,7 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import classic, sharding
+from jelbo import bijectors, classic, parameters, sharding
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -20,6 +20,7 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.parameters import ParameterSpace
 from jelbo.psis import psis, psis_tail_length
 from jelbo.sharding import (
     check_partitionable_threefry,
@@ -38,8 +39,10 @@ __all__ = [
     "Laplace",
     "MultivariateNormalTriL",
     "Normal",
+    "ParameterSpace",
     "Poisson",
     "StudentT",
+    "bijectors",
     "check_partitionable_threefry",
     "classic",
     "data_parallel_mesh",
@@ -49,6 +52,7 @@ __all__ = [
     "kl_divergence",
     "log_prob",
     "mc_kl",
+    "parameters",
     "psis",
     "psis_tail_length",
     "register_kl",

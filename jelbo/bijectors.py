@@ -83,8 +83,8 @@ class Bijector(abc.ABC):
         dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
         jax.tree_util.register_pytree_node(
             cls,
-            lambda b: (tuple(getattr(b, f.name) for f in dataclasses.fields(b)), None),
-            lambda _, leaves: _unflatten(cls, leaves),
+            lambda b: (tuple(getattr(b, name) for name in _field_names(b)), None),
+            lambda _, leaves: _unflatten(cls, leaves),  # type: ignore[arg-type, return-value]
         )
 
     # --- hooks ------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class Bijector(abc.ABC):
 
     def __repr__(self) -> str:
         params = ", ".join(
-            f"{f.name}={_describe(getattr(self, f.name))}" for f in dataclasses.fields(self)
+            f"{name}={_describe(getattr(self, name))}" for name in _field_names(self)
         )
         return f"{type(self).__name__}({params})"
 
@@ -142,10 +142,15 @@ def _describe(value: Any) -> str:
     return _checks.describe(value)
 
 
-def _unflatten(cls: type, leaves: Any) -> Bijector:
+def _field_names(obj: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(obj))
+
+
+def _unflatten(cls: type, leaves: Any) -> Any:
+    # Bypasses __init__: JAX rebuilds pytrees with placeholder leaves that must not be checked.
     bij = object.__new__(cls)
-    for field, leaf in zip(dataclasses.fields(cls), leaves, strict=True):
-        object.__setattr__(bij, field.name, leaf)
+    for name, leaf in zip(_field_names(cls), leaves, strict=True):
+        object.__setattr__(bij, name, leaf)
     return bij
 
 
@@ -222,9 +227,10 @@ def same_bijector(a: Bijector, b: Bijector) -> bool:
     for u, v in zip(leaves_a, leaves_b, strict=True):
         if u is v:
             continue
-        if isinstance(u, jax.core.Tracer) or isinstance(v, jax.core.Tracer):
+        try:
+            u, v = np.asarray(u), np.asarray(v)
+        except jax.errors.TracerArrayConversionError:
             return False
-        u, v = np.asarray(u), np.asarray(v)
         if u.shape != v.shape or not np.array_equal(u, v):
             return False
     return True
@@ -308,7 +314,7 @@ class Sigmoid(Bijector):
     high: ArrayLike = 1.0
 
     def _forward(self, x: Array) -> Array:
-        low, high = self.low, self.high
+        low, high = jnp.asarray(self.low), jnp.asarray(self.high)
         width = high - low
         return jnp.where(x > 0, high - width * jax.nn.sigmoid(-x), low + width * jax.nn.sigmoid(x))
 
@@ -327,7 +333,8 @@ class Sigmoid(Bijector):
 
 
 class Affine(Bijector):
-    r""":math:`y = \text{shift} + \text{scale}\odot x`; :math:`\log|J| = \sum_i\log|\text{scale}_i|`.
+    r""":math:`y = \text{shift} + \text{scale}\odot x`,
+    :math:`\log|J| = \sum_i\log|\text{scale}_i|`.
 
     Attributes:
         shift: broadcasting against the input.
@@ -338,10 +345,10 @@ class Affine(Bijector):
     scale: ArrayLike = 1.0
 
     def _forward(self, x: Array) -> Array:
-        return self.shift + self.scale * x
+        return jnp.asarray(self.shift) + jnp.asarray(self.scale) * x
 
     def _inverse(self, y: Array) -> Array:
-        return (y - self.shift) / self.scale
+        return (y - jnp.asarray(self.shift)) / jnp.asarray(self.scale)
 
     def _forward_log_det_jacobian(self, x: Array) -> Array:
         shape = jnp.broadcast_shapes(x.shape, jnp.shape(self.shift), jnp.shape(self.scale))
@@ -522,7 +529,7 @@ class PositiveOrdered(Bijector):
 
 def _tri_size(n: int, strict: bool, name: str) -> int:
     """``K`` with ``n == K(K+1)/2`` (or ``K(K-1)/2`` when ``strict``), else a ValueError."""
-    k = int(round((math.sqrt(8 * n + 1) + (1 if strict else -1)) / 2))
+    k = round((math.sqrt(8 * n + 1) + (1 if strict else -1)) / 2)
     if (k * (k - 1) if strict else k * (k + 1)) // 2 != n:
         kind = "K(K-1)/2" if strict else "K(K+1)/2"
         raise ValueError(f"{name}: the event size must be {kind} for some K; got {n}.")

@@ -174,9 +174,7 @@ def test_structured_maps_against_stan_loops(rng):
     np.testing.assert_allclose(
         B.forward(B.Ordered(), x), np.cumsum(np.r_[x[0], np.exp(x[1:])]), rtol=1e-14
     )
-    np.testing.assert_allclose(
-        B.forward(B.PositiveOrdered(), x), np.cumsum(np.exp(x)), rtol=1e-14
-    )
+    np.testing.assert_allclose(B.forward(B.PositiveOrdered(), x), np.cumsum(np.exp(x)), rtol=1e-14)
 
 
 # --- transformations ------------------------------------------------------------------------
