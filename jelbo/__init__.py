@@ -4,7 +4,7 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import bijectors, classic, parameters, sharding
+from jelbo import bijectors, classic, objectives, parameters, sharding
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -20,6 +20,7 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
 from jelbo.psis import psis, psis_tail_length
 from jelbo.sharding import (
@@ -32,7 +33,10 @@ from jelbo.sharding import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELBO",
+    "IWAE",
     "Bernoulli",
+    "Bound",
     "Categorical",
     "Distribution",
     "ELBOTerms",
@@ -41,6 +45,7 @@ __all__ = [
     "Normal",
     "ParameterSpace",
     "Poisson",
+    "Renyi",
     "StudentT",
     "bijectors",
     "check_partitionable_threefry",
@@ -52,6 +57,7 @@ __all__ = [
     "kl_divergence",
     "log_prob",
     "mc_kl",
+    "objectives",
     "parameters",
     "psis",
     "psis_tail_length",
