@@ -20,6 +20,13 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.laplace import (
+    LaplaceApproximation,
+    PreconditionedParams,
+    laplace_approximation,
+    preconditioned_init,
+    preconditioned_q,
+)
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
 from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
@@ -41,11 +48,13 @@ __all__ = [
     "Distribution",
     "ELBOTerms",
     "Laplace",
+    "LaplaceApproximation",
     "MultivariateNormalTriL",
     "Normal",
     "ParameterSpace",
     "Poisson",
     "PosteriorSummary",
+    "PreconditionedParams",
     "Renyi",
     "StudentT",
     "bijectors",
@@ -56,11 +65,14 @@ __all__ = [
     "entropy",
     "iwae_bound",
     "kl_divergence",
+    "laplace_approximation",
     "log_prob",
     "mc_kl",
     "objectives",
     "parameters",
     "posterior_summary",
+    "preconditioned_init",
+    "preconditioned_q",
     "psis",
     "psis_tail_length",
     "register_kl",
