@@ -253,7 +253,8 @@ def test_errors():
     with pytest.raises(ValueError, match=r"\(K, K\) matrix.*\(3, 2\)"):
         B.inverse(B.CorrCholesky(), jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match="at least 1 axis"):
-        B.forward(B.Exp(), jnp.asarray(1.0))
+        B.forward_log_det_jacobian(B.Exp(), jnp.asarray(1.0))
+    np.testing.assert_allclose(B.forward(B.Exp(), 0.0), 1.0)  # elementwise maps take scalars
     with pytest.raises(TypeError, match="bijector"):
         B.forward(jnp.sin, jnp.zeros(2))
     with pytest.raises(TypeError, match=r"bijectors\[1\]"):
