@@ -5,6 +5,7 @@ where it draws. See the README for the math and a quick start.
 """
 
 from jelbo import classic, sharding
+from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -20,12 +21,15 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.mixture import MixtureSameFamily
+from jelbo.relaxed import RelaxedBernoulli, RelaxedOneHotCategorical
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
     replicate,
     shard_batch,
 )
+from jelbo.spherical import HypersphericalUniform, PowerSpherical
 
 __version__ = "0.1.0"
 
@@ -34,10 +38,17 @@ __all__ = [
     "Categorical",
     "Distribution",
     "ELBOTerms",
+    "HypersphericalUniform",
     "Laplace",
+    "MixtureSameFamily",
     "MultivariateNormalTriL",
+    "NegativeBinomial",
     "Normal",
+    "OneHotCategorical",
     "Poisson",
+    "PowerSpherical",
+    "RelaxedBernoulli",
+    "RelaxedOneHotCategorical",
     "StudentT",
     "check_partitionable_threefry",
     "classic",
