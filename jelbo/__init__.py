@@ -4,7 +4,7 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import classic, sharding
+from jelbo import classic, objectives, sharding
 from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
@@ -22,6 +22,8 @@ from jelbo.distributions import (
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
 from jelbo.mixture import MixtureSameFamily
+from jelbo.objectives import ELBO, IWAE, Bound, Renyi
+from jelbo.psis import psis, psis_tail_length
 from jelbo.relaxed import RelaxedBernoulli, RelaxedOneHotCategorical
 from jelbo.sharding import (
     check_partitionable_threefry,
@@ -34,7 +36,10 @@ from jelbo.spherical import HypersphericalUniform, PowerSpherical
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELBO",
+    "IWAE",
     "Bernoulli",
+    "Bound",
     "Categorical",
     "Distribution",
     "ELBOTerms",
@@ -49,6 +54,7 @@ __all__ = [
     "PowerSpherical",
     "RelaxedBernoulli",
     "RelaxedOneHotCategorical",
+    "Renyi",
     "StudentT",
     "check_partitionable_threefry",
     "classic",
@@ -59,6 +65,9 @@ __all__ = [
     "kl_divergence",
     "log_prob",
     "mc_kl",
+    "objectives",
+    "psis",
+    "psis_tail_length",
     "register_kl",
     "renyi_bound",
     "replicate",
