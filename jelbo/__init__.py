@@ -20,6 +20,7 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.psis import psis, psis_tail_length
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
@@ -48,6 +49,8 @@ __all__ = [
     "kl_divergence",
     "log_prob",
     "mc_kl",
+    "psis",
+    "psis_tail_length",
     "register_kl",
     "renyi_bound",
     "replicate",
