@@ -324,12 +324,7 @@ def _init_fn():
 
 
 def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
-    if hasattr(jelbo, "psis"):
-        smoothed, k = jelbo.psis(jnp.asarray(log_w))
-        return np.asarray(smoothed), float(k)
-    import arviz
-
-    smoothed, k = arviz.psislw(np.asarray(log_w))
+    smoothed, k = jelbo.psis(jnp.asarray(log_w))
     return np.asarray(smoothed), float(k)
 
 

@@ -157,12 +157,12 @@ def test_every_posterior_has_a_reference():
 
 @pytest.mark.parametrize("name", M.POSTERIORS)
 def test_log_density_matches_stan_transcription(name):
-    """Log density and log joint at 5 reference draws: equal to the SciPy transcription, and
-    the unconstrained log joint's gradient is finite there."""
+    """Log density at 3 reference draws (through unconstrain/constrain): equal to the SciPy
+    transcription, and the unconstrained log joint's gradient is finite there."""
     post = M.load(name)
     space = M.make_space(post.spec)
     params = M.unflatten_draws(post, space)
-    idx = np.arange(0, 1000, 200)
+    idx = np.array([0, 333, 999])
     params = {k: v[idx] for k, v in params.items()}
     u = space.unconstrain(params)
     back, _ = space.constrain(u)
@@ -176,3 +176,31 @@ def test_log_density_matches_stan_transcription(name):
     grads = jax.vmap(jax.grad(M.make_log_joint(post, space)))(u)
     assert grads.shape == (len(idx), space.dim)
     assert bool(jnp.all(jnp.isfinite(grads)))
+
+
+def test_fit_gp_regr_end_to_end():
+    """Full-rank STL fit of gp_pois_regr-gp_regr (3 parameters), 300 Adam steps compiled in one
+    scan, judged by the benchmark's own evaluation against posteriordb's reference summary.
+
+    Tolerances from a measurement (this config, seeds 0-7, 2,000 evaluation draws): max
+    |mean err| 0.059 sd, max |log sd ratio| 0.069, k̂ 0.34 median / 0.54 max, PSIS mean err
+    max 0.060. The bounds are about twice those; the same fit after 1 step gives mean err 4.6,
+    log-sd err 2.4, k̂ 1.75.
+    """
+    from bench import posteriordb as B
+
+    post = M.load("gp_pois_regr-gp_regr")
+    space = M.make_space(post.spec)
+    log_joint = M.make_log_joint(post, space)
+    cfg = B.Config(steps=300, learning_rate=0.05, eval_draws=2000)
+    fitted = B.METHODS["jelbo-fullrank-stl"](log_joint, space.dim, cfg)
+    state, losses = fitted.fit(jax.random.key(0))
+    assert losses.shape == (300,)
+    assert float(np.mean(losses[-50:])) < float(np.mean(losses[:50]))
+    u, log_q = fitted.draw(jax.random.key(1), state, cfg.eval_draws)
+    r = B.evaluate(post, space, log_joint, u, log_q)
+    assert r["mean_err"] < 0.15, r
+    assert r["sd_err"] < 0.15, r
+    assert r["khat"] < 0.7, r
+    assert r["psis_mean_err"] < 0.15, r
+    assert r["nonfinite_draws"] == 0
