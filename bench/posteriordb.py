@@ -84,36 +84,13 @@ class Fitted(NamedTuple):
 # --- jelbo --------------------------------------------------------------------------------
 
 
-def _std_normal_logpdf(z: jax.Array) -> jax.Array:
-    return -0.5 * jnp.sum(z * z, -1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
-
-
 def _bound(kind: str, estimator: str, num_samples: int) -> Callable:
-    """``bound(key, q, log_joint) -> scalar`` through jelbo's public objectives.
-
-    With the objectives of CONTRACTS item 2 (``prior=None``: ``log_joint`` is the log joint).
-    Until they land, jelbo 0.1's ``elbo``/``iwae_bound`` with a standard-normal ``prior`` and
-    ``log_likelihood = log_joint - log prior`` give the same weights
-    ``log_joint(z) - log q(z)`` exactly (``kl="mc"``).
-    """
-    if hasattr(jelbo, "ELBO"):
-        if kind == "elbo":
-            obj = jelbo.ELBO(num_samples=num_samples, kl="mc", grad_estimator=estimator)
-        else:
-            obj = jelbo.IWAE(num_samples=num_samples, grad_estimator=estimator)
-        return lambda key, q, log_joint: obj(key, q, log_joint).value
-
-    def bound(key, q, log_joint):
-        d = q.event_shape[-1]
-        prior = jelbo.MultivariateNormalTriL(jnp.zeros(d), jnp.eye(d))
-        ll = lambda z: log_joint(z) - _std_normal_logpdf(z)
-        if kind == "elbo":
-            return jelbo.elbo(
-                key, q, ll, prior, num_samples=num_samples, kl="mc", grad_estimator=estimator
-            ).elbo
-        return jelbo.iwae_bound(key, q, ll, prior, num_samples=num_samples, grad_estimator=estimator)
-
-    return bound
+    """``bound(key, q, log_joint) -> scalar``: jelbo's objective with ``prior=None``."""
+    if kind == "elbo":
+        obj = jelbo.ELBO(num_samples=num_samples, kl="mc", grad_estimator=estimator)
+    else:
+        obj = jelbo.IWAE(num_samples=num_samples, grad_estimator=estimator)
+    return lambda key, q, log_joint: obj(key, q, log_joint).value
 
 
 def _inv_softplus(x: float) -> float:
@@ -213,9 +190,7 @@ def numpyro_method(guide_name: str) -> Callable:
         if guide_name == "AutoLowRankMultivariateNormal":
             kwargs["rank"] = _rank(dim)
         guide = getattr(autoguide, guide_name)(model, **kwargs)
-        svi = SVI(
-            model, guide, optax_to_numpyro(optimizer(cfg)), Trace_ELBO(cfg.num_samples)
-        )
+        svi = SVI(model, guide, optax_to_numpyro(optimizer(cfg)), Trace_ELBO(cfg.num_samples))
 
         @jax.jit
         def fit(key):
@@ -272,7 +247,7 @@ def blackjax_pathfinder(log_joint, dim, cfg: Config) -> Fitted:
 
     @jax.jit
     def fit(key):
-        state, info = pathfinder.approximate(
+        state, _ = pathfinder.approximate(
             key, log_joint, jnp.zeros(dim), num_samples=cfg.num_samples * 25, maxiter=100
         )
         return state, jnp.atleast_1d(-state.elbo)
@@ -354,8 +329,12 @@ def evaluate(post, space, log_joint, u, log_q) -> dict[str, float]:
             if weights is None:
                 m, s = _moments(x[ok & finite])
             else:
-                m, s = _moments(np.where(ok, x, 0.0), np.where(ok, weights, 0.0) / np.sum(weights[ok]))
-            errs[prefix + "mean_err"] = max(errs[prefix + "mean_err"], abs(m - ref["mean"]) / ref["sd"])
+                m, s = _moments(
+                    np.where(ok, x, 0.0), np.where(ok, weights, 0.0) / np.sum(weights[ok])
+                )
+            errs[prefix + "mean_err"] = max(
+                errs[prefix + "mean_err"], abs(m - ref["mean"]) / ref["sd"]
+            )
             errs[prefix + "sd_err"] = max(errs[prefix + "sd_err"], abs(math.log(s / ref["sd"])))
     lw = log_w[finite]
     return {
@@ -437,11 +416,16 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, default=Config().learning_rate)
     p.add_argument("--eval-draws", type=int, default=Config().eval_draws)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per fit (best kept)")
-    p.add_argument("--out", default=None, help="path stem; default bench/results/posteriordb-<date>")
+    p.add_argument(
+        "--out", default=None, help="path stem; default bench/results/posteriordb-<date>"
+    )
     args = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     cfg = Config(
-        steps=args.steps, num_samples=args.samples, learning_rate=args.lr, eval_draws=args.eval_draws
+        steps=args.steps,
+        num_samples=args.samples,
+        learning_rate=args.lr,
+        eval_draws=args.eval_draws,
     )
     models, methods = args.models.split(","), args.methods.split(",")
     seeds = list(range(args.seeds))
@@ -458,7 +442,9 @@ def main(argv=None) -> dict:
     records = []
     for name in models:
         print(f"{name}:", flush=True)
-        records += run_model(name, methods, seeds, cfg, args.repeats, log=lambda s: print(s, flush=True))
+        records += run_model(
+            name, methods, seeds, cfg, args.repeats, log=lambda s: print(s, flush=True)
+        )
     meta["load_average_end"] = _load_average()
     meta["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     result = {"meta": meta, "records": records}

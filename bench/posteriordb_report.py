@@ -1,4 +1,7 @@
-"""Markdown tables from a ``bench/posteriordb.py`` result (``python bench/posteriordb_report.py X.json``)."""
+"""Markdown tables from a ``bench/posteriordb.py`` result.
+
+    python bench/posteriordb_report.py bench/results/posteriordb-DATE.json [more.json ...]
+"""
 
 from __future__ import annotations
 
@@ -93,12 +96,16 @@ def ratio_table(records) -> list[str]:
     for model in models:
         cells = []
         for a, b in pairs:
-            r = _median(records, model, a, "ms_per_step") / _median(records, model, b, "ms_per_step")
+            r = _median(records, model, a, "ms_per_step") / _median(
+                records, model, b, "ms_per_step"
+            )
             cols[(a, b)].append(r)
             cells.append("—" if np.isnan(r) else f"{r:.2f}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     med = [np.nanmedian(cols[p]) if not np.all(np.isnan(cols[p])) else np.nan for p in pairs]
-    lines.append("| **median** | " + " | ".join("—" if np.isnan(x) else f"**{x:.2f}**" for x in med) + " |")
+    lines.append(
+        "| **median** | " + " | ".join("—" if np.isnan(x) else f"**{x:.2f}**" for x in med) + " |"
+    )
     lines.append("")
     return lines
 
