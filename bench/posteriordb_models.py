@@ -29,6 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy import stats
 
+import jelbo
+import jelbo.parameters
+
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "posteriordb_data"
 
 POSTERIORS = (
@@ -319,20 +322,12 @@ _BUILDERS = {
 
 def constraints_module():
     """``jelbo.parameters`` (the constraint constructors)."""
-    try:
-        import jelbo.parameters as P
-    except ImportError:  # until the library's parameter spaces land
-        from bench import _pdb_space as P
-    return P
+    return jelbo.parameters
 
 
-def make_space(spec: dict) -> Any:
+def make_space(spec: dict) -> jelbo.ParameterSpace:
     """``jelbo.ParameterSpace(spec)``."""
-    try:
-        from jelbo import ParameterSpace
-    except ImportError:
-        from bench._pdb_space import ParameterSpace
-    return ParameterSpace(spec)
+    return jelbo.ParameterSpace(spec)
 
 
 def make_log_joint(post: Posterior, space: Any) -> Callable[[jax.Array], jax.Array]:
@@ -392,7 +387,7 @@ def unflatten_draws(post: Posterior, space: Any) -> dict[str, jax.Array]:
         mu, tau = draws["mu"], draws["tau"]
         for j in range(1, 9):
             draws[f"theta_trans[{j}]"] = (draws[f"theta[{j}]"] - mu) / tau
-    shapes = {k: v.shape for k, v in space.constrain(jnp.zeros(space.dim))[0].items()}
+    shapes = space.shapes
     out = {}
     for base in post.spec:
         shape = shapes[base]

@@ -1,6 +1,6 @@
 """Markdown tables from a ``bench/posteriordb.py`` result.
 
-    python bench/posteriordb_report.py bench/results/posteriordb-DATE.json [more.json ...]
+python bench/posteriordb_report.py bench/results/posteriordb-DATE.json [more.json ...]
 """
 
 from __future__ import annotations
