@@ -22,7 +22,7 @@ from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
-from jelbo.psis import psis, psis_tail_length
+from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
@@ -45,6 +45,7 @@ __all__ = [
     "Normal",
     "ParameterSpace",
     "Poisson",
+    "PosteriorSummary",
     "Renyi",
     "StudentT",
     "bijectors",
@@ -59,6 +60,7 @@ __all__ = [
     "mc_kl",
     "objectives",
     "parameters",
+    "posterior_summary",
     "psis",
     "psis_tail_length",
     "register_kl",
