@@ -5,6 +5,7 @@ where it draws. See the README for the math and a quick start.
 """
 
 from jelbo import bijectors, classic, objectives, parameters, sharding
+from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -27,15 +28,18 @@ from jelbo.laplace import (
     preconditioned_init,
     preconditioned_q,
 )
+from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
 from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
+from jelbo.relaxed import RelaxedBernoulli, RelaxedOneHotCategorical
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
     replicate,
     shard_batch,
 )
+from jelbo.spherical import HypersphericalUniform, PowerSpherical
 
 __version__ = "0.1.0"
 
@@ -47,14 +51,21 @@ __all__ = [
     "Categorical",
     "Distribution",
     "ELBOTerms",
+    "HypersphericalUniform",
     "Laplace",
     "LaplaceApproximation",
+    "MixtureSameFamily",
     "MultivariateNormalTriL",
+    "NegativeBinomial",
     "Normal",
+    "OneHotCategorical",
     "ParameterSpace",
     "Poisson",
     "PosteriorSummary",
+    "PowerSpherical",
     "PreconditionedParams",
+    "RelaxedBernoulli",
+    "RelaxedOneHotCategorical",
     "Renyi",
     "StudentT",
     "bijectors",
