@@ -33,6 +33,7 @@ from jelbo.sharding import (
     shard_batch,
 )
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
+from jelbo.transformed import LogNormal, Transformed
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "ELBOTerms",
     "HypersphericalUniform",
     "Laplace",
+    "LogNormal",
     "MixtureSameFamily",
     "MultivariateNormalTriL",
     "NegativeBinomial",
@@ -59,6 +61,7 @@ __all__ = [
     "RelaxedOneHotCategorical",
     "Renyi",
     "StudentT",
+    "Transformed",
     "bijectors",
     "check_partitionable_threefry",
     "classic",

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from jelbo import _checks
+from jelbo.bijectors import same_bijector
 from jelbo.discrete import OneHotCategorical, masked_log_softmax
 from jelbo.distributions import (
     Bernoulli,
@@ -28,6 +29,7 @@ from jelbo.distributions import (
     sample,
 )
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
+from jelbo.transformed import TransformedDistribution
 
 Array = jax.Array
 KLFn = Callable[[Distribution, Distribution], Array]
@@ -234,3 +236,18 @@ def _kl_one_hot_one_hot(q: OneHotCategorical, p: OneHotCategorical) -> Array:
 def _kl_power_spherical_uniform(q: PowerSpherical, p: HypersphericalUniform) -> Array:
     # KL = -H(q) + log|S^{d-1}|: the uniform log-density is the constant -log|S^{d-1}|.
     return p.entropy() - q.entropy()
+
+
+@register_kl(TransformedDistribution, TransformedDistribution)
+def _kl_transformed_transformed(q: Distribution, p: Distribution) -> Array:
+    # KL(f#q || f#p) = KL(q || p) for one bijector f (the log-det terms cancel).
+    assert isinstance(q, TransformedDistribution) and isinstance(p, TransformedDistribution)
+    fq, fp = q.transform(), p.transform()
+    if not same_bijector(fq, fp):
+        raise NotImplementedError(
+            f"KL({type(q).__name__} || {type(p).__name__}) is closed-form only when both use "
+            f"the same bijector (got {fq!r} and {fp!r}; traced parameters count as the same "
+            "only when they are the same object). Use jelbo.ELBO(kl='mc') or "
+            "jelbo.mc_kl(key, q, p, num_samples=...)."
+        )
+    return kl_divergence(q.base_distribution(), p.base_distribution())
