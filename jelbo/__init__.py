@@ -21,6 +21,7 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.lowrank import LowRankMultivariateNormal
 from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
@@ -48,6 +49,7 @@ __all__ = [
     "HypersphericalUniform",
     "Laplace",
     "LogNormal",
+    "LowRankMultivariateNormal",
     "MixtureSameFamily",
     "MultivariateNormalTriL",
     "NegativeBinomial",
