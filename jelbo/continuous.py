@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import digamma, gammaln
 
-from jelbo import _special
+from jelbo import _gamma, _special
 from jelbo._typing import Array, ArrayLike, Shape
 from jelbo.distributions import Distribution, Factorized
 
@@ -71,9 +71,11 @@ def _d_log_gamma_d_alpha(alpha: Array, log_z: Array) -> Array:
 
 def _log_gamma_draw(key: Array, concentration: ArrayLike, shape: Shape, dtype) -> Array:
     """``log z`` with ``z ~ Gamma(concentration, 1)`` of ``shape``, implicitly
-    reparameterized in ``concentration`` (which broadcasts against ``shape``)."""
-    alpha = jnp.broadcast_to(jnp.asarray(concentration, dtype), shape)
-    log_z = jax.random.loggamma(key, lax.stop_gradient(alpha), shape, dtype)
+    reparameterized in ``concentration`` (which broadcasts against ``shape``); drawn by
+    :func:`jelbo._gamma.loggamma` (vectorized rejection, no per-element loop)."""
+    concentration = jnp.asarray(concentration, dtype)
+    log_z = _gamma.loggamma(key, lax.stop_gradient(concentration), shape, dtype)
+    alpha = jnp.broadcast_to(concentration, shape)
     return _implicit_log_gamma(alpha, lax.stop_gradient(log_z))
 
 
