@@ -5,6 +5,7 @@ where it draws. See the README for the math and a quick start.
 """
 
 from jelbo import bijectors, classic, objectives, parameters, sharding
+from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -20,15 +21,27 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.laplace import (
+    LaplaceApproximation,
+    PreconditionedParams,
+    laplace_approximation,
+    preconditioned_init,
+    preconditioned_q,
+)
+from jelbo.lowrank import LowRankMultivariateNormal
+from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
 from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
+from jelbo.relaxed import RelaxedBernoulli, RelaxedOneHotCategorical
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
     replicate,
     shard_batch,
 )
+from jelbo.spherical import HypersphericalUniform, PowerSpherical
+from jelbo.transformed import LogNormal, Transformed
 
 __version__ = "0.1.0"
 
@@ -40,14 +53,26 @@ __all__ = [
     "Categorical",
     "Distribution",
     "ELBOTerms",
+    "HypersphericalUniform",
     "Laplace",
+    "LaplaceApproximation",
+    "LogNormal",
+    "LowRankMultivariateNormal",
+    "MixtureSameFamily",
     "MultivariateNormalTriL",
+    "NegativeBinomial",
     "Normal",
+    "OneHotCategorical",
     "ParameterSpace",
     "Poisson",
     "PosteriorSummary",
+    "PowerSpherical",
+    "PreconditionedParams",
+    "RelaxedBernoulli",
+    "RelaxedOneHotCategorical",
     "Renyi",
     "StudentT",
+    "Transformed",
     "bijectors",
     "check_partitionable_threefry",
     "classic",
@@ -56,11 +81,14 @@ __all__ = [
     "entropy",
     "iwae_bound",
     "kl_divergence",
+    "laplace_approximation",
     "log_prob",
     "mc_kl",
     "objectives",
     "parameters",
     "posterior_summary",
+    "preconditioned_init",
+    "preconditioned_q",
     "psis",
     "psis_tail_length",
     "register_kl",
