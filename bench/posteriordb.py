@@ -126,11 +126,16 @@ def _jelbo_family(family: str, dim: int, cfg: Config):
             p["loc"], _tril_from(p["unit"], p["scale"])
         )
     if family == "lowrank":
-        rank = _rank(dim)
-        init = {"loc": loc, "factor": jnp.zeros((dim, rank)), "raw": jnp.full(dim, s0)}
-        return init, lambda p: jelbo.LowRankMultivariateNormal(
-            p["loc"], p["factor"], jax.nn.softplus(p["raw"]) ** 2
-        )
+        # As NumPyro's AutoLowRankMultivariateNormal: F = factor * scale[:, None], d = scale^2.
+        init = {"loc": loc, "factor": jnp.zeros((dim, _rank(dim))), "scale": jnp.full(dim, s0)}
+
+        def make_lowrank(p):
+            scale = jax.nn.softplus(p["scale"])
+            return jelbo.LowRankMultivariateNormal(
+                p["loc"], p["factor"] * scale[:, None], jnp.square(scale)
+            )
+
+        return init, make_lowrank
     raise ValueError(family)
 
 
