@@ -67,7 +67,7 @@ class _Problem(NamedTuple):
 def _check_problem(
     key: Any,
     q: Any,
-    log_likelihood: Any,
+    log_likelihood: LogLikelihood,
     prior: Any,
     data: Any,
     num_samples: Any,

@@ -162,6 +162,7 @@ def elbo_surrogate(
             b_ratio = leave_one_out_mean(log_ratio) if mc else 0.0
         else:
             b_lik, b_ratio = 0.0, 0.0
+        c = 0.0
     else:
         c = check_baseline(baseline, log_lik.shape[:-1])[..., None]
         b_lik, b_ratio = c, 0.0
