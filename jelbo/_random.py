@@ -179,16 +179,24 @@ def _shape_and_dtype(shape: Shape, dtype: Any) -> tuple[Shape, np.dtype]:
     return tuple(shape), np.dtype(jax.dtypes.canonicalize_dtype(float if dtype is None else dtype))
 
 
-def _on_cpu(key: Array, fast: Any, default: Any) -> Array:
-    """``fast(key)`` where the computation is lowered for CPU, ``default(key)`` elsewhere.
+def _gated(
+    unrolled: Any, reference: Any, key: Array, shape: Shape, dtype: Any, sharding: Any, **kw: Any
+) -> Array:
+    """``reference(key, shape, dtype, **kw)`` (``jax.random``'s), computed by ``unrolled`` (this
+    module's, the same bits) where the program is lowered for CPU and the key allows it.
 
     JAX rolls its threefry into a loop only on CPU; on GPU and TPU its own lowering is
     already unrolled (or a dedicated kernel) and the integer division of
-    :func:`_computed_once` would only force the bits through memory. Both branches return
-    the same bits, so results do not depend on the platform. The choice is made when the
-    program is lowered (``lax.platform_dependent``): a program lowered for one platform
+    :func:`_computed_once` would only force the bits through memory. The choice is made when
+    the program is lowered (``lax.platform_dependent``): a program lowered for one platform
     holds only that platform's branch.
     """
+    shape, dtype = _shape_and_dtype(shape, dtype)
+    default = functools.partial(reference, shape=shape, dtype=dtype, out_sharding=sharding, **kw)
+    if not _fast(key, shape, dtype, sharding):
+        return default(key)
+    kw = {name: float(value) for name, value in kw.items()}
+    fast = functools.partial(unrolled, shape=shape, dtype=dtype, sharding=sharding, **kw)
     return lax.platform_dependent(key, cpu=fast, default=default)
 
 
@@ -202,60 +210,29 @@ def uniform(
     out_sharding: Any = None,
 ) -> Array:
     """``jax.random.uniform(key, shape, dtype, minval, maxval)``, bit for bit."""
-    shape, dtype = _shape_and_dtype(shape, dtype)
-    default = functools.partial(
-        jax.random.uniform,
-        shape=shape,
-        dtype=dtype,
-        minval=minval,
-        maxval=maxval,
-        out_sharding=out_sharding,
+    return _gated(
+        _uniform, jax.random.uniform, key, shape, dtype, out_sharding, minval=minval, maxval=maxval
     )
-    if not _fast(key, shape, dtype, out_sharding):
-        return default(key)
-    fast = functools.partial(
-        _uniform,
-        shape=shape,
-        dtype=dtype,
-        minval=float(minval),
-        maxval=float(maxval),
-        sharding=out_sharding,
-    )
-    return _on_cpu(key, fast, default)
 
 
 def normal(key: Array, shape: Shape, dtype: Any = None, *, out_sharding: Any = None) -> Array:
     """``jax.random.normal(key, shape, dtype)``, bit for bit: ``sqrt(2) * erfinv(u)``."""
-    shape, dtype = _shape_and_dtype(shape, dtype)
-    default = functools.partial(
-        jax.random.normal, shape=shape, dtype=dtype, out_sharding=out_sharding
-    )
-    if not _fast(key, shape, dtype, out_sharding):
-        return default(key)
-    fast = functools.partial(_normal, shape=shape, dtype=dtype, sharding=out_sharding)
-    return _on_cpu(key, fast, default)
+    return _gated(_normal, jax.random.normal, key, shape, dtype, out_sharding)
 
 
 def laplace(key: Array, shape: Shape, dtype: Any = None, *, out_sharding: Any = None) -> Array:
     """``jax.random.laplace(key, shape, dtype)``, bit for bit: ``sign(u) * log1p(-|u|)``."""
-    shape, dtype = _shape_and_dtype(shape, dtype)
-    default = functools.partial(
-        jax.random.laplace, shape=shape, dtype=dtype, out_sharding=out_sharding
-    )
-    if not _fast(key, shape, dtype, out_sharding):
-        return default(key)
-    fast = functools.partial(_laplace, shape=shape, dtype=dtype, sharding=out_sharding)
-    return _on_cpu(key, fast, default)
+    return _gated(_laplace, jax.random.laplace, key, shape, dtype, out_sharding)
 
 
 def split(key: Array, num: int) -> Array:
     """``jax.random.split(key, num)``, bit for bit: typed keys stay typed, raw keys raw."""
     if not _is_threefry(key):
         return jax.random.split(key, num)
-    data = _on_cpu(
+    data = lax.platform_dependent(  # as in _gated: the unrolled hash on CPU only
         key,
-        functools.partial(_split_data, num=num),
-        lambda key: _key_words_array(jax.random.split(key, num)),
+        cpu=functools.partial(_split_data, num=num),
+        default=lambda key: _key_words_array(jax.random.split(key, num)),
     )
     if _is_typed(key):
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
