@@ -4,7 +4,7 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import classic, sharding
+from jelbo import bijectors, classic, objectives, parameters, sharding
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -20,6 +20,9 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.objectives import ELBO, IWAE, Bound, Renyi
+from jelbo.parameters import ParameterSpace
+from jelbo.psis import psis, psis_tail_length
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
@@ -30,15 +33,21 @@ from jelbo.sharding import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELBO",
+    "IWAE",
     "Bernoulli",
+    "Bound",
     "Categorical",
     "Distribution",
     "ELBOTerms",
     "Laplace",
     "MultivariateNormalTriL",
     "Normal",
+    "ParameterSpace",
     "Poisson",
+    "Renyi",
     "StudentT",
+    "bijectors",
     "check_partitionable_threefry",
     "classic",
     "data_parallel_mesh",
@@ -48,6 +57,10 @@ __all__ = [
     "kl_divergence",
     "log_prob",
     "mc_kl",
+    "objectives",
+    "parameters",
+    "psis",
+    "psis_tail_length",
     "register_kl",
     "renyi_bound",
     "replicate",

@@ -39,7 +39,28 @@ __all__ = [
     "entropy",
     "log_prob",
     "sample",
+    "static_field",
 ]
+
+
+def static_field(**kwargs: Any) -> Any:
+    """A dataclass field kept as static pytree aux data instead of a traced leaf.
+
+    Use it for structural options of a family (a dimension, a flag) that must stay Python
+    values under ``jax.jit``/``jax.vmap``: they become part of the treedef (so they must be
+    hashable), are not converted to arrays and are not differentiated. Example::
+
+        class MyFamily(Distribution):
+            loc: ArrayLike
+            dim: int = static_field()
+    """
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    metadata["static"] = True
+    return dataclasses.field(metadata=metadata, **kwargs)
+
+
+def _is_static(field: dataclasses.Field) -> bool:
+    return bool(field.metadata.get("static", False))
 
 
 @dataclass_transform(frozen_default=True, eq_default=False)
@@ -49,8 +70,9 @@ class Distribution(abc.ABC):
 
     Declare the parameters as annotated fields; every field is a pytree leaf (an array or a
     Python number), so the family passes through ``jax.jit``, ``jax.vmap``, ``jax.grad`` and
-    optax. Implement the abstract hooks (type checkers see them, and a family that misses
-    one cannot be instantiated):
+    optax. Structural options (a dimension, a flag) are declared with :func:`static_field`
+    and kept as static aux data. Implement the abstract hooks (type checkers see them, and a
+    family that misses one cannot be instantiated):
 
     - ``batch_shape`` and ``event_shape`` (properties, from the parameters' static shapes);
     - ``_log_prob(x)`` with ``x`` already checked against the event shape, returning the
@@ -83,7 +105,9 @@ class Distribution(abc.ABC):
         for name in ("__setattr__", "__delattr__"):
             if name in cls.__dict__:
                 delattr(cls, name)
-        jax.tree_util.register_pytree_node(cls, _flatten, lambda _, leaves: _unflatten(cls, leaves))
+        jax.tree_util.register_pytree_node(
+            cls, _flatten, lambda static, leaves: _unflatten(cls, static, leaves)
+        )
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(
@@ -95,6 +119,8 @@ class Distribution(abc.ABC):
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
+            if _is_static(field):
+                continue
             value = getattr(self, field.name)
             if isinstance(value, (list, tuple)):  # Python scalars stay weakly typed
                 object.__setattr__(self, field.name, jnp.asarray(value))
@@ -152,7 +178,7 @@ class Distribution(abc.ABC):
     @property
     def dtype(self) -> Any:
         """The floating dtype of the parameters (and of reparameterized samples)."""
-        params = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        params = jax.tree_util.tree_leaves(self)
         return jnp.result_type(float, *params)
 
     def log_prob(self, x: ArrayLike) -> Array:
@@ -194,21 +220,32 @@ class Distribution(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
-def _flatten(dist: Distribution) -> tuple[tuple[Any, ...], None]:
-    return tuple(getattr(dist, f.name) for f in dataclasses.fields(dist)), None
+def _flatten(dist: Distribution) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    fields = dataclasses.fields(dist)
+    children = tuple(getattr(dist, f.name) for f in fields if not _is_static(f))
+    static = tuple(getattr(dist, f.name) for f in fields if _is_static(f))
+    return children, static
 
 
-def _unflatten(cls: type, leaves: Any) -> Distribution:
+def _unflatten(cls: type, static: tuple[Any, ...], leaves: Any) -> Distribution:
     # Bypasses __init__: JAX rebuilds pytrees with placeholder leaves that must not be checked.
     dist = object.__new__(cls)
-    for field, leaf in zip(dataclasses.fields(cls), leaves, strict=True):
+    fields = dataclasses.fields(cls)
+    dynamic = [f for f in fields if not _is_static(f)]
+    for field, leaf in zip(dynamic, leaves, strict=True):
         object.__setattr__(dist, field.name, leaf)
+    for field, value in zip([f for f in fields if _is_static(f)], static, strict=True):
+        object.__setattr__(dist, field.name, value)
     return dist
 
 
 def _param_shape(dist: Distribution) -> Shape:
     """Broadcast shape of all parameters of a family whose last axis is the event axis."""
-    named = [(f.name, jnp.shape(getattr(dist, f.name))) for f in dataclasses.fields(dist)]
+    named = [
+        (f.name, jnp.shape(getattr(dist, f.name)))
+        for f in dataclasses.fields(dist)
+        if not _is_static(f)
+    ]
     shape = _checks.broadcast_shapes(*named)
     if len(shape) < 1:
         listed = ", ".join(f"`{name}` {shape}" for name, shape in named)

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-Array = jax.Array
+from jelbo._typing import Array, ArrayLike
 
 __all__ = [
     "check_baseline",
@@ -85,7 +85,7 @@ def leave_one_out_mean(values: Array) -> Array:
     return (jnp.sum(values, axis=-1, keepdims=True) - values) / (s - 1)
 
 
-def check_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Array:
+def check_baseline(baseline: ArrayLike, batch_shape: tuple[int, ...]) -> Array:
     """Returns ``baseline`` broadcast to ``batch_shape``, or raises ``ValueError`` naming both."""
     shape = tuple(jnp.shape(baseline))
     try:
@@ -106,8 +106,8 @@ def elbo_surrogate(
     log_p: Array,
     *,
     kl: Array | None,
-    beta: float | Array = 1.0,
-    baseline: Array | float | None = None,
+    beta: ArrayLike = 1.0,
+    baseline: ArrayLike | None = None,
 ) -> tuple[Array, Array, Array]:
     r"""Score-function ELBO surrogate from per-sample terms; ``(elbo, expected_log_lik, kl)``.
 
@@ -171,7 +171,8 @@ def elbo_surrogate(
     if mc:
         kl = jnp.mean(_sg(log_q) - log_p + score_term(log_ratio - b_ratio, log_q), axis=-1)
     if baseline is not None:
-        signal = log_lik - beta * log_ratio if mc else log_lik
+        beta_per_sample = jnp.expand_dims(jnp.asarray(beta), -1)
+        signal = log_lik - beta_per_sample * log_ratio if mc else log_lik
         fit = -0.5 * jnp.mean(jnp.square(_sg(signal) - c), axis=-1)
         expected = expected + (fit - _sg(fit))
     return expected - beta * kl, expected, kl

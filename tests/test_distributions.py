@@ -667,3 +667,27 @@ def test_functions_reject_non_distributions():
         jelbo.sample(jax.random.key(0), "normal")
     with pytest.raises(TypeError, match="`dist`"):
         jelbo.entropy(None)
+
+
+def test_static_field_is_aux_data_not_a_leaf():
+    from jelbo.distributions import Factorized, static_field
+
+    class Scaled(Factorized):
+        loc: jax.Array
+        power: int = static_field(default=2)
+
+        def _log_prob_elementwise(self, x):
+            return -((x - self.loc) ** self.power)
+
+        def _sample(self, key, sample_shape):
+            return jnp.broadcast_to(self.loc, sample_shape + self.param_shape)
+
+    dist = Scaled(jnp.zeros(3), power=4)
+    leaves, treedef = jax.tree_util.tree_flatten(dist)
+    assert len(leaves) == 1 and dist.batch_shape == () and dist.event_shape == (3,)
+    # The static value reaches the jitted function as a Python int (usable in shapes).
+    out = jax.jit(lambda d: jnp.zeros(d.power) + d.log_prob(jnp.ones(3)))(dist)
+    assert out.shape == (4,) and float(out[0]) == -3.0
+    assert jax.tree_util.tree_unflatten(treedef, leaves).power == 4
+    assert Scaled(jnp.zeros(3), power=3) is not None
+    assert jax.tree_util.tree_structure(Scaled(jnp.zeros(3), power=3)) != treedef
