@@ -21,6 +21,14 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.laplace import (
+    LaplaceApproximation,
+    PreconditionedParams,
+    laplace_approximation,
+    preconditioned_init,
+    preconditioned_q,
+)
+from jelbo.lowrank import LowRankMultivariateNormal
 from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
@@ -33,6 +41,7 @@ from jelbo.sharding import (
     shard_batch,
 )
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
+from jelbo.transformed import LogNormal, Transformed
 
 __version__ = "0.1.0"
 
@@ -46,6 +55,9 @@ __all__ = [
     "ELBOTerms",
     "HypersphericalUniform",
     "Laplace",
+    "LaplaceApproximation",
+    "LogNormal",
+    "LowRankMultivariateNormal",
     "MixtureSameFamily",
     "MultivariateNormalTriL",
     "NegativeBinomial",
@@ -55,10 +67,12 @@ __all__ = [
     "Poisson",
     "PosteriorSummary",
     "PowerSpherical",
+    "PreconditionedParams",
     "RelaxedBernoulli",
     "RelaxedOneHotCategorical",
     "Renyi",
     "StudentT",
+    "Transformed",
     "bijectors",
     "check_partitionable_threefry",
     "classic",
@@ -67,11 +81,14 @@ __all__ = [
     "entropy",
     "iwae_bound",
     "kl_divergence",
+    "laplace_approximation",
     "log_prob",
     "mc_kl",
     "objectives",
     "parameters",
     "posterior_summary",
+    "preconditioned_init",
+    "preconditioned_q",
     "psis",
     "psis_tail_length",
     "register_kl",
