@@ -8,6 +8,7 @@ parents' pairs). :func:`mc_kl` estimates the KL of any pair by Monte Carlo.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -33,14 +34,15 @@ from jelbo.spherical import HypersphericalUniform, PowerSpherical
 from jelbo.transformed import TransformedDistribution
 
 Array = jax.Array
-KLFn = Callable[[Distribution, Distribution], Array]
+KLFn = Callable[[Any, Any], Array]
+_F = TypeVar("_F", bound=Callable[..., Array])
 
 __all__ = ["kl_divergence", "mc_kl", "register_kl"]
 
 _KL_REGISTRY: dict[tuple[type, type], KLFn] = {}
 
 
-def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
+def register_kl(type_q: type, type_p: type) -> Callable[[_F], _F]:
     r"""Decorator registering a closed-form :math:`\mathrm{KL}(q\|p)` for a pair of types.
 
     The function takes ``(q, p)`` and returns the KL summed over the event, with the
@@ -59,7 +61,7 @@ def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
                 f"register_kl: `{name}` must be a jelbo Distribution subclass; got {cls!r}."
             )
 
-    def decorator(fn: KLFn) -> KLFn:
+    def decorator(fn: _F) -> _F:
         _KL_REGISTRY[(type_q, type_p)] = fn
         return fn
 
@@ -138,14 +140,14 @@ def _kl_normal_normal(q: Normal, p: Normal) -> Array:
     # With t = 2 log(sq/sp): KL_i = ½[(e^t - 1 - t) + ((mq - mp)/sp)²]; expm1 keeps the
     # first bracket accurate and exactly zero when q == p.
     t = 2.0 * (jnp.log(q.scale) - jnp.log(p.scale))
-    d = (q.loc - p.loc) / p.scale
+    d = (jnp.asarray(q.loc) - p.loc) / p.scale
     return 0.5 * jnp.sum(jnp.expm1(t) - t + d * d, axis=-1)
 
 
 @register_kl(Laplace, Laplace)
 def _kl_laplace_laplace(q: Laplace, p: Laplace) -> Array:
     # KL_i = log(bp/bq) + |Δ|/bp + (bq/bp) exp(-|Δ|/bq) - 1, with Δ = mq - mp.
-    dist = jnp.abs(q.loc - p.loc)
+    dist = jnp.abs(jnp.asarray(q.loc) - p.loc)
     log_ratio = jnp.log(q.scale) - jnp.log(p.scale)
     kl = jnp.expm1(log_ratio - dist / q.scale) - log_ratio + dist / p.scale
     return jnp.sum(kl, axis=-1)
@@ -155,7 +157,7 @@ def _kl_laplace_laplace(q: Laplace, p: Laplace) -> Array:
 def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
     # From logits a (q) and b (p): KL = σ(a)(a - b) - softplus(a) + softplus(b);
     # every term stays finite for finite logits, and so do its gradients.
-    a, b = q.logits, p.logits
+    a, b = jnp.asarray(q.logits), jnp.asarray(p.logits)
     kl = jax.nn.sigmoid(a) * (a - b) - jax.nn.softplus(a) + jax.nn.softplus(b)
     return jnp.sum(kl, axis=-1)
 
@@ -175,7 +177,7 @@ def _kl_categorical_categorical(q: Categorical, p: Categorical) -> Array:
 @register_kl(Poisson, Poisson)
 def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
     # KL_i = λq log(λq/λp) - λq + λp = λp (u e^u - (e^u - 1)), with u = ηq - ηp.
-    u = q.log_rate - p.log_rate
+    u = jnp.asarray(q.log_rate) - p.log_rate
     return jnp.sum(jnp.exp(p.log_rate) * (u * jnp.exp(u) - jnp.expm1(u)), axis=-1)
 
 
@@ -191,7 +193,9 @@ def _as_tril(dist: Normal | MultivariateNormalTriL) -> tuple[Array, Array]:
 @register_kl(MultivariateNormalTriL, MultivariateNormalTriL)
 @register_kl(Normal, MultivariateNormalTriL)
 @register_kl(MultivariateNormalTriL, Normal)
-def _kl_gaussian_tril(q: Distribution, p: Distribution) -> Array:
+def _kl_gaussian_tril(
+    q: Normal | MultivariateNormalTriL, p: Normal | MultivariateNormalTriL
+) -> Array:
     # KL = ½[‖Lp⁻¹Lq‖²_F + ‖Lp⁻¹(μq-μp)‖² - K] + Σ log|diag Lp| - Σ log|diag Lq|.
     loc_q, tril_q = _as_tril(q)
     loc_p, tril_p = _as_tril(p)
