@@ -4,7 +4,7 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import classic, sharding
+from jelbo import classic, objectives, sharding
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -20,6 +20,8 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.objectives import ELBO, IWAE, Bound, Renyi
+from jelbo.psis import psis, psis_tail_length
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
@@ -30,7 +32,10 @@ from jelbo.sharding import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELBO",
+    "IWAE",
     "Bernoulli",
+    "Bound",
     "Categorical",
     "Distribution",
     "ELBOTerms",
@@ -38,6 +43,7 @@ __all__ = [
     "MultivariateNormalTriL",
     "Normal",
     "Poisson",
+    "Renyi",
     "StudentT",
     "check_partitionable_threefry",
     "classic",
@@ -48,6 +54,9 @@ __all__ = [
     "kl_divergence",
     "log_prob",
     "mc_kl",
+    "objectives",
+    "psis",
+    "psis_tail_length",
     "register_kl",
     "renyi_bound",
     "replicate",

@@ -6,6 +6,7 @@ runs while JAX traces a function and raises before anything is computed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -69,3 +70,82 @@ def broadcast_shapes(*named_shapes: tuple[str, tuple[int, ...]]) -> tuple[int, .
     except ValueError:
         listed = ", ".join(f"`{name}` {tuple(shape)}" for name, shape in named_shapes)
         raise ValueError(f"Shapes do not broadcast: {listed}.") from None
+
+
+def check_instance(value: Any, cls: type, name: str, what: str = "a jelbo distribution") -> None:
+    """Raises ``TypeError`` naming ``name`` unless ``value`` is an instance of ``cls``.
+
+    The class is passed in (e.g. ``Distribution``) so that this module imports nothing of
+    jelbo's.
+    """
+    if not isinstance(value, cls):
+        raise TypeError(f"`{name}` must be {what}; got {type(value).__name__}.")
+
+
+def check_same_event(q: Any, p: Any, names: tuple[str, str] = ("q", "p")) -> None:
+    """Raises ``ValueError`` naming both shapes unless ``q`` and ``p`` share an event shape."""
+    if q.event_shape != p.event_shape:
+        raise ValueError(
+            f"Event shapes differ: `{names[0]}` ({type(q).__name__}) has event shape "
+            f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
+            f"event shape {p.event_shape} (batch {p.batch_shape})."
+        )
+
+
+def check_broadcasts_to(
+    shape: tuple[int, ...], name: str, target: tuple[int, ...], what: str = "shape"
+) -> None:
+    """Raises ``ValueError`` unless ``shape`` broadcasts to exactly ``target``.
+
+    Broadcasting must not grow ``target``: a ``beta`` of shape ``(3, 1)`` against a batch
+    ``(3,)`` would silently turn one value per datapoint into a ``(3, 3)`` table.
+
+    Args:
+        shape: the static shape of the argument (it may be traced).
+        name: the argument's name, for the message.
+        target: the shape it must broadcast to.
+        what: what ``target`` is, e.g. "`q`'s batch shape", for the message.
+    """
+    shape, target = tuple(shape), tuple(target)
+    try:
+        ok = tuple(np.broadcast_shapes(shape, target)) == target
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"`{name}` has shape {shape}, which does not broadcast to {what} {target}: give "
+            "one value per datapoint, or one for all."
+        )
+
+
+def check_real(value: Any, name: str) -> None:
+    """Raises ``TypeError`` unless ``value`` is a real number or a real floating/integer array."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"`{name}` must be a real number or array; got {value!r}.")
+    try:
+        dtype = jnp.result_type(value)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be a real number or array; got {type(value).__name__}."
+        ) from None
+    if dtype == jnp.bool_ or not (
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    ):
+        raise TypeError(f"`{name}` must be real-valued; got {describe(value)}.")
+
+
+def check_alpha(alpha: Any) -> float:
+    """Returns the Rényi ``alpha`` as a Python float if it is finite and >= 0, else raises."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
+        raise TypeError(
+            f"`alpha` must be a Python float (it is static); got {type(alpha).__name__}."
+        )
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"`alpha` must be finite and >= 0 for a lower bound; got {alpha}.")
+    return float(alpha)
+
+
+def check_callable(fn: Any, name: str) -> None:
+    """Raises ``TypeError`` unless ``fn`` is callable."""
+    if not callable(fn):
+        raise TypeError(f"`{name}` must be callable; got {type(fn).__name__}.")

@@ -170,7 +170,8 @@ def elbo_surrogate(
     if mc:
         kl = jnp.mean(_sg(log_q) - log_p + score_term(log_ratio - b_ratio, log_q), axis=-1)
     if baseline is not None:
-        signal = log_lik - beta * log_ratio if mc else log_lik
+        beta_per_sample = jnp.expand_dims(jnp.asarray(beta), -1)
+        signal = log_lik - beta_per_sample * log_ratio if mc else log_lik
         fit = -0.5 * jnp.mean(jnp.square(_sg(signal) - c), axis=-1)
         expected = expected + (fit - _sg(fit))
     return expected - beta * kl, expected, kl
