@@ -41,6 +41,7 @@ __all__ = [
     "log1p_square",
     "log_gamma_difference",
     "log_gamma_ratio_excess",
+    "log_softmax",
     "standardize",
     "x_minus_log1p",
     "xlogy",
@@ -312,14 +313,16 @@ def standardize(x: Array, loc: Array, scale: Array) -> Array:
     gradient) for tiny scales, e.g. 1e-20 in float32, although ``z`` is finite. Arguments
     must be arrays of one shape and dtype.
     """
-    return (x - loc) / scale
+    diff = x - loc
+    # 0 where x == loc, also when the scale underflowed to 0 (Normal.from_log_var(0, -180)).
+    return jnp.where(diff == 0, 0.0, diff / jnp.where(diff == 0, 1.0, scale))
 
 
 @standardize.defjvp
 def _standardize_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple:
     x, loc, scale = primals
     dx, dloc, dscale = tangents
-    z = (x - loc) / scale
+    z = standardize(x, loc, scale)
     return z, (dx - dloc - z * dscale) / scale
 
 
@@ -330,3 +333,25 @@ def log1p_square(z: ArrayLike) -> Array:
     z_small = jnp.where(big, 0.0, z)
     z_big = jnp.where(big, z, 1.0)
     return jnp.where(big, 2.0 * jnp.log(jnp.abs(z_big)), jnp.log1p(z_small * z_small))
+
+
+def log_softmax(logits: ArrayLike, axis: int = -1) -> Array:
+    r""":math:`\log\mathrm{softmax}(a)_i = a_i - m - \mathrm{log1p}(\sum_{j\ne k} e^{a_j - m})`
+    with :math:`m = a_k = \max_j a_j`.
+
+    ``jax.nn.log_softmax`` forms :math:`\log(1 + \epsilon)` for the dominant category, so
+    :math:`\log p_k` keeps only the absolute precision of 1 (e.g. 2e-3 relative at
+    :math:`p_k = 1 - 10^{-13}`); with ``log1p`` it keeps full relative precision, so the
+    entropy of a nearly deterministic categorical does too. ``-inf`` logits (masked
+    categories) give ``-inf`` with zero gradients.
+    """
+    (a,) = _float(logits)
+    a = jnp.moveaxis(a, axis, -1)
+    m = jax.lax.stop_gradient(jnp.max(a, axis=-1, keepdims=True))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    shifted = a - m
+    is_max = jax.nn.one_hot(jnp.argmax(a, axis=-1), a.shape[-1], dtype=bool)
+    others = jnp.sum(jnp.where(is_max, 0.0, jnp.exp(shifted)), axis=-1, keepdims=True)
+    top = jnp.sum(jnp.where(is_max, shifted, 0.0), axis=-1, keepdims=True)  # 0, with gradient
+    out = shifted - jnp.log1p(others + jnp.expm1(top))
+    return jnp.moveaxis(out, -1, axis)

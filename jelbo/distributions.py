@@ -489,11 +489,20 @@ class StudentT(Factorized):
         # large log-gammas are subtracted, so the density stays exact from df 0.1 to 1e10.
         x, df, loc, scale = _common(x, self.df, self.loc, self.scale)
         t = _special.standardize(x, loc, scale)
+        # -(v+1)/2 log1p(w), w = t^2/v: for w < 1 as -t^2/2 (1 + 1/v) + (v+1)/2 (w - log1p(w)),
+        # whose df-derivative does not cancel at large df; else without overflowing t^2.
+        small = t * t < df
+        t_small = jnp.where(small, t, 0.0)
+        w = t_small * t_small / df
+        near = -0.5 * t_small * t_small * (1.0 + 1.0 / df) + 0.5 * (
+            df + 1.0
+        ) * _special.x_minus_log1p(w)
+        far = -0.5 * (df + 1.0) * _special.log1p_square(jnp.where(small, 1.0, t) / jnp.sqrt(df))
         return (
             _special.log_gamma_ratio_excess(0.5, 0.5 * df)
             - _HALF_LOG_2PI
             - jnp.log(scale)
-            - 0.5 * (df + 1.0) * _special.log1p_square(t / jnp.sqrt(df))
+            + jnp.where(small, near, far)
         )
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
@@ -666,7 +675,7 @@ class Categorical(Distribution):
     def log_probs(self) -> Array:
         """Normalized log-probabilities of every category, shape ``(*batch, C)`` (``-inf`` for
         masked categories)."""
-        return jax.nn.log_softmax(jnp.asarray(self.logits, self.dtype), axis=-1)
+        return _special.log_softmax(jnp.asarray(self.logits, self.dtype), axis=-1)
 
     def _log_prob(self, x: Array) -> Array:
         if not jnp.issubdtype(x.dtype, jnp.integer):

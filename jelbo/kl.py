@@ -155,7 +155,8 @@ def _kl_normal_normal(q: Normal, p: Normal) -> Array:
     # first bracket accurate and exactly zero when q == p.
     # expm1(t) - t = expm1_plus(-t), exact also where it vanishes (q.scale ~ p.scale).
     t = 2.0 * (_log_scale(q) - _log_scale(p))
-    d = (q.loc - p.loc) / p.scale
+    loc_q, loc_p, scale_p = _common_float(q.loc, p.loc, p.scale)
+    d = _special.standardize(loc_q, loc_p, scale_p)  # 0 at equal locs, even if scale_p = 0
     return 0.5 * jnp.sum(_special.expm1_plus(-t) + d * d, axis=-1)
 
 
@@ -224,23 +225,16 @@ def _kl_categorical_categorical(q: Categorical, p: Categorical) -> Array:
 
 @register_kl(Poisson, Poisson)
 def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
-    # KL_i = λq log(λq/λp) - λq + λp = λq φ(u) = λp e^u φ(u), u = ηq - ηp, φ(u) = e^-u - 1 + u
-    # (exact via jelbo._special.expm1_plus). For u >= 0 the first form; for u < 0 the second,
-    # as e^u φ(u) (u > -1) or 1 + (u - 1) e^u (no cancellation below -1): never inf * 0.
+    # KL_i = λq log(λq/λp) - λq + λp = λq φ(u), u = ηq - ηp, φ(u) = e^-u - 1 + u >= 0 (exact
+    # via jelbo._special.expm1_plus) for u > -1; below, λp + (u - 1) λq, whose two terms
+    # do not cancel (|(u - 1) e^u| <= 2/e) and never form inf * 0 or e^-u overflowing.
     eta_q, eta_p = _common_float(q.log_rate, p.log_rate)
     u = eta_q - eta_p
-    u_pos = jnp.where(u >= 0, u, 0.0)
-    u_neg = jnp.where(u < 0, u, -1.0)
-    near = u_neg > -1.0
-    u_near = jnp.where(near, u_neg, -0.5)
-    u_far = jnp.where(near, -2.0, u_neg)
-    h = jnp.where(
-        near, jnp.exp(u_near) * _special.expm1_plus(u_near), 1.0 + (u_far - 1.0) * jnp.exp(u_far)
-    )
+    near = u > -1.0
     kl = jnp.where(
-        u >= 0,
-        jnp.exp(jnp.where(u >= 0, eta_q, 0.0)) * _special.expm1_plus(u_pos),
-        jnp.exp(jnp.where(u >= 0, 0.0, eta_p)) * h,
+        near,
+        jnp.exp(eta_q) * _special.expm1_plus(jnp.where(near, u, 0.0)),
+        jnp.exp(eta_p) + (u - 1.0) * jnp.exp(eta_q),
     )
     return jnp.sum(kl, axis=-1)
 
