@@ -4,7 +4,8 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import classic, objectives, sharding
+from jelbo import bijectors, classic, objectives, parameters, sharding
+from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -20,14 +21,18 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
-from jelbo.psis import psis, psis_tail_length
+from jelbo.parameters import ParameterSpace
+from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
+from jelbo.relaxed import RelaxedBernoulli, RelaxedOneHotCategorical
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
     replicate,
     shard_batch,
 )
+from jelbo.spherical import HypersphericalUniform, PowerSpherical
 
 __version__ = "0.1.0"
 
@@ -39,12 +44,22 @@ __all__ = [
     "Categorical",
     "Distribution",
     "ELBOTerms",
+    "HypersphericalUniform",
     "Laplace",
+    "MixtureSameFamily",
     "MultivariateNormalTriL",
+    "NegativeBinomial",
     "Normal",
+    "OneHotCategorical",
+    "ParameterSpace",
     "Poisson",
+    "PosteriorSummary",
+    "PowerSpherical",
+    "RelaxedBernoulli",
+    "RelaxedOneHotCategorical",
     "Renyi",
     "StudentT",
+    "bijectors",
     "check_partitionable_threefry",
     "classic",
     "data_parallel_mesh",
@@ -55,6 +70,8 @@ __all__ = [
     "log_prob",
     "mc_kl",
     "objectives",
+    "parameters",
+    "posterior_summary",
     "psis",
     "psis_tail_length",
     "register_kl",

@@ -346,3 +346,98 @@ def test_stderr_vanishes_at_the_exact_posterior():
 
 def _model(dtype):
     return MODEL.log_likelihood(dtype), MODEL.prior(dtype), MODEL.data(dtype)
+
+
+# --- prior=None: log_likelihood is the log joint ---------------------------------------------
+
+
+def test_prior_none_mc_kl_is_the_log_q_term_and_the_value_is_unchanged(dtype):
+    key, q = jax.random.key(7), MODEL.poor_q(dtype)
+    ll, prior, x = _model(dtype)
+    log_joint = MODEL.log_joint(dtype)
+    for objective in (jelbo.ELBO(4, kl="mc"), jelbo.IWAE(4), jelbo.Renyi(0.5, 4)):
+        with_prior = objective(key, q, ll, prior, x)
+        joint = objective(key, q, log_joint, None, x)
+        np.testing.assert_allclose(joint.value, with_prior.value, **tol(dtype))
+        np.testing.assert_allclose(joint.stderr, with_prior.stderr, **tol(dtype))
+    joint = jelbo.ELBO(4, kl="mc")(key, q, log_joint, None, x)
+    log_lik, log_p, log_q = MODEL.reference_terms(_latents(key, q, 4), q)
+    np.testing.assert_allclose(joint.kl, log_q.mean(0), **tol(dtype))
+    expected = (log_lik + log_p).mean(0)
+    np.testing.assert_allclose(joint.expected_log_likelihood, expected, **tol(dtype))
+
+
+def test_prior_none_analytic_kl_is_minus_the_entropy():
+    dt = jnp.float64
+    q, x = MODEL.poor_q(dt), MODEL.data(dt)
+    bound = jelbo.ELBO(2)(jax.random.key(8), q, MODEL.log_joint(dt), None, x)
+    scale = np.asarray(q.scale)
+    entropy = scipy.stats.norm(0.0, scale).entropy().sum(-1)
+    np.testing.assert_allclose(bound.kl, -entropy, rtol=1e-12)
+    np.testing.assert_allclose(bound.value, bound.expected_log_likelihood + entropy, rtol=1e-12)
+    with pytest.raises(NotImplementedError, match="kl='mc'"):
+        poisson = jelbo.Poisson(jnp.zeros((B, K)))
+        ll = lambda z, x: 0.0 * z.sum()
+        jelbo.ELBO(grad_estimator="score")(jax.random.key(0), poisson, ll, None, x)
+
+
+def test_prior_none_elbo_is_below_log_p_and_equal_at_the_exact_posterior():
+    dt = jnp.float64
+    log_joint, x, log_px = MODEL.log_joint(dt), MODEL.data(dt), MODEL.log_marginal()
+    q = MODEL.poor_q(dt)
+    exact_elbo, _, _ = ppca.exact_elbo(
+        MODEL.x, MODEL.W, MODEL.b, MODEL.s2, np.asarray(q.loc), np.asarray(q.scale) ** 2
+    )
+    assert np.all(exact_elbo < log_px - 0.1)
+    bound = jelbo.ELBO(4000, sample_chunk_size=1000)(jax.random.key(9), q, log_joint, None, x)
+    # Monte Carlo estimate of the exact ELBO, within 4 standard errors
+    assert np.all(np.abs(bound.value - exact_elbo) < 4 * bound.stderr)
+    assert np.all(bound.value + 4 * bound.stderr < log_px)
+
+    exact = MODEL.exact_q(dt)
+    for objective in (jelbo.ELBO(3, kl="mc"), jelbo.IWAE(3), jelbo.Renyi(2.0, 3)):
+        for seed in range(2):
+            got = objective(jax.random.key(seed), exact, log_joint, None, x)
+            np.testing.assert_allclose(got.value, log_px, rtol=1e-12)
+
+
+def test_prior_none_low_variance_gradients_vanish_at_the_exact_posterior():
+    dt = jnp.float64
+    log_joint, x, exact = MODEL.log_joint(dt), MODEL.data(dt), MODEL.exact_q(dt)
+    for objective in (jelbo.ELBO(3, kl="mc", grad_estimator="stl"), jelbo.IWAE(3, "dreg")):
+        value = lambda q, o=objective: o(jax.random.key(1), q, log_joint, None, x).value.sum()
+        grad = jax.grad(value)(exact)
+        for leaf in jax.tree.leaves(grad):
+            np.testing.assert_allclose(leaf, 0.0, atol=1e-10)
+
+
+def test_prior_none_score_and_vimco_match_the_pathwise_values():
+    dt = jnp.float64
+    log_joint, x, q, key = MODEL.log_joint(dt), MODEL.data(dt), MODEL.poor_q(dt), jax.random.key(2)
+    pairs = [
+        (jelbo.ELBO(3, kl="mc", grad_estimator="score"), jelbo.ELBO(3, kl="mc")),
+        (jelbo.ELBO(3, grad_estimator="score"), jelbo.ELBO(3)),
+        (jelbo.IWAE(3, "vimco"), jelbo.IWAE(3)),
+    ]
+    for score_objective, pathwise in pairs:
+        value = lambda q, o=score_objective: o(key, q, log_joint, None, x).value.sum()
+        np.testing.assert_allclose(
+            value(q), pathwise(key, q, log_joint, None, x).value.sum(), rtol=1e-12
+        )
+        grad = jax.grad(value)(q)
+        assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(grad))
+
+
+def test_01_functions_take_a_log_joint_positionally():
+    """``elbo(key, q, log_joint)``: one unconstrained vector z, a scalar log p(x, z)."""
+    dt = jnp.float64
+    x0 = MODEL.data(dt)[0]
+    joint = MODEL.log_joint(dt)
+    log_joint = lambda z: joint(z, x0)
+    q = jelbo.Normal(jnp.zeros(K, dt), jnp.ones(K, dt))
+    key = jax.random.key(3)
+    terms = jelbo.elbo(key, q, log_joint, num_samples=2, kl="mc")
+    new = jelbo.ELBO(2, kl="mc")(key, q, log_joint)
+    assert terms.elbo.shape == () and float(terms.elbo) == float(new.value)
+    assert jelbo.iwae_bound(key, q, log_joint, num_samples=2).shape == ()
+    assert jelbo.renyi_bound(key, q, log_joint, alpha=0.5, num_samples=2).shape == ()
