@@ -21,6 +21,13 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.laplace import (
+    LaplaceApproximation,
+    PreconditionedParams,
+    laplace_approximation,
+    preconditioned_init,
+    preconditioned_q,
+)
 from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
@@ -46,6 +53,7 @@ __all__ = [
     "ELBOTerms",
     "HypersphericalUniform",
     "Laplace",
+    "LaplaceApproximation",
     "MixtureSameFamily",
     "MultivariateNormalTriL",
     "NegativeBinomial",
@@ -55,6 +63,7 @@ __all__ = [
     "Poisson",
     "PosteriorSummary",
     "PowerSpherical",
+    "PreconditionedParams",
     "RelaxedBernoulli",
     "RelaxedOneHotCategorical",
     "Renyi",
@@ -67,11 +76,14 @@ __all__ = [
     "entropy",
     "iwae_bound",
     "kl_divergence",
+    "laplace_approximation",
     "log_prob",
     "mc_kl",
     "objectives",
     "parameters",
     "posterior_summary",
+    "preconditioned_init",
+    "preconditioned_q",
     "psis",
     "psis_tail_length",
     "register_kl",

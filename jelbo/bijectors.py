@@ -77,6 +77,8 @@ class Bijector(abc.ABC):
 
     event_ndims_in: ClassVar[int] = 1
     event_ndims_out: ClassVar[int] = 1
+    #: Elementwise maps also take scalars in forward/inverse (the log-dets need the event).
+    elementwise: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -161,6 +163,8 @@ def _check(b: Any, v: ArrayLike, name: str, fn: str) -> Array:
     if not isinstance(b, Bijector):
         raise TypeError(f"{fn}: `b` must be a jelbo bijector; got {type(b).__name__}.")
     ndims = b.event_ndims_in if name == "x" else b.event_ndims_out
+    if b.elementwise and fn in ("forward", "inverse"):
+        ndims = 0
     v = jnp.asarray(v)
     if not jnp.issubdtype(v.dtype, jnp.floating):
         v = v.astype(jnp.result_type(float))
@@ -248,6 +252,8 @@ def _sum_event(values: Array, batch_of: Array) -> Array:
 class Identity(Bijector):
     r""":math:`y = x`, log-det-Jacobian 0."""
 
+    elementwise: ClassVar[bool] = True
+
     def _forward(self, x: Array) -> Array:
         return x
 
@@ -263,6 +269,8 @@ class Identity(Bijector):
 
 class Exp(Bijector):
     r""":math:`y = e^x` onto :math:`(0, \infty)`; :math:`\log|J| = \sum_i x_i`."""
+
+    elementwise: ClassVar[bool] = True
 
     def _forward(self, x: Array) -> Array:
         return jnp.exp(x)
@@ -284,6 +292,8 @@ class Softplus(Bijector):
     :math:`x = y + \log(-\mathrm{expm1}(-y))` and :math:`\log|J^{-1}| =
     -\sum_i\log(-\mathrm{expm1}(-y_i))`, both accurate for tiny and huge ``y``.
     """
+
+    elementwise: ClassVar[bool] = True
 
     def _forward(self, x: Array) -> Array:
         return jax.nn.softplus(x)
@@ -309,6 +319,8 @@ class Sigmoid(Bijector):
         low: lower bound :math:`l`, broadcasting against the input (may be traced).
         high: upper bound :math:`h > l`.
     """
+
+    elementwise: ClassVar[bool] = True
 
     low: ArrayLike = 0.0
     high: ArrayLike = 1.0
@@ -340,6 +352,8 @@ class Affine(Bijector):
         shift: broadcasting against the input.
         scale: nonzero, broadcasting against the input.
     """
+
+    elementwise: ClassVar[bool] = True
 
     shift: ArrayLike = 0.0
     scale: ArrayLike = 1.0
