@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from jelbo import _checks, _special
+from jelbo.bijectors import same_bijector
 from jelbo.discrete import OneHotCategorical, masked_log_softmax
 from jelbo.distributions import (
     Bernoulli,
@@ -27,7 +28,9 @@ from jelbo.distributions import (
     log_prob,
     sample,
 )
+from jelbo.lowrank import LowRankMultivariateNormal, trace_inverse_product
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
+from jelbo.transformed import TransformedDistribution
 
 Array = jax.Array
 KLFn = Callable[[Distribution, Distribution], Array]
@@ -299,3 +302,83 @@ def _kl_one_hot_one_hot(q: OneHotCategorical, p: OneHotCategorical) -> Array:
 def _kl_power_spherical_uniform(q: PowerSpherical, p: HypersphericalUniform) -> Array:
     # KL = -H(q) + log|S^{d-1}|: the uniform log-density is the constant -log|S^{d-1}|.
     return p.entropy() - q.entropy()
+
+
+@register_kl(TransformedDistribution, TransformedDistribution)
+def _kl_transformed_transformed(q: Distribution, p: Distribution) -> Array:
+    # KL(f#q || f#p) = KL(q || p) for one bijector f (the log-det terms cancel).
+    assert isinstance(q, TransformedDistribution) and isinstance(p, TransformedDistribution)
+    fq, fp = q.transform(), p.transform()
+    if not same_bijector(fq, fp):
+        raise NotImplementedError(
+            f"KL({type(q).__name__} || {type(p).__name__}) is closed-form only when both use "
+            f"the same bijector (got {fq!r} and {fp!r}; traced parameters count as the same "
+            "only when they are the same object). Use jelbo.ELBO(kl='mc') or "
+            "jelbo.mc_kl(key, q, p, num_samples=...)."
+        )
+    return kl_divergence(q.base_distribution(), p.base_distribution())
+
+
+def _gaussian_root(dist: Distribution) -> tuple[Array, Array, Array]:
+    """``(loc, S, log|Σ|)`` with ``Σ = S Sᵀ`` for the Gaussian families (S is K × m)."""
+    if isinstance(dist, LowRankMultivariateNormal):
+        factor, diag, _ = dist._parts()
+        eye = jnp.eye(diag.shape[-1], dtype=diag.dtype)
+        root = jnp.concatenate([factor, jnp.sqrt(diag)[..., None] * eye], axis=-1)
+        return jnp.asarray(dist.loc), root, dist.log_det_covariance()
+    loc, tril = _as_tril(dist)  # type: ignore[arg-type]
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(tril, axis1=-2, axis2=-1))), axis=-1)
+    return loc, tril, log_det
+
+
+@register_kl(LowRankMultivariateNormal, LowRankMultivariateNormal)
+@register_kl(Normal, LowRankMultivariateNormal)
+@register_kl(MultivariateNormalTriL, LowRankMultivariateNormal)
+def _kl_to_lowrank(q: Distribution, p: Distribution) -> Array:
+    # KL = ½[tr(Σp⁻¹Σq) + δᵀΣp⁻¹δ - K + log|Σp| - log|Σq|], Σp⁻¹ by Woodbury (O(K m r)).
+    assert isinstance(p, LowRankMultivariateNormal)
+    k = p.event_shape[0]
+    if isinstance(q, Normal):
+        loc_q = jnp.broadcast_to(q.loc, q.batch_shape + q.event_shape)
+        scale = jnp.broadcast_to(q.scale, loc_q.shape)
+        # tr(Σp⁻¹ diag(σ²)) with S = diag(σ): only the diagonal of S is nonzero
+        root_q = scale[..., :, None] * jnp.eye(k, dtype=scale.dtype)
+        log_det_q = 2.0 * jnp.sum(jnp.log(scale), axis=-1)
+    else:
+        loc_q, root_q, log_det_q = _gaussian_root(q)
+    delta = (jnp.asarray(p.loc) - loc_q)[..., None]
+    trace = trace_inverse_product(p, root_q)
+    maha = trace_inverse_product(p, delta)
+    return 0.5 * (trace + maha - k + p.log_det_covariance() - log_det_q)
+
+
+@register_kl(LowRankMultivariateNormal, Normal)
+def _kl_lowrank_normal(q: Distribution, p: Distribution) -> Array:
+    assert isinstance(q, LowRankMultivariateNormal) and isinstance(p, Normal)
+    k = q.event_shape[0]
+    factor, diag, _ = q._parts()
+    var_p = jnp.square(jnp.asarray(p.scale))
+    trace = jnp.sum((jnp.sum(jnp.square(factor), axis=-1) + diag) / var_p, axis=-1)
+    maha = jnp.sum(jnp.square(jnp.asarray(p.loc) - jnp.asarray(q.loc)) / var_p, axis=-1)
+    log_det_p = jnp.sum(jnp.broadcast_to(jnp.log(var_p), jnp.shape(p.loc)), axis=-1)
+    return 0.5 * (trace + maha - k + log_det_p - q.log_det_covariance())
+
+
+@register_kl(LowRankMultivariateNormal, MultivariateNormalTriL)
+def _kl_lowrank_tril(q: Distribution, p: Distribution) -> Array:
+    assert isinstance(q, LowRankMultivariateNormal) and isinstance(p, MultivariateNormalTriL)
+    k = q.event_shape[0]
+    loc_q, root_q, log_det_q = _gaussian_root(q)
+    loc_p, tril_p, log_det_p = _gaussian_root(p)
+    rhs = jnp.concatenate(
+        [root_q, jnp.broadcast_to((loc_q - loc_p)[..., None], root_q.shape[:-1] + (1,))], axis=-1
+    )
+    batch = jnp.broadcast_shapes(rhs.shape[:-2], tril_p.shape[:-2])
+    solved = solve_triangular(
+        jnp.broadcast_to(tril_p, batch + (k, k)),
+        jnp.broadcast_to(rhs, batch + rhs.shape[-2:]),
+        lower=True,
+    )
+    trace = jnp.sum(jnp.square(solved[..., :-1]), axis=(-2, -1))
+    maha = jnp.sum(jnp.square(solved[..., -1]), axis=-1)
+    return 0.5 * (trace + maha - k + log_det_p - log_det_q)
