@@ -8,6 +8,7 @@ parents' pairs). :func:`mc_kl` estimates the KL of any pair by Monte Carlo.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -33,14 +34,15 @@ from jelbo.spherical import HypersphericalUniform, PowerSpherical
 from jelbo.transformed import TransformedDistribution
 
 Array = jax.Array
-KLFn = Callable[[Distribution, Distribution], Array]
+KLFn = Callable[[Any, Any], Array]
+_F = TypeVar("_F", bound=Callable[..., Array])
 
 __all__ = ["kl_divergence", "mc_kl", "register_kl"]
 
 _KL_REGISTRY: dict[tuple[type, type], KLFn] = {}
 
 
-def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
+def register_kl(type_q: type, type_p: type) -> Callable[[_F], _F]:
     r"""Decorator registering a closed-form :math:`\mathrm{KL}(q\|p)` for a pair of types.
 
     The function takes ``(q, p)`` and returns the KL summed over the event, with the
@@ -59,7 +61,7 @@ def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
                 f"register_kl: `{name}` must be a jelbo Distribution subclass; got {cls!r}."
             )
 
-    def decorator(fn: KLFn) -> KLFn:
+    def decorator(fn: _F) -> _F:
         _KL_REGISTRY[(type_q, type_p)] = fn
         return fn
 
@@ -256,7 +258,9 @@ def _as_tril(dist: Normal | MultivariateNormalTriL) -> tuple[Array, Array]:
 @register_kl(MultivariateNormalTriL, MultivariateNormalTriL)
 @register_kl(Normal, MultivariateNormalTriL)
 @register_kl(MultivariateNormalTriL, Normal)
-def _kl_gaussian_tril(q: Distribution, p: Distribution) -> Array:
+def _kl_gaussian_tril(
+    q: Normal | MultivariateNormalTriL, p: Normal | MultivariateNormalTriL
+) -> Array:
     # KL = ½[‖Lp⁻¹Lq‖²_F + ‖Lp⁻¹(μq-μp)‖² - K] + Σ log|diag Lp| - Σ log|diag Lq|.
     loc_q, tril_q = _as_tril(q)
     loc_p, tril_p = _as_tril(p)
