@@ -29,6 +29,7 @@ from jelbo.laplace import (
     preconditioned_init,
     preconditioned_q,
 )
+from jelbo.lkj import LKJCholesky
 from jelbo.lowrank import LowRankMultivariateNormal
 from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
@@ -60,6 +61,7 @@ __all__ = [
     "Gamma",
     "HypersphericalUniform",
     "Kumaraswamy",
+    "LKJCholesky",
     "Laplace",
     "LaplaceApproximation",
     "LogNormal",

@@ -442,6 +442,7 @@ class ELBO(_Objective):
             log_lik, log_q, log_p = _map_over_samples(
                 problem, key, with_log_q=True, stop_q=False, stop_z=True
             )
+            log_ratio = log_q - log_p
             kl_value = None if mc else _analytic_kl(problem)
             value, expected, kl_value = score.elbo_surrogate(
                 log_lik, log_q, log_p, kl=kl_value, beta=beta, baseline=baseline
@@ -452,13 +453,17 @@ class ELBO(_Objective):
                 log_lik, log_q, log_p = _map_over_samples(
                     problem, key, with_log_q=True, stop_q=self.grad_estimator == "stl"
                 )
-                kl_value = jnp.mean(log_q - log_p, axis=-1)
+                log_ratio = log_q - log_p
+                kl_value = jnp.mean(log_ratio, axis=-1)
             else:
                 (log_lik,) = _map_over_samples(problem, key, with_log_q=False, stop_q=False)
+                log_ratio = None
                 kl_value = _analytic_kl(problem)
             expected = jnp.mean(log_lik, axis=-1)
             value = expected - beta * kl_value
-        per_sample = log_lik - beta_per_sample * (log_q - log_p) if mc else log_lik
+        per_sample = log_lik
+        if mc and log_ratio is not None:
+            per_sample = log_lik - beta_per_sample * log_ratio
         return Bound(value, expected, kl_value, _stats.mean_stderr(per_sample), None)
 
 

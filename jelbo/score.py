@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-Array = jax.Array
+from jelbo._typing import Array, ArrayLike
 
 __all__ = [
     "check_baseline",
@@ -85,7 +85,7 @@ def leave_one_out_mean(values: Array) -> Array:
     return (jnp.sum(values, axis=-1, keepdims=True) - values) / (s - 1)
 
 
-def check_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Array:
+def check_baseline(baseline: ArrayLike, batch_shape: tuple[int, ...]) -> Array:
     """Returns ``baseline`` broadcast to ``batch_shape``, or raises ``ValueError`` naming both."""
     shape = tuple(jnp.shape(baseline))
     try:
@@ -106,8 +106,8 @@ def elbo_surrogate(
     log_p: Array,
     *,
     kl: Array | None,
-    beta: float | Array = 1.0,
-    baseline: Array | float | None = None,
+    beta: ArrayLike = 1.0,
+    baseline: ArrayLike | None = None,
 ) -> tuple[Array, Array, Array]:
     r"""Score-function ELBO surrogate from per-sample terms; ``(elbo, expected_log_lik, kl)``.
 
@@ -162,6 +162,7 @@ def elbo_surrogate(
             b_ratio = leave_one_out_mean(log_ratio) if mc else 0.0
         else:
             b_lik, b_ratio = 0.0, 0.0
+        c = 0.0
     else:
         c = check_baseline(baseline, log_lik.shape[:-1])[..., None]
         b_lik, b_ratio = c, 0.0
