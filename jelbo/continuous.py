@@ -63,7 +63,7 @@ def _d_log_gamma_d_alpha(alpha: Array, log_z: Array) -> Array:
     """
     tiny = log_z < math.log(jnp.finfo(log_z.dtype).eps)
     z = jnp.exp(jnp.where(tiny, 0.0, log_z))
-    bulk = lax.random_gamma_grad(alpha, z) / z
+    bulk = lax.random_gamma_grad(alpha, z) / z  # pyright: ignore[reportCallIssue]
     safe_alpha = jnp.where(tiny, alpha, 1.0)
     tail = (digamma(safe_alpha + 1.0) - jnp.where(tiny, log_z, 0.0)) / safe_alpha
     return jnp.where(tiny, tail, bulk)
@@ -470,7 +470,8 @@ class ContinuousBernoulli(Factorized):
         return self._full(_cb_log_normalizer(jnp.asarray(self.logits, self.dtype)))
 
     def _log_prob_elementwise(self, x: Array) -> Array:
-        return self.logits * x - _cb_log_normalizer(jnp.asarray(self.logits, self.dtype))
+        logits = jnp.asarray(self.logits, self.dtype)
+        return logits * x - _cb_log_normalizer(logits)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.param_shape

@@ -333,7 +333,8 @@ def _kl_dirichlet_dirichlet(q: Dirichlet, p: Dirichlet) -> Array:
 @register_kl(ContinuousBernoulli, ContinuousBernoulli)
 def _kl_continuous_bernoulli(q: ContinuousBernoulli, p: ContinuousBernoulli) -> Array:
     # log q - log p = (lq - lp) x - A(lq) + A(lp), so KL_i = (lq - lp) E_q[x] - A(lq) + A(lp).
-    kl = (q.logits - p.logits) * q.mean() - q.log_normalizer() + p.log_normalizer()
+    logits_q, logits_p = jnp.asarray(q.logits), jnp.asarray(p.logits)
+    kl = (logits_q - logits_p) * q.mean() - q.log_normalizer() + p.log_normalizer()
     return jnp.sum(kl, axis=-1)
 
 
