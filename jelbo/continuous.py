@@ -98,6 +98,14 @@ def _xlog1py(x: ArrayLike, y: ArrayLike) -> Array:
     return jnp.where(zero, 0.0, x * jnp.log1p(jnp.where(zero, 0.0, y)))
 
 
+def _clamp_unit(x: Array, upper: bool = True) -> Array:
+    """Draws kept inside the open support: at least ``tiny`` (and at most ``1 - epsneg``, the
+    largest float below 1), so that a coordinate rounded to 0 or 1 (small concentrations)
+    keeps a finite log-density. The change is below the float resolution of the draw."""
+    info = jnp.finfo(x.dtype)
+    return jnp.clip(x, info.tiny, 1.0 - info.epsneg if upper else None)
+
+
 def _harmonic(b: Array) -> Array:
     r"""The harmonic number :math:`H_b = \psi(b+1) + \gamma` (for real :math:`b \ge 0`)."""
     return digamma(b + 1.0) + _EULER_GAMMA
@@ -134,7 +142,8 @@ class Gamma(Factorized):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.param_shape
-        return jnp.exp(_log_gamma_draw(key, self.concentration, shape, self.dtype)) / self.rate
+        draw = jnp.exp(_log_gamma_draw(key, self.concentration, shape, self.dtype)) / self.rate
+        return _clamp_unit(draw, upper=False)
 
     def _entropy_elementwise(self) -> Array:
         a = jnp.asarray(self.concentration, self.dtype)
@@ -189,7 +198,7 @@ class Beta(Factorized):
         axis = len(sample_shape)
         log_ga = lax.index_in_dim(log_g, 0, axis, keepdims=False)
         log_gb = lax.index_in_dim(log_g, 1, axis, keepdims=False)
-        return jax.nn.sigmoid(log_ga - log_gb)
+        return _clamp_unit(jax.nn.sigmoid(log_ga - log_gb))
 
     def _entropy_elementwise(self) -> Array:
         a = jnp.asarray(self.concentration1, self.dtype)
@@ -270,7 +279,8 @@ class Dirichlet(Distribution):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.batch_shape + self.event_shape
-        return jax.nn.softmax(_log_gamma_draw(key, self._alpha(), shape, self.dtype), axis=-1)
+        log_g = _log_gamma_draw(key, self._alpha(), shape, self.dtype)
+        return _clamp_unit(jax.nn.softmax(log_g, axis=-1), upper=False)
 
     def _entropy(self) -> Array:
         # log B(alpha) + sum_i (alpha_i - 1) [psi(alpha0) - psi(alpha_i)]
@@ -345,7 +355,8 @@ class Kumaraswamy(Factorized):
         shape = sample_shape + self.param_shape
         tiny = jnp.finfo(self.dtype).tiny
         u = jax.random.uniform(key, shape, self.dtype, minval=tiny)
-        return jnp.exp(_log1mexp(jnp.log(u) / self.concentration0) / self.concentration1)
+        log_x = _log1mexp(jnp.log(u) / self.concentration0) / self.concentration1
+        return _clamp_unit(jnp.exp(log_x))
 
     def _entropy_elementwise(self) -> Array:
         a = jnp.asarray(self.concentration1, self.dtype)
