@@ -29,8 +29,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-Array = jax.Array
-Shape = tuple[int, ...]
+from jelbo._typing import Array, Shape
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _KEY_PARITY = np.uint32(0x1BD11BDA)  # Threefry's key-schedule constant C240

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jelbo import _checks, _random
-
-Array = jax.Array
-ArrayLike = Any
+from jelbo._typing import Array, ArrayLike
 
 __all__ = ["compute_elbo", "gaussian_log_prob", "kl_divergence_gaussians", "reparameterize"]
 

@@ -699,8 +699,8 @@ class MultivariateNormalTriL(Distribution):
 
 
 def _check_distribution(dist: Any, name: str) -> None:
-    if not isinstance(dist, Distribution):
-        raise TypeError(f"`{name}` must be a jelbo distribution; got {type(dist).__name__}.")
+    # Kept for family modules written against it; new code calls _checks.check_instance.
+    _checks.check_instance(dist, Distribution, name)
 
 
 def log_prob(dist: Distribution, x: ArrayLike) -> Array:
@@ -717,7 +717,7 @@ def log_prob(dist: Distribution, x: ArrayLike) -> Array:
         ValueError: if ``x``'s trailing (event) axes differ from ``E`` or its batch axes do
             not broadcast against ``B``.
     """
-    _check_distribution(dist, "dist")
+    _checks.check_instance(dist, Distribution, "dist")
     x = jnp.asarray(x)
     event, batch = dist.event_shape, dist.batch_shape
     n_event = len(event)
@@ -747,7 +747,7 @@ def sample(key: Array, dist: Distribution, sample_shape: Shape = ()) -> Array:
         sample_shape: leading shape of independent draws.
     """
     _checks.check_key(key)
-    _check_distribution(dist, "dist")
+    _checks.check_instance(dist, Distribution, "dist")
     if isinstance(sample_shape, int):
         sample_shape = (sample_shape,)
     return dist._sample(key, tuple(sample_shape))
@@ -759,5 +759,5 @@ def entropy(dist: Distribution) -> Array:
     Returns an array of shape ``dist.batch_shape``. Raises ``NotImplementedError`` for
     families without a closed form (``Poisson``).
     """
-    _check_distribution(dist, "dist")
+    _checks.check_instance(dist, Distribution, "dist")
     return dist._entropy()

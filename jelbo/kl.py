@@ -7,6 +7,7 @@ parents' pairs). :func:`mc_kl` estimates the KL of any pair by Monte Carlo.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from jelbo import _checks
+from jelbo._typing import Array
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -22,12 +24,10 @@ from jelbo.distributions import (
     MultivariateNormalTriL,
     Normal,
     Poisson,
-    _check_distribution,
     log_prob,
     sample,
 )
 
-Array = jax.Array
 KLFn = Callable[[Distribution, Distribution], Array]
 
 __all__ = ["kl_divergence", "mc_kl", "register_kl"]
@@ -86,8 +86,8 @@ def kl_divergence(q: Distribution, p: Distribution) -> Array:
         NotImplementedError: no closed form is registered for ``(type(q), type(p))``.
         ValueError: the event shapes differ or the batch shapes do not broadcast.
     """
-    _check_distribution(q, "q")
-    _check_distribution(p, "p")
+    _checks.check_instance(q, Distribution, "q")
+    _checks.check_instance(p, Distribution, "p")
     fn = _lookup(type(q), type(p))
     if fn is None:
         nq, np_ = type(q).__name__, type(p).__name__
@@ -96,19 +96,23 @@ def kl_divergence(q: Distribution, p: Distribution) -> Array:
             f"@jelbo.register_kl({nq}, {np_}), or estimate it by Monte Carlo with "
             "jelbo.mc_kl(key, q, p, num_samples=...) or jelbo.elbo(..., kl='mc')."
         )
-    check_same_event(q, p)
+    _checks.check_same_event(q, p)
     _checks.broadcast_shapes(("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape))
     return fn(q, p)
 
 
 def check_same_event(q: Distribution, p: Distribution, names: tuple[str, str] = ("q", "p")) -> None:
-    """Raises ``ValueError`` naming both shapes unless ``q`` and ``p`` share an event shape."""
-    if q.event_shape != p.event_shape:
-        raise ValueError(
-            f"Event shapes differ: `{names[0]}` ({type(q).__name__}) has event shape "
-            f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
-            f"event shape {p.event_shape} (batch {p.batch_shape})."
-        )
+    """Deprecated since 0.2: argument checks are internal (``jelbo._checks``).
+
+    Raises ``ValueError`` naming both shapes unless ``q`` and ``p`` share an event shape.
+    """
+    warnings.warn(
+        "jelbo.kl.check_same_event is deprecated and will be removed; jelbo's functions "
+        "check event shapes themselves.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    _checks.check_same_event(q, p, names)
 
 
 def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> Array:
@@ -119,10 +123,10 @@ def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> 
     is. Returns an array of shape ``broadcast(q.batch_shape, p.batch_shape)``.
     """
     _checks.check_key(key)
-    _check_distribution(q, "q")
-    _check_distribution(p, "p")
+    _checks.check_instance(q, Distribution, "q")
+    _checks.check_instance(p, Distribution, "p")
     num_samples = _checks.check_positive_int(num_samples, "num_samples")
-    check_same_event(q, p)
+    _checks.check_same_event(q, p)
     _checks.broadcast_shapes(("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape))
     z = sample(key, q, (num_samples,))
     return jnp.mean(log_prob(q, z) - log_prob(p, z), axis=0)

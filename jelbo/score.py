@@ -34,15 +34,15 @@ not depend on :math:`z_s` may be subtracted from :math:`f(z_s)` without bias:
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-Array = jax.Array
+from jelbo import _checks
+from jelbo._typing import Array
 
 __all__ = [
-    "check_baseline",
     "elbo_surrogate",
     "iwae_surrogate",
     "leave_one_out_mean",
@@ -86,17 +86,19 @@ def leave_one_out_mean(values: Array) -> Array:
 
 
 def check_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Array:
-    """Returns ``baseline`` broadcast to ``batch_shape``, or raises ``ValueError`` naming both."""
-    shape = tuple(jnp.shape(baseline))
-    try:
-        broadcast = tuple(np.broadcast_shapes(shape, batch_shape))
-    except ValueError:
-        broadcast = None
-    if broadcast != batch_shape:
-        raise ValueError(
-            f"`baseline` has shape {shape}; it must broadcast to `q`'s batch shape "
-            f"{batch_shape} (one control variate per datapoint, or one for all)."
-        )
+    """Deprecated since 0.2 (argument checks are internal): ``baseline`` broadcast to
+    ``batch_shape``, or ``ValueError`` naming both shapes."""
+    warnings.warn(
+        "jelbo.score.check_baseline is deprecated and will be removed; "
+        "jelbo.ELBO(grad_estimator='score', baseline=...) checks the baseline itself.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _broadcast_baseline(baseline, batch_shape)
+
+
+def _broadcast_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Array:
+    _checks.check_broadcasts_to(jnp.shape(baseline), "baseline", batch_shape, "`q`'s batch shape")
     return jnp.broadcast_to(jnp.asarray(baseline), batch_shape)
 
 
@@ -154,6 +156,8 @@ def elbo_surrogate(
         ``(elbo, expected_log_likelihood, kl)``, each of shape ``batch``.
     """
     num_samples = log_lik.shape[-1]
+    batch = log_lik.shape[:-1]
+    _checks.check_broadcasts_to(jnp.shape(beta), "beta", batch, "the batch shape")
     mc = kl is None
     log_ratio = log_q - log_p
     if baseline is None:
@@ -163,7 +167,7 @@ def elbo_surrogate(
         else:
             b_lik, b_ratio = 0.0, 0.0
     else:
-        c = check_baseline(baseline, log_lik.shape[:-1])[..., None]
+        c = _broadcast_baseline(baseline, batch)[..., None]
         b_lik, b_ratio = c, 0.0
 
     expected = jnp.mean(log_lik + score_term(log_lik - b_lik, log_q), axis=-1)
