@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import warnings
 from typing import Any, ClassVar, dataclass_transform
 
 import jax
@@ -64,6 +65,10 @@ def _is_static(field: dataclasses.Field) -> bool:
     return bool(field.metadata.get("static", False))
 
 
+# Hooks that jelbo 0.1 families could leave out (see Distribution.__new__).
+_LENIENT_HOOKS = frozenset({"_log_prob", "_sample"})
+
+
 @dataclass_transform(frozen_default=True, eq_default=False)
 class Distribution(abc.ABC):
     r"""Base class of jelbo's distributions: subclass it and a family is a frozen dataclass
@@ -107,6 +112,20 @@ class Distribution(abc.ABC):
             cls, _flatten, lambda static, leaves: _unflatten(cls, static, leaves)
         )
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        missing = cls.__abstractmethods__
+        if missing and missing <= _LENIENT_HOOKS:
+            # jelbo 0.1 let a family leave out _log_prob or _sample (e.g. a prior that is
+            # never sampled); that keeps working, with a warning, until it is called.
+            warnings.warn(
+                f"{cls.__name__} does not implement {', '.join(sorted(missing))}; jelbo 0.2 "
+                "makes these hooks abstract. Calling them raises NotImplementedError.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.__abstractmethods__ = frozenset()
+        return super().__new__(cls)
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(
             f"{type(self).__name__} is immutable; build a new one (dataclasses.replace)."
@@ -143,10 +162,12 @@ class Distribution(abc.ABC):
     @abc.abstractmethod
     def _log_prob(self, x: Array) -> Array:
         """Log-density of checked ``x``, summed over the event."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _log_prob.")
 
     @abc.abstractmethod
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         """Draws of shape ``sample_shape + batch_shape + event_shape``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _sample.")
 
     # --- optional hooks ---------------------------------------------------------------------
 
@@ -478,7 +499,7 @@ class StudentT(Factorized):
         )
 
     def _mean(self) -> Array:
-        # Defined for df > 1 (NaN otherwise, as in scipy).
+        # Defined for df > 1; NaN otherwise (as NumPyro and TFP; scipy returns inf).
         return self._full(jnp.where(jnp.asarray(self.df) > 1, self.loc, jnp.nan))
 
     def _variance(self) -> Array:
