@@ -681,8 +681,8 @@ def train(
             params, opt_state, objectives = run_epoch(
                 state.params, state.opt_state, std, epoch_key, x_fit, batch_size, settings
             )
-            elbos = evaluate_elbo(params, std, eval_key, x_eval, 0, num_samples=config.eval_samples)
-            elbos = np.asarray(elbos, np.float64)
+            bound = evaluate_elbo(params, std, eval_key, x_eval, 0, num_samples=config.eval_samples)
+            elbos = np.asarray(bound.value, np.float64)
             elbos = {"train": elbos[:n], "test": elbos[n:]}
             model = export_params(params, std)
             row = {"train_objective": float(np.mean(objectives))}

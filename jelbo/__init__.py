@@ -1,7 +1,9 @@
 """jelbo: pure, jit-compiled, vmap-friendly variational inference in JAX.
 
 Distributions are immutable pytrees; every function is pure and takes an explicit PRNG key
-where it draws. See the README for the math and a quick start.
+where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
+:class:`Renyi`) and return a :class:`Bound` with their Monte Carlo standard error. See the
+README for the math and a quick start.
 """
 
 from jelbo import classic, objectives, sharding

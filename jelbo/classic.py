@@ -9,7 +9,7 @@ floats), and :func:`reparameterize` takes a ``key`` first and returns one stacke
     :func:`compute_elbo`'s reconstruction term is the recipe's **unnormalized** unit-variance
     Gaussian log-likelihood :math:`-\tfrac12\sum_i (x_i - \mathrm{decoder}(z)_i)^2`: it drops
     the constant :math:`-\tfrac D2\log 2\pi`, so its "ELBO" is not a bound on
-    :math:`\log p(x)`. Use :func:`jelbo.elbo` with a normalized likelihood for that.
+    :math:`\log p(x)`. Use :class:`jelbo.ELBO` with a normalized likelihood for that.
 """
 
 from __future__ import annotations

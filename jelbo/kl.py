@@ -40,7 +40,7 @@ def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
 
     The function takes ``(q, p)`` and returns the KL summed over the event, with the
     broadcast batch shape. Registered pairs are used by :func:`kl_divergence` and so by
-    ``jelbo.elbo(..., kl="analytic")``. Registering an existing pair replaces it.
+    ``jelbo.ELBO(kl="analytic")``. Registering an existing pair replaces it.
 
     Example::
 
@@ -94,7 +94,7 @@ def kl_divergence(q: Distribution, p: Distribution) -> Array:
         raise NotImplementedError(
             f"No closed-form KL is registered for KL({nq} || {np_}). Register one with "
             f"@jelbo.register_kl({nq}, {np_}), or estimate it by Monte Carlo with "
-            "jelbo.mc_kl(key, q, p, num_samples=...) or jelbo.elbo(..., kl='mc')."
+            "jelbo.mc_kl(key, q, p, num_samples=...) or jelbo.ELBO(kl='mc')."
         )
     _checks.check_same_event(q, p)
     _checks.broadcast_shapes(("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape))
