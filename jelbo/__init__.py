@@ -6,7 +6,8 @@ where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 README for the math and a quick start.
 """
 
-from jelbo import classic, objectives, sharding
+from jelbo import bijectors, classic, objectives, parameters, sharding
+from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -22,14 +23,25 @@ from jelbo.distributions import (
 )
 from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
+from jelbo.laplace import (
+    LaplaceApproximation,
+    PreconditionedParams,
+    laplace_approximation,
+    preconditioned_init,
+    preconditioned_q,
+)
+from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
-from jelbo.psis import psis, psis_tail_length
+from jelbo.parameters import ParameterSpace
+from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
+from jelbo.relaxed import RelaxedBernoulli, RelaxedOneHotCategorical
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
     replicate,
     shard_batch,
 )
+from jelbo.spherical import HypersphericalUniform, PowerSpherical
 
 __version__ = "0.1.0"
 
@@ -41,12 +53,24 @@ __all__ = [
     "Categorical",
     "Distribution",
     "ELBOTerms",
+    "HypersphericalUniform",
     "Laplace",
+    "LaplaceApproximation",
+    "MixtureSameFamily",
     "MultivariateNormalTriL",
+    "NegativeBinomial",
     "Normal",
+    "OneHotCategorical",
+    "ParameterSpace",
     "Poisson",
+    "PosteriorSummary",
+    "PowerSpherical",
+    "PreconditionedParams",
+    "RelaxedBernoulli",
+    "RelaxedOneHotCategorical",
     "Renyi",
     "StudentT",
+    "bijectors",
     "check_partitionable_threefry",
     "classic",
     "data_parallel_mesh",
@@ -54,9 +78,14 @@ __all__ = [
     "entropy",
     "iwae_bound",
     "kl_divergence",
+    "laplace_approximation",
     "log_prob",
     "mc_kl",
     "objectives",
+    "parameters",
+    "posterior_summary",
+    "preconditioned_init",
+    "preconditioned_q",
     "psis",
     "psis_tail_length",
     "register_kl",

@@ -24,6 +24,7 @@ from jax.scipy.special import betaln, digamma, gammaln
 from jax.sharding import PartitionSpec as P
 
 from jelbo import _checks, _random
+from jelbo import bijectors as _bijectors
 from jelbo._typing import Array, ArrayLike, Shape
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -199,6 +200,58 @@ class Distribution(abc.ABC):
         """The floating dtype of the parameters (and of reparameterized samples)."""
         params = jax.tree_util.tree_leaves(self)
         return jnp.result_type(float, *params)
+
+    # --- unconstrained parameterization ---------------------------------------------------
+
+    #: ``field name -> bijector`` from an unconstrained array onto the parameter's support;
+    #: fields not listed are unconstrained already (identity).
+    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {}
+
+    @classmethod
+    def from_unconstrained(cls, *args: Any, **kwargs: Any) -> Any:
+        r"""Builds the family from unconstrained arrays, so that optax never leaves the support.
+
+        Takes the constructor's arguments (same names and order), each parameter given by an
+        unconstrained array that :attr:`unconstrained_bijectors` maps onto its support (e.g.
+        ``scale = softplus(raw)``; ``scale_tril`` from a ``K(K+1)/2`` vector through
+        :class:`jelbo.bijectors.FillScaleTriL`). Static fields are passed as they are.
+        The inverse is :meth:`to_unconstrained`::
+
+            raw = q.to_unconstrained()                  # dict of arrays, e.g. for init
+            q = type(q).from_unconstrained(**raw)       # the same distribution
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        if len(args) > len(names):
+            raise TypeError(
+                f"{cls.__name__}.from_unconstrained takes at most {len(names)} positional "
+                f"arguments ({', '.join(names)}); got {len(args)}."
+            )
+        values = dict(zip(names, args, strict=False))
+        for name, value in kwargs.items():
+            if name not in names or name in values:
+                raise TypeError(
+                    f"{cls.__name__}.from_unconstrained: unexpected or repeated argument "
+                    f"`{name}`; the parameters are {names}."
+                )
+            values[name] = value
+        for name, bijector in cls.unconstrained_bijectors.items():
+            if name in values:
+                values[name] = _bijectors.forward(bijector, values[name])
+        return cls(**values)
+
+    def to_unconstrained(self) -> dict[str, Array]:
+        """The unconstrained arrays of the (non-static) parameters, ``name -> array``: the
+        inverse of :meth:`from_unconstrained` (e.g. to initialize a variational family)."""
+        out = {}
+        for field in dataclasses.fields(self):
+            if _is_static(field):
+                continue
+            value = jnp.asarray(getattr(self, field.name))
+            bijector = self.unconstrained_bijectors.get(field.name)
+            if bijector is not None:
+                value = _bijectors.inverse(bijector, value)
+            out[field.name] = value
+        return out
 
     def log_prob(self, x: ArrayLike) -> Array:
         """``log p(x)`` summed over the event; the same as :func:`jelbo.log_prob`."""
@@ -391,6 +444,9 @@ class Normal(Factorized):
     loc: ArrayLike
     scale: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
+        "scale": _bijectors.Softplus()
+    }
 
     @classmethod
     def from_log_var(cls, loc: ArrayLike, log_var: ArrayLike) -> Normal:
@@ -433,6 +489,9 @@ class Laplace(Factorized):
     loc: ArrayLike
     scale: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
+        "scale": _bijectors.Softplus()
+    }
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         return -jnp.log(2.0 * self.scale) - jnp.abs(x - self.loc) / self.scale
@@ -472,6 +531,10 @@ class StudentT(Factorized):
     loc: ArrayLike
     scale: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
+        "df": _bijectors.Softplus(),
+        "scale": _bijectors.Softplus(),
+    }
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         df = self.df
@@ -650,6 +713,9 @@ class MultivariateNormalTriL(Distribution):
     loc: ArrayLike
     scale_tril: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
+        "scale_tril": _bijectors.FillScaleTriL()
+    }
 
     def _validate(self) -> None:
         self._shapes()

@@ -16,6 +16,7 @@ from jax.scipy.linalg import solve_triangular
 
 from jelbo import _checks
 from jelbo._typing import Array
+from jelbo.discrete import OneHotCategorical, masked_log_softmax
 from jelbo.distributions import (
     Bernoulli,
     Categorical,
@@ -27,6 +28,7 @@ from jelbo.distributions import (
     log_prob,
     sample,
 )
+from jelbo.spherical import HypersphericalUniform, PowerSpherical
 
 KLFn = Callable[[Distribution, Distribution], Array]
 
@@ -214,3 +216,25 @@ def _kl_gaussian_tril(q: Distribution, p: Distribution) -> Array:
         return jnp.sum(jnp.log(jnp.abs(jnp.diagonal(tril, axis1=-2, axis2=-1))), axis=-1)
 
     return 0.5 * (trace_term + maha - k) + log_det(tril_p) - log_det(tril_q)
+
+
+@register_kl(OneHotCategorical, OneHotCategorical)
+def _kl_one_hot_one_hot(q: OneHotCategorical, p: OneHotCategorical) -> Array:
+    # Σ_k q_k (log q_k - log p_k) with 0 log 0 = 0: categories that q masks (-inf logits)
+    # contribute nothing (and no NaN gradient); one that only p masks makes the KL +inf.
+    if q.event_shape != p.event_shape:
+        raise ValueError(
+            f"OneHotCategorical KL needs the same number of categories; got `q.logits` "
+            f"{jnp.shape(q.logits)} and `p.logits` {jnp.shape(p.logits)}."
+        )
+    log_q, q_masked = masked_log_softmax(q.logits)
+    log_p, p_masked = masked_log_softmax(p.logits)
+    terms = jnp.exp(log_q) * (log_q - log_p)
+    kl = jnp.sum(jnp.where(q_masked, 0.0, terms), axis=-1)
+    return jnp.where(jnp.any(p_masked & ~q_masked, axis=-1), jnp.inf, kl)
+
+
+@register_kl(PowerSpherical, HypersphericalUniform)
+def _kl_power_spherical_uniform(q: PowerSpherical, p: HypersphericalUniform) -> Array:
+    # KL = -H(q) + log|S^{d-1}|: the uniform log-density is the constant -log|S^{d-1}|.
+    return p.entropy() - q.entropy()

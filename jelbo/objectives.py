@@ -44,7 +44,7 @@ from typing import Any, ClassVar, NamedTuple, dataclass_transform
 import jax
 import jax.numpy as jnp
 
-from jelbo import _checks, _random, score
+from jelbo import _checks, _random, _stats, score
 from jelbo._typing import Array, ArrayLike, PyTree
 from jelbo.distributions import Distribution, entropy, log_prob, sample
 from jelbo.kl import kl_divergence
@@ -274,45 +274,6 @@ def _analytic_kl(problem: _Problem) -> Array:
     return jnp.broadcast_to(neg_entropy, q.batch_shape)
 
 
-# --- Monte Carlo diagnostics ----------------------------------------------------------------
-
-
-def _mean_stderr(values: Array) -> Array:
-    r"""Standard error :math:`\mathrm{sd}(f)/\sqrt S` of the mean over the last axis.
-
-    ``nan`` for one sample (no spread to estimate it from).
-    """
-    values = _sg(values)
-    n = values.shape[-1]
-    if n < 2:
-        return jnp.full(values.shape[:-1], jnp.nan, values.dtype)
-    centered = values - jnp.mean(values, axis=-1, keepdims=True)
-    return jnp.sqrt(jnp.sum(centered * centered, axis=-1) / ((n - 1) * n))
-
-
-def _log_mean_stderr(log_v: Array) -> Array:
-    r"""Delta-method standard error of :math:`\log\frac1K\sum_k v_k` from :math:`\log v_k`.
-
-    :math:`\mathrm{Var}[\log\bar v] \approx \mathrm{Var}[\bar v]/\bar v^2 = s_v^2/(K\bar v^2)`
-    with the unbiased sample variance :math:`s_v^2`; in terms of the normalized weights
-    :math:`\tilde v_k = v_k/\sum_j v_j` this is :math:`(K\sum_k\tilde v_k^2 - 1)/(K-1)`,
-    computed without overflow. ``nan`` for one sample.
-    """
-    log_v = _sg(log_v)
-    k = log_v.shape[-1]
-    if k < 2:
-        return jnp.full(log_v.shape[:-1], jnp.nan, log_v.dtype)
-    normalized = jax.nn.softmax(log_v, axis=-1)
-    variance = (k * jnp.sum(normalized * normalized, axis=-1) - 1.0) / (k - 1)
-    return jnp.sqrt(jnp.maximum(variance, 0.0))
-
-
-def _ess(log_w: Array) -> Array:
-    r"""Effective sample size :math:`1/\sum_k\tilde w_k^2` of the normalized weights."""
-    normalized = jax.nn.softmax(_sg(log_w), axis=-1)
-    return 1.0 / jnp.sum(normalized * normalized, axis=-1)
-
-
 # --- the objectives -------------------------------------------------------------------------
 
 
@@ -498,7 +459,7 @@ class ELBO(_Objective):
             expected = jnp.mean(log_lik, axis=-1)
             value = expected - beta * kl_value
         per_sample = log_lik - beta_per_sample * (log_q - log_p) if mc else log_lik
-        return Bound(value, expected, kl_value, _mean_stderr(per_sample), None)
+        return Bound(value, expected, kl_value, _stats.mean_stderr(per_sample), None)
 
 
 class IWAE(_Objective):
@@ -586,7 +547,7 @@ class IWAE(_Objective):
             again = _log_weights(problem, key, normalized, stop_q=True)
             surrogate = jnp.sum(normalized * again, axis=-1)
             value = bound + (surrogate - _sg(surrogate))
-        return Bound(value, None, None, _log_mean_stderr(log_w), _ess(log_w))
+        return Bound(value, None, None, _stats.log_mean_stderr(log_w), _stats.ess(log_w))
 
 
 class Renyi(_Objective):
@@ -641,13 +602,13 @@ class Renyi(_Objective):
         log_w = _log_weights(problem, key, stop_q=False)
         if self.alpha == 1:
             value = jnp.mean(log_w, axis=-1)
-            stderr = _mean_stderr(log_w)
+            stderr = _stats.mean_stderr(log_w)
         else:
             one_minus = 1.0 - self.alpha
             scaled = jax.nn.logsumexp(one_minus * log_w, axis=-1) - math.log(self.num_samples)
             value = scaled / one_minus
-            stderr = _log_mean_stderr(one_minus * log_w) / abs(one_minus)
-        return Bound(value, None, None, stderr, _ess(log_w))
+            stderr = _stats.log_mean_stderr(one_minus * log_w) / abs(one_minus)
+        return Bound(value, None, None, stderr, _stats.ess(log_w))
 
 
 def _set(obj: Any, name: str, value: Any) -> None:

@@ -29,14 +29,19 @@ exactly as NumPyro's ``psis_diagnostic`` and ArviZ's ``psislw`` do.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jelbo._typing import Array, ArrayLike
+from jelbo import _checks, _stats
+from jelbo._typing import Array, ArrayLike, PyTree
+from jelbo.distributions import Distribution, log_prob, sample
+from jelbo.objectives import Bound
 
-__all__ = ["psis", "psis_tail_length"]
+__all__ = ["PosteriorSummary", "posterior_summary", "psis", "psis_tail_length"]
 
 # Zhang & Stephens's grid constant and the weak prior on k (Vehtari et al. 2024, App. G).
 _PRIOR_BS = 3.0
@@ -192,3 +197,158 @@ def _generalized_pareto_quantile(p: Array, k: Array, sigma: Array) -> Array:
     log1m = jnp.log1p(-p)
     q = jnp.where(small, -log1m, jnp.expm1(-k_safe * log1m) / k_safe)
     return jnp.where(sigma > 0, sigma * q, jnp.nan)
+
+
+# --- posterior summaries ----------------------------------------------------------------------
+
+
+class PosteriorSummary(NamedTuple):
+    r"""What :func:`posterior_summary` returns; ``B`` is ``q``'s batch shape, ``S`` the draws.
+
+    Attributes:
+        draws: the draws :math:`z_s \sim q`, shape ``(S, *B, *E)``.
+        values: ``fn(z_s)`` for every draw, a pytree whose leaves are ``(S, *B, *leaf)``.
+        log_weights: raw log weights :math:`\log p(x, z_s) - \log q(z_s)`, ``(S, *B)``.
+        smoothed_log_weights: the PSIS log weights, normalized (``logsumexp`` over the draws
+            is 0), ``(S, *B)``.
+        pareto_k: :math:`\hat k` of the raw weights, ``B``. Below 0.7 the reweighted
+            estimates are reliable; above 0.7 do not trust ``q`` (nor the reweighting).
+        ess: effective sample size :math:`1/\sum_s\tilde w_s^2` of the smoothed normalized
+            weights, ``B``.
+        mean: PSIS estimate of :math:`\mathbb E_p[f(z)]`, :math:`\sum_s\tilde w_s f(z_s)`;
+            leaves ``(*B, *leaf)``.
+        sd: PSIS estimate of the posterior standard deviation of ``f``,
+            :math:`\sqrt{\sum_s\tilde w_s (f(z_s) - \bar f)^2}`.
+        mcse: Monte Carlo standard error of ``mean``,
+            :math:`\sqrt{\sum_s\tilde w_s^2 (f(z_s) - \bar f)^2}` (Vehtari et al. 2024, eq. 6,
+            with independent draws); meaningful only when :math:`\hat k < 0.7`.
+        q_mean: plain Monte Carlo mean of ``f`` under ``q`` (what the variational
+            approximation says, no reweighting).
+        q_sd: plain Monte Carlo standard deviation of ``f`` under ``q``.
+        elbo: a :class:`jelbo.Bound`: ``value`` the ELBO estimate
+            :math:`\frac1S\sum_s\log w_s`, ``expected_log_likelihood``
+            :math:`\frac1S\sum_s\log p(x, z_s)`, ``kl`` :math:`\frac1S\sum_s\log q(z_s)`
+            (the ``prior=None`` convention of :class:`jelbo.ELBO`), ``stderr``
+            :math:`\mathrm{sd}(\log w)/\sqrt S`; each ``B``.
+        iwae: a :class:`jelbo.Bound`: ``value`` the importance-weighted bound
+            :math:`\log\frac1S\sum_s w_s` from the same draws (raw weights), ``stderr`` its
+            delta-method standard error :math:`\sqrt{(S\sum_s\bar w_s^2 - 1)/(S-1)}` and
+            ``ess`` :math:`1/\sum_s\bar w_s^2` with the raw normalized weights
+            :math:`\bar w_s` (as :class:`jelbo.IWAE` reports them; first order, they
+            understate the error of heavy-tailed weights).
+    """
+
+    draws: Array
+    values: PyTree
+    log_weights: Array
+    smoothed_log_weights: Array
+    pareto_k: Array
+    ess: Array
+    mean: PyTree
+    sd: PyTree
+    mcse: PyTree
+    q_mean: PyTree
+    q_sd: PyTree
+    elbo: Bound
+    iwae: Bound
+
+
+def posterior_summary(
+    key: Array,
+    q: Distribution,
+    log_joint: Callable[[Array], Array],
+    *,
+    num_samples: int = 1000,
+    fn: Callable[[Array], PyTree] | None = None,
+) -> PosteriorSummary:
+    r"""Draws from a fitted ``q``, PSIS-reweights them towards :math:`p(z\mid x)`, summarizes.
+
+    With :math:`z_s \sim q` and :math:`\log w_s = \log p(x, z_s) - \log q(z_s)`, the PSIS
+    weights :math:`\tilde w_s` (:func:`psis`, normalized) give self-normalized estimates
+    :math:`\mathbb E_p[f] \approx \sum_s\tilde w_s f(z_s)` with their Monte Carlo standard
+    errors and :math:`\hat k` (Yao, Vehtari, Simpson & Gelman, "Yes, but did it work?",
+    ICML 2018; Vehtari et al., JMLR 2024). The same draws give the ELBO and the IWAE bound
+    with their standard errors. Pure: ``jit`` it with ``q`` as an argument, ``vmap`` it over
+    keys.
+
+    Args:
+        key: a PRNG key; split into one key per draw (so draw ``s`` does not depend on
+            ``num_samples``).
+        q: the fitted variational distribution over the unconstrained latent ``z`` (event
+            shape ``E``, any batch shape ``B``: each batch element is summarized separately).
+        log_joint: :math:`\log p(x, z)` up to a constant, a scalar function of ONE latent of
+            shape ``E``; vmapped over the draws and the batch. ``-inf`` (outside the
+            support) gives a zero weight.
+        num_samples: number of draws ``S`` (static); at least 21 for a :math:`\hat k` (with
+            fewer, :math:`\hat k = +\infty` and the weights are not smoothed).
+        fn: a function of ONE latent ``z`` returning a pytree of arrays whose expectations
+            are wanted, e.g. the constrained parameters
+            ``lambda z: space.constrain(z)[0]``. Default: ``z`` itself.
+
+    Returns:
+        A :class:`PosteriorSummary`.
+
+    Raises:
+        TypeError: if ``q`` is not a jelbo distribution or ``key`` not a PRNG key.
+        ValueError: if ``log_joint`` does not return a scalar for one latent.
+    """
+    _checks.check_key(key)
+    if not isinstance(q, Distribution):
+        raise TypeError(f"`q` must be a jelbo distribution; got {type(q).__name__}.")
+    num = _checks.check_positive_int(num_samples, "num_samples")
+    fn = (lambda z: z) if fn is None else fn
+    batch, event = q.batch_shape, q.event_shape
+    keys = jax.random.split(key, num)
+    draws = jax.vmap(lambda k: sample(k, q))(keys)  # (S, *B, *E)
+    flat = draws.reshape((-1, *event))
+    out = jax.eval_shape(log_joint, jax.ShapeDtypeStruct(event, draws.dtype))
+    if getattr(out, "shape", None) != ():
+        raise ValueError(
+            "posterior_summary: `log_joint` must return a scalar for one latent of shape "
+            f"{event}; it returned {getattr(out, 'shape', type(out).__name__)}."
+        )
+    log_p = jax.vmap(log_joint)(flat).reshape((num, *batch)).astype(draws.dtype)
+    log_q = log_prob(q, draws)
+    log_w = log_p - log_q
+    values = jax.tree.map(lambda v: v.reshape((num, *batch, *v.shape[1:])), jax.vmap(fn)(flat))
+
+    smoothed, k = psis(log_w, axis=0)
+    smoothed = smoothed - jax.nn.logsumexp(smoothed, axis=0)
+    w = jnp.exp(smoothed)
+
+    def expand(weights: Array, v: Array) -> Array:
+        return weights.reshape(weights.shape + (1,) * (v.ndim - weights.ndim)).astype(v.dtype)
+
+    mean = jax.tree.map(lambda v: jnp.sum(expand(w, v) * v, axis=0), values)
+    sq_dev = jax.tree.map(lambda v, m: jnp.square(v - m), values, mean)
+    sd = jax.tree.map(lambda d: jnp.sqrt(jnp.sum(expand(w, d) * d, axis=0)), sq_dev)
+    mcse = jax.tree.map(lambda d: jnp.sqrt(jnp.sum(expand(w * w, d) * d, axis=0)), sq_dev)
+    elbo = Bound(
+        value=jnp.mean(log_w, axis=0),
+        expected_log_likelihood=jnp.mean(log_p, axis=0),
+        kl=jnp.mean(log_q, axis=0),
+        stderr=_stats.mean_stderr(jnp.moveaxis(log_w, 0, -1)),
+        ess=None,
+    )
+    iwae = Bound(
+        value=jax.nn.logsumexp(log_w, axis=0) - jnp.log(num).astype(log_w.dtype),
+        expected_log_likelihood=None,
+        kl=None,
+        stderr=_stats.log_mean_stderr(jnp.moveaxis(log_w, 0, -1)),
+        ess=_stats.ess(jnp.moveaxis(log_w, 0, -1)),
+    )
+    return PosteriorSummary(
+        draws=draws,
+        values=values,
+        log_weights=log_w,
+        smoothed_log_weights=smoothed,
+        pareto_k=k,
+        ess=_stats.ess(jnp.moveaxis(smoothed, 0, -1)),
+        mean=mean,
+        sd=sd,
+        mcse=mcse,
+        q_mean=jax.tree.map(lambda v: jnp.mean(v, axis=0), values),
+        q_sd=jax.tree.map(lambda v: jnp.std(v, axis=0), values),
+        elbo=elbo,
+        iwae=iwae,
+    )

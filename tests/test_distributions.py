@@ -937,3 +937,52 @@ def test_a_01_style_family_with_its_own_dataclass_decorator_still_works():
     q = jelbo.Normal(jnp.zeros((2, K)), 1.0)
     bound = jelbo.ELBO(2, kl="mc")(jax.random.key(0), q, lambda z: -jnp.sum(z**2), old)
     assert bound.value.shape == (2,)
+
+
+# --- unconstrained parameterizations -----------------------------------------------------------
+
+
+def test_from_and_to_unconstrained(dtype, rng):
+    loc = jnp.asarray(rng.normal(size=(2, 3)), dtype)
+    raw = jnp.asarray(rng.normal(scale=3.0, size=(2, 3)), dtype)
+    softplus = np.log1p(np.exp(np.asarray(raw, np.float64)))
+    q = jelbo.Normal.from_unconstrained(loc, raw)
+    np.testing.assert_allclose(q.scale, softplus, **tol(dtype))
+    back = q.to_unconstrained()
+    assert set(back) == {"loc", "scale"}
+    np.testing.assert_allclose(back["scale"], raw, rtol=5e-5 if dtype == np.float32 else 1e-12)
+    vec = jnp.asarray(rng.normal(size=(2, 6)), dtype)
+    mvn = jelbo.MultivariateNormalTriL.from_unconstrained(loc=loc, scale_tril=vec)
+    expected = np.zeros((2, 3, 3))
+    rows, cols = np.tril_indices(3)
+    expected[:, rows, cols] = np.asarray(vec, np.float64)
+    diag = expected[:, np.arange(3), np.arange(3)]
+    expected[:, np.arange(3), np.arange(3)] = np.log1p(np.exp(diag))
+    np.testing.assert_allclose(mvn.scale_tril, expected, **tol(dtype))
+    np.testing.assert_allclose(mvn.to_unconstrained()["scale_tril"], vec, rtol=1e-4, atol=1e-5)
+    for dist in (
+        jelbo.Laplace(loc, 2.0),
+        jelbo.StudentT(jnp.asarray([3.0, 30.0, 0.5], dtype), loc, 1e-3),
+        jelbo.Bernoulli(loc),
+        jelbo.Categorical(loc),
+        jelbo.Poisson(loc),
+    ):
+        rebuilt = type(dist).from_unconstrained(**dist.to_unconstrained())
+        for name, value in jax.tree_util.tree_leaves_with_path(rebuilt):
+            original = jax.tree_util.tree_leaves(dist)[
+                [p for p, _ in jax.tree_util.tree_leaves_with_path(dist)].index(name)
+            ]
+            np.testing.assert_allclose(value, original, rtol=1e-4 if dtype == np.float32 else 1e-12)
+
+    # optax-style training never leaves the support: gradients flow through the map
+    def loss(params):
+        return -jelbo.MultivariateNormalTriL.from_unconstrained(**params).entropy().sum()
+
+    grads = jax.jit(jax.grad(loss))({"loc": loc, "scale_tril": vec})
+    np.testing.assert_allclose(
+        grads["scale_tril"][:, [0, 2, 5]],
+        -jax.nn.sigmoid(vec[:, [0, 2, 5]]) / jax.nn.softplus(vec[:, [0, 2, 5]]),
+        **tol(dtype),
+    )
+    with pytest.raises(TypeError, match="unexpected or repeated argument `scale`"):
+        jelbo.Normal.from_unconstrained(loc, raw, scale=raw)

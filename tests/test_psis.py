@@ -151,3 +151,133 @@ def test_bad_input():
         jelbo.psis(1.0)
     with pytest.raises(ValueError, match="axis"):
         jelbo.psis(np.zeros((3, 40)), axis=2)
+
+
+# --- posterior_summary ---------------------------------------------------------------------
+
+MU = np.array([1.0, -2.0])
+COV = np.array([[1.0, 0.8 * 0.5], [0.8 * 0.5, 0.25]])  # sds 1 and 0.5, correlation 0.8
+LOG_Z = 3.0  # the log joint is LOG_Z + log N(z; MU, COV)
+
+
+def _gaussian_log_joint(z):
+    diff = z - MU
+    prec = np.linalg.inv(COV)
+    quad = diff @ jnp.asarray(prec, z.dtype) @ diff
+    return LOG_Z - 0.5 * quad - 0.5 * np.log(np.linalg.det(2 * np.pi * COV))
+
+
+def _gaussian_kl(m0, c0, m1, c1):
+    """KL(N(m0, c0) || N(m1, c1)) in closed form (numpy, float64)."""
+    inv = np.linalg.inv(c1)
+    d = m1 - m0
+    return 0.5 * (
+        np.trace(inv @ c0) + d @ inv @ d - len(m0) + np.log(np.linalg.det(c1) / np.linalg.det(c0))
+    )
+
+
+def _fn(z):
+    return {"z": z, "exp_z1": jnp.exp(z[1])}
+
+
+@pytest.fixture(scope="module")
+def summary_fn():
+    return jax.jit(
+        lambda key, q: jelbo.posterior_summary(
+            key, q, _gaussian_log_joint, num_samples=4000, fn=_fn
+        )
+    )
+
+
+def test_posterior_summary_gaussian(summary_fn, dtype):
+    # q: diagonal, means off by 0.3 sd, sds 1.2x the marginals (k̂ well below 0.7).
+    q_loc = MU + np.array([0.3, -0.15])
+    q_scale = np.array([1.2, 0.6])
+    q = jelbo.Normal(jnp.asarray(q_loc, dtype), jnp.asarray(q_scale, dtype))
+    s = summary_fn(jax.random.key(1), q)
+    assert s.draws.shape == (4000, 2) and s.log_weights.shape == (4000,)
+    assert s.draws.dtype == dtype and s.mean["z"].dtype == dtype
+    assert float(s.pareto_k) < 0.5
+    assert 1000 < float(s.ess) < 4000
+    np.testing.assert_allclose(jax.nn.logsumexp(s.smoothed_log_weights), 0.0, atol=1e-5)
+    # PSIS means and sds against the closed forms, within 4 Monte Carlo standard errors.
+    np.testing.assert_array_less(np.abs(s.mean["z"] - MU), 4 * s.mcse["z"])
+    exact_exp = np.exp(MU[1] + COV[1, 1] / 2)
+    assert abs(float(s.mean["exp_z1"]) - exact_exp) < 4 * float(s.mcse["exp_z1"])
+    np.testing.assert_allclose(s.sd["z"], np.sqrt(np.diag(COV)), rtol=0.05)
+    # The raw means are q's (the reweighting moved them back by ~0.3 sd).
+    np.testing.assert_array_less(np.abs(s.q_mean["z"] - q_loc), 4 * q_scale / np.sqrt(4000))
+    np.testing.assert_allclose(s.q_sd["z"], q_scale, rtol=0.05)
+    # ELBO = log Z - KL(q || p); the IWAE bound lies between it and log Z.
+    exact_elbo = LOG_Z - _gaussian_kl(q_loc, np.diag(q_scale**2), MU, COV)
+    assert abs(float(s.elbo.value) - exact_elbo) < 4 * float(s.elbo.stderr)
+    assert float(s.elbo.value) < float(s.iwae.value) < LOG_Z + 4 * float(s.iwae.stderr)
+    assert abs(float(s.iwae.value) - LOG_Z) < 4 * float(s.iwae.stderr)
+
+
+def test_posterior_summary_stderrs_match_the_spread():
+    # The reported standard errors agree with the spread over 300 independent summaries of
+    # 1000 draws (measured over 400, two seeds: ratios spread / stderr 0.94-1.03; with 200
+    # draws the PSIS mcse understated the spread by up to 9 %).
+    q = jelbo.Normal(jnp.asarray(MU + np.array([0.3, -0.15])), jnp.asarray([1.2, 0.6]))
+    run = jax.jit(
+        jax.vmap(lambda key: jelbo.posterior_summary(key, q, _gaussian_log_joint, num_samples=1000))
+    )
+    s = run(jax.random.split(jax.random.key(2), 300))
+    for estimate, stderr in [
+        (s.elbo.value, s.elbo.stderr),
+        (s.iwae.value, s.iwae.stderr),
+        (s.mean[:, 0], s.mcse[:, 0]),
+        (s.mean[:, 1], s.mcse[:, 1]),
+    ]:
+        ratio = float(jnp.std(estimate) / jnp.sqrt(jnp.mean(stderr**2)))
+        assert 0.85 < ratio < 1.15, ratio
+
+
+def test_posterior_summary_flags_a_bad_q():
+    # q far too narrow: the tail of the weights is heavy, k̂ > 0.7 (do not trust q).
+    q = jelbo.Normal(jnp.asarray(MU), jnp.asarray([0.15, 0.075]))
+    s = jelbo.posterior_summary(jax.random.key(3), q, _gaussian_log_joint, num_samples=1000)
+    assert float(s.pareto_k) > 0.7
+
+
+def test_posterior_summary_zero_density_and_batch():
+    # Target: a standard normal truncated to z > 0 (log joint -inf below); q = N(0.5, 1).
+    def log_joint(z):
+        return jnp.where(z[0] > 0, -0.5 * z[0] ** 2, -jnp.inf)
+
+    q = jelbo.Normal(jnp.asarray([[0.5], [0.8]]), jnp.ones((2, 1)))  # batch (2,), event (1,)
+    s = jelbo.posterior_summary(jax.random.key(4), q, log_joint, num_samples=4000)
+    assert s.draws.shape == (4000, 2, 1) and s.pareto_k.shape == (2,)
+    assert s.mean.shape == (2, 1) and s.elbo.value.shape == (2,) and s.iwae.ess.shape == (2,)
+    zero = s.draws[..., 0] <= 0
+    assert np.all(np.isneginf(s.smoothed_log_weights[zero]))
+    exact = np.sqrt(2 / np.pi)  # mean of the half-normal
+    np.testing.assert_array_less(np.abs(s.mean[:, 0] - exact), 4 * s.mcse[:, 0])
+    assert np.all(s.pareto_k < 0.7)
+
+
+def test_posterior_summary_bad_input():
+    q = jelbo.Normal(jnp.zeros(2), jnp.ones(2))
+    with pytest.raises(ValueError, match="scalar"):
+        jelbo.posterior_summary(jax.random.key(0), q, lambda z: z, num_samples=30)
+    with pytest.raises(TypeError, match="`q`"):
+        jelbo.posterior_summary(jax.random.key(0), "q", _gaussian_log_joint)
+    with pytest.raises(TypeError, match="num_samples"):
+        jelbo.posterior_summary(jax.random.key(0), q, _gaussian_log_joint, num_samples=30.0)
+
+
+def test_posterior_summary_bounds_are_the_objectives():
+    # Same key, same draws (one key per sample): the summary's bounds are jelbo.ELBO's and
+    # jelbo.IWAE's with prior=None, field by field.
+    q = jelbo.Normal(jnp.asarray(MU + np.array([0.3, -0.15])), jnp.asarray([1.2, 0.6]))
+    key = jax.random.key(5)
+    s = jelbo.posterior_summary(key, q, _gaussian_log_joint, num_samples=100)
+    for mine, theirs in [
+        (s.elbo, jelbo.ELBO(num_samples=100, kl="mc")(key, q, _gaussian_log_joint)),
+        (s.iwae, jelbo.IWAE(num_samples=100)(key, q, _gaussian_log_joint)),
+    ]:
+        for a, b in zip(mine, theirs, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=1e-12)

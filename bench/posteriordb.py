@@ -1,0 +1,472 @@
+"""VI on the eleven posteriordb posteriors: jelbo against NumPyro and blackjax.
+
+    python bench/posteriordb.py                        # every model and method, 3 seeds
+    python bench/posteriordb.py --models eight_schools-eight_schools_noncentered \\
+        --methods jelbo-fullrank-stl,numpyro-mvn --steps 500 --seeds 1
+
+Every contender fits the SAME function: the log joint of one unconstrained vector ``u``
+(``bench/posteriordb_models.py``: Stan's model block on ``space.constrain(u)`` plus the
+log-Jacobian), from the same start (mean 0, scale 0.1 per coordinate in the unconstrained
+space), with the same optimizer (Adam, cosine-decayed learning rate), the same number of steps
+and of Monte Carlo samples per step, the whole fit compiled end to end (one ``lax.scan`` over
+the steps). NumPyro's autoguides see a generic model: an improper-uniform latent vector of the
+unconstrained dimension with ``numpyro.factor`` of the same log joint.
+
+Every fitted ``q`` is then judged the same way (``evaluate``): ``--eval-draws`` draws from
+``q`` in the unconstrained space, mapped to the constrained parameters (and derived
+quantities) named as in the reference draws; for each method and seed:
+
+- ``mean_err``: max over parameters of |mean - ref mean| / ref sd;
+- ``sd_err``: max over parameters of |log(sd / ref sd)|;
+- ``psis_mean_err``, ``psis_sd_err``: the same after Pareto-smoothed importance reweighting
+  with ``log w = log_joint(u) - log q(u)``; ``khat``: the Pareto k̂ of those weights;
+- ``elbo`` ± ``elbo_se``: the mean of ``log w`` over the evaluation draws and its standard
+  error;
+- ``compile_s`` (lower + compile of the whole fit), ``run_s`` (the compiled fit, waited for)
+  and ``ms_per_step = 1000 run_s / steps``.
+
+Methods are interleaved per model and seed (``jelbo`` and NumPyro runs alternate), so that a
+varying machine load hits both sides alike; the report gives per-model time ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import jelbo
+from bench import posteriordb_models as M
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+class Config(NamedTuple):
+    steps: int = 3000
+    num_samples: int = 8
+    learning_rate: float = 0.02
+    final_lr_fraction: float = 0.05
+    init_scale: float = 0.1
+    eval_draws: int = 4000
+
+
+def schedule(cfg: Config) -> optax.Schedule:
+    return optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps, alpha=cfg.final_lr_fraction)
+
+
+def optimizer(cfg: Config) -> optax.GradientTransformation:
+    return optax.adam(schedule(cfg))
+
+
+class Fitted(NamedTuple):
+    """What a method returns: a compiled fit and how to draw from its ``q``."""
+
+    fit: Callable[[jax.Array], Any]  # key -> (state, losses (steps,)); jitted
+    draw: Callable[[jax.Array, Any, int], tuple[jax.Array, jax.Array]]  # -> (u (n, d), log q)
+
+
+# --- jelbo --------------------------------------------------------------------------------
+
+
+def _bound(kind: str, estimator: str, num_samples: int) -> Callable:
+    """``bound(key, q, log_joint) -> scalar``: jelbo's objective with ``prior=None``."""
+    if kind == "elbo":
+        obj = jelbo.ELBO(num_samples=num_samples, kl="mc", grad_estimator=estimator)
+    else:
+        obj = jelbo.IWAE(num_samples=num_samples, grad_estimator=estimator)
+    return lambda key, q, log_joint: obj(key, q, log_joint).value
+
+
+def _inv_softplus(x: float) -> float:
+    return float(np.log(np.expm1(x)))
+
+
+def _tril_from(raw: jax.Array) -> jax.Array:
+    """Lower-triangular scale with a softplus diagonal (as NumPyro's default for AutoMVN)."""
+    diag = jax.nn.softplus(jnp.diagonal(raw))
+    return jnp.tril(raw, -1) + jnp.diag(diag)
+
+
+def _jelbo_family(family: str, dim: int, cfg: Config):
+    """(init params, params -> q)."""
+    s0 = _inv_softplus(cfg.init_scale)
+    loc = jnp.zeros(dim)
+    if family == "meanfield":
+        # A diagonal Gaussian with a VECTOR event (the log joint takes the whole vector):
+        # MultivariateNormalTriL with a diagonal scale, only the diagonal is a parameter.
+        return {"loc": loc, "raw": jnp.full(dim, s0)}, lambda p: jelbo.MultivariateNormalTriL(
+            p["loc"], jnp.diag(jax.nn.softplus(p["raw"]))
+        )
+    if family == "fullrank":
+        raw = jnp.diag(jnp.full(dim, s0))
+        return {"loc": loc, "raw": raw}, lambda p: jelbo.MultivariateNormalTriL(
+            p["loc"], _tril_from(p["raw"])
+        )
+    if family == "lowrank":
+        rank = _rank(dim)
+        init = {"loc": loc, "factor": jnp.zeros((dim, rank)), "raw": jnp.full(dim, s0)}
+        return init, lambda p: jelbo.LowRankMultivariateNormal(
+            p["loc"], p["factor"], jax.nn.softplus(p["raw"]) ** 2
+        )
+    raise ValueError(family)
+
+
+def _rank(dim: int) -> int:
+    return max(1, round(math.sqrt(dim)))  # NumPyro's AutoLowRankMultivariateNormal default
+
+
+def _draw_q(q) -> Callable:
+    def draw(key, _state, n):
+        u = jelbo.sample(key, q, (n,))
+        return u, jelbo.log_prob(q, u)
+
+    return draw
+
+
+def jelbo_method(family: str, kind: str, estimator: str) -> Callable:
+    def build(log_joint, dim, cfg: Config) -> Fitted:
+        init, make_q = _jelbo_family(family, dim, cfg)
+        opt = optimizer(cfg)
+        bound = _bound(kind, estimator, cfg.num_samples)
+        q_of = make_q
+
+        def loss(p, key):
+            return -bound(key, q_of(p), log_joint)
+
+        @jax.jit
+        def fit(key):
+            def step(carry, k):
+                p, s = carry
+                value, g = jax.value_and_grad(loss)(p, k)
+                updates, s = opt.update(g, s, p)
+                return (optax.apply_updates(p, updates), s), value
+
+            keys = jax.random.split(key, cfg.steps)
+            (p, _), losses = jax.lax.scan(step, (init, opt.init(init)), keys)
+            return p, losses
+
+        def draw(key, p, n):
+            return _draw_q(q_of(p))(key, p, n)
+
+        return Fitted(fit, draw)
+
+    return build
+
+
+# --- NumPyro ------------------------------------------------------------------------------
+
+
+def numpyro_method(guide_name: str) -> Callable:
+    def build(log_joint, dim, cfg: Config) -> Fitted:
+        import numpyro
+        import numpyro.distributions as dist
+        from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_value
+        from numpyro.optim import optax_to_numpyro
+
+        def model():
+            u = numpyro.sample("u", dist.ImproperUniform(dist.constraints.real_vector, (), (dim,)))
+            numpyro.factor("log_joint", log_joint(u))
+
+        kwargs = {
+            "init_loc_fn": init_to_value(values={"u": jnp.zeros(dim)}),
+            "init_scale": cfg.init_scale,
+        }
+        if guide_name == "AutoLowRankMultivariateNormal":
+            kwargs["rank"] = _rank(dim)
+        guide = getattr(autoguide, guide_name)(model, **kwargs)
+        svi = SVI(model, guide, optax_to_numpyro(optimizer(cfg)), Trace_ELBO(cfg.num_samples))
+
+        @jax.jit
+        def fit(key):
+            state = svi.init(key)
+            state, losses = jax.lax.scan(lambda s, _: svi.update(s), state, None, cfg.steps)
+            return svi.get_params(state), losses
+
+        def draw(key, params, n):
+            if guide_name == "AutoNormal":
+                loc, scale = params["u_auto_loc"], params["u_auto_scale"]
+                q = jelbo.MultivariateNormalTriL(loc, jnp.diag(scale))
+            else:
+                post = guide.get_posterior(params)
+                tril = jnp.linalg.cholesky(post.covariance_matrix)
+                q = jelbo.MultivariateNormalTriL(post.loc, tril)
+            return _draw_q(q)(key, params, n)
+
+        return Fitted(fit, draw)
+
+    return build
+
+
+# --- blackjax ------------------------------------------------------------------------------
+
+
+def blackjax_meanfield(log_joint, dim, cfg: Config) -> Fitted:
+    import blackjax
+    from blackjax.vi.meanfield_vi import MFVIState
+
+    opt = optimizer(cfg)
+    algo = blackjax.meanfield_vi(log_joint, opt, cfg.num_samples)
+
+    @jax.jit
+    def fit(key):
+        mu, rho = jnp.zeros(dim), jnp.full(dim, math.log(cfg.init_scale))
+        state = MFVIState(mu, rho, opt.init((mu, rho)))
+
+        def step(s, k):
+            s, info = algo.step(k, s)
+            return s, -info.elbo
+
+        return jax.lax.scan(step, state, jax.random.split(key, cfg.steps))
+
+    def draw(key, state, n):
+        q = jelbo.MultivariateNormalTriL(state.mu, jnp.diag(jnp.exp(state.rho)))
+        return _draw_q(q)(key, state, n)
+
+    return Fitted(fit, draw)
+
+
+def blackjax_pathfinder(log_joint, dim, cfg: Config) -> Fitted:
+    """Pathfinder (L-BFGS path, best of its normal approximations): not Adam; its own steps."""
+    from blackjax.vi import pathfinder
+
+    @jax.jit
+    def fit(key):
+        state, _ = pathfinder.approximate(
+            key, log_joint, jnp.zeros(dim), num_samples=cfg.num_samples * 25, maxiter=100
+        )
+        return state, jnp.atleast_1d(-state.elbo)
+
+    def draw(key, state, n):
+        return pathfinder.sample(key, state, n)
+
+    return Fitted(fit, draw)
+
+
+# --- jelbo with a Laplace/Pathfinder initialization (psis's library function) -------------
+
+
+def jelbo_initialized(log_joint, dim, cfg: Config) -> Fitted:
+    raise NotImplementedError("the Laplace/Pathfinder initialization has not landed yet")
+
+
+METHODS: dict[str, Callable] = {
+    "jelbo-meanfield": jelbo_method("meanfield", "elbo", "stl"),
+    "numpyro-normal": numpyro_method("AutoNormal"),
+    "jelbo-fullrank-reparam": jelbo_method("fullrank", "elbo", "reparam"),
+    "numpyro-mvn": numpyro_method("AutoMultivariateNormal"),
+    "jelbo-fullrank-stl": jelbo_method("fullrank", "elbo", "stl"),
+    "jelbo-lowrank": jelbo_method("lowrank", "elbo", "stl"),
+    "numpyro-lowrank": numpyro_method("AutoLowRankMultivariateNormal"),
+    "jelbo-iwae-dreg": jelbo_method("fullrank", "iwae", "dreg"),
+    "blackjax-meanfield": blackjax_meanfield,
+    "blackjax-pathfinder": blackjax_pathfinder,
+    "jelbo-fullrank-init": jelbo_initialized,
+}
+# Adam-based methods (same optimizer, steps and samples per step); the others are reported
+# for accuracy only.
+ADAM_METHODS = tuple(m for m in METHODS if m not in ("blackjax-pathfinder",))
+
+
+def available(name: str) -> bool:
+    if name == "jelbo-lowrank":
+        return hasattr(jelbo, "LowRankMultivariateNormal")
+    if name == "jelbo-fullrank-init":
+        return _init_fn() is not None
+    return True
+
+
+def _init_fn():
+    return None
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
+    smoothed, k = jelbo.psis(jnp.asarray(log_w))
+    return np.asarray(smoothed), float(k)
+
+
+def _moments(x: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
+    if w is None:
+        return float(np.mean(x)), float(np.std(x, ddof=1))
+    m = float(np.sum(w * x))
+    return m, float(np.sqrt(np.sum(w * (x - m) ** 2)))
+
+
+def evaluate(post, space, log_joint, u, log_q) -> dict[str, float]:
+    """Accuracy of draws ``u`` (n, dim) with ``log q(u)`` against the reference summary."""
+    log_p = jax.jit(jax.vmap(log_joint))(u)
+    log_w = np.asarray(log_p - log_q, np.float64)
+    finite = np.isfinite(log_w)
+    log_w = np.where(finite, log_w, -np.inf)
+    smoothed, khat = _psis(log_w)
+    w = np.exp(smoothed - np.max(smoothed))
+    w = w / np.sum(w)
+    values = {k: np.asarray(v) for k, v in M.constrained_summary(post, space, u).items()}
+    errs = {"mean_err": 0.0, "sd_err": 0.0, "psis_mean_err": 0.0, "psis_sd_err": 0.0}
+    for name in post.summary_names:
+        ref = post.reference[name]
+        x = values[name]
+        ok = np.isfinite(x)
+        for prefix, weights in (("", None), ("psis_", w)):
+            if weights is None:
+                m, s = _moments(x[ok & finite])
+            else:
+                m, s = _moments(
+                    np.where(ok, x, 0.0), np.where(ok, weights, 0.0) / np.sum(weights[ok])
+                )
+            errs[prefix + "mean_err"] = max(
+                errs[prefix + "mean_err"], abs(m - ref["mean"]) / ref["sd"]
+            )
+            errs[prefix + "sd_err"] = max(errs[prefix + "sd_err"], abs(math.log(s / ref["sd"])))
+    lw = log_w[finite]
+    return {
+        **errs,
+        "khat": khat,
+        "elbo": float(np.mean(lw)),
+        "elbo_se": float(np.std(lw, ddof=1) / math.sqrt(lw.size)),
+        "nonfinite_draws": int((~finite).sum()),
+    }
+
+
+# --- driver -------------------------------------------------------------------------------
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def run_model(
+    name: str, methods: list[str], seeds: list[int], cfg: Config, repeats: int = 3, log=print
+) -> list[dict]:
+    post = M.load(name)
+    space = M.make_space(post.spec)
+    log_joint = M.make_log_joint(post, space)
+    dim = space.dim
+    compiled, records = {}, []
+    for m in methods:
+        if not available(m):
+            log(f"  {m}: not available")
+            continue
+        fitted = METHODS[m](log_joint, dim, cfg)
+        t0 = time.perf_counter()
+        exe = fitted.fit.lower(jax.random.key(0)).compile()
+        compiled[m] = (fitted, exe, time.perf_counter() - t0)
+    for seed in seeds:
+        key = jax.random.key(seed)
+        fit_key, eval_key = jax.random.split(key)
+        for m, (fitted, exe, compile_s) in compiled.items():
+            # The fit runs `repeats` times (same key, same result); the fastest is kept, which
+            # filters out some of a shared machine's load.
+            run_s = math.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                state, losses = jax.block_until_ready(exe(fit_key))
+                run_s = min(run_s, time.perf_counter() - t0)
+            u, log_q = fitted.draw(eval_key, state, cfg.eval_draws)
+            rec = {
+                "model": name,
+                "method": m,
+                "seed": seed,
+                "dim": dim,
+                **evaluate(post, space, log_joint, u, log_q),
+                "final_loss": float(np.mean(np.asarray(losses)[-100:])),
+                "compile_s": compile_s,
+                "run_s": run_s,
+                "ms_per_step": 1000 * run_s / (cfg.steps if m in ADAM_METHODS else 1),
+                "load_average": _load_average(),
+            }
+            records.append(rec)
+            log(
+                f"  seed {seed} {m:24s} mean_err {rec['mean_err']:7.3f} sd_err "
+                f"{rec['sd_err']:6.3f} khat {rec['khat']:6.2f} psis_mean_err "
+                f"{rec['psis_mean_err']:7.3f} elbo {rec['elbo']:10.2f}±{rec['elbo_se']:.2f} "
+                f"{rec['ms_per_step']:.3f} ms/step (compile {compile_s:.1f} s)"
+            )
+    return records
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=",".join(M.POSTERIORS))
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=Config().steps)
+    p.add_argument("--samples", type=int, default=Config().num_samples)
+    p.add_argument("--lr", type=float, default=Config().learning_rate)
+    p.add_argument("--eval-draws", type=int, default=Config().eval_draws)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per fit (best kept)")
+    p.add_argument(
+        "--out", default=None, help="path stem; default bench/results/posteriordb-<date>"
+    )
+    args = p.parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
+    cfg = Config(
+        steps=args.steps,
+        num_samples=args.samples,
+        learning_rate=args.lr,
+        eval_draws=args.eval_draws,
+    )
+    models, methods = args.models.split(","), args.methods.split(",")
+    seeds = list(range(args.seeds))
+    start = _dt.datetime.now(_dt.timezone.utc)
+    meta = {
+        "started_utc": start.isoformat(timespec="seconds"),
+        "config": cfg._asdict(),
+        "seeds": seeds,
+        "load_average_start": _load_average(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "versions": _versions(),
+    }
+    records = []
+    for name in models:
+        print(f"{name}:", flush=True)
+        records += run_model(
+            name, methods, seeds, cfg, args.repeats, log=lambda s: print(s, flush=True)
+        )
+    meta["load_average_end"] = _load_average()
+    meta["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    result = {"meta": meta, "records": records}
+    stem = pathlib.Path(args.out) if args.out else RESULTS / f"posteriordb-{start:%Y-%m-%d}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    from bench.posteriordb_report import markdown
+
+    stem.with_suffix(".md").write_text(markdown(result))
+    print(f"wrote {stem}.json and .md")
+    return result
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "jax": jax.__version__}
+    for mod in ("numpyro", "blackjax", "optax"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            out[mod] = "not installed"
+    return out
+
+
+if __name__ == "__main__":
+    main()

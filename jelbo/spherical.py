@@ -1,0 +1,220 @@
+r"""Distributions on the unit hypersphere :math:`S^{d-1} \subset \mathbb R^d`.
+
+:class:`PowerSpherical` (De Cao & Aziz, "The Power Spherical distribution", 2020) is a
+reparameterizable alternative to the von Mises–Fisher distribution: its sampler needs no
+rejection step in the direction (a Beta draw for the cosine, then a Householder
+reflection), and its normalizer, entropy and KL to the uniform distribution are closed
+forms in log-gammas and digammas. :class:`HypersphericalUniform` is the usual prior.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from jelbo import _checks, _random, _special
+from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.distributions import Distribution, static_field
+
+__all__ = ["HypersphericalUniform", "PowerSpherical"]
+
+_LOG_2 = math.log(2.0)
+_LOG_PI = math.log(math.pi)
+
+
+def _log_sphere_area(dim: int) -> float:
+    r""":math:`\log|S^{d-1}| = \log 2 + \tfrac d2\log\pi - \log\Gamma(\tfrac d2)`."""
+    return _LOG_2 + 0.5 * dim * _LOG_PI - math.lgamma(0.5 * dim)
+
+
+def _check_dim(dim: object, family: str) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
+        raise ValueError(
+            f"{family} needs an ambient dimension `dim` >= 2 (a Python int, static); got {dim!r}."
+        )
+    return dim
+
+
+class HypersphericalUniform(Distribution):
+    r"""The uniform distribution on the unit sphere :math:`S^{d-1}\subset\mathbb R^d`.
+
+    :math:`\log p(x) = -\log|S^{d-1}| = \log\Gamma(\tfrac d2) - \log 2 - \tfrac d2\log\pi`
+    for unit vectors ``x`` (the density is with respect to the surface measure; ``log_prob``
+    does not check the norm). Samples are normalized standard normals.
+
+    Attributes:
+        dim: the ambient dimension :math:`d \ge 2`, so ``event_shape == (dim,)``; a static
+            Python int (pytree aux data), not a traced leaf. ``batch_shape`` is ``()``.
+    """
+
+    dim: int = static_field()
+
+    def _validate(self) -> None:
+        _check_dim(self.dim, "HypersphericalUniform")
+
+    @property
+    def batch_shape(self) -> Shape:
+        return ()
+
+    @property
+    def event_shape(self) -> Shape:
+        return (self.dim,)
+
+    def _log_prob(self, x: Array) -> Array:
+        dtype = jnp.result_type(float, x.dtype)
+        return jnp.full(x.shape[:-1], -_log_sphere_area(self.dim), dtype)
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + (self.dim,)
+        eps = _random.normal(key, (math.prod(shape),), self.dtype).reshape(shape)
+        return eps / jnp.linalg.norm(eps, axis=-1, keepdims=True)
+
+    def _entropy(self) -> Array:
+        return jnp.asarray(_log_sphere_area(self.dim), self.dtype)
+
+    def _mean(self) -> Array:
+        return jnp.zeros((self.dim,), self.dtype)
+
+    def _covariance(self) -> Array:
+        return jnp.eye(self.dim, dtype=self.dtype) / self.dim
+
+    def _variance(self) -> Array:
+        return jnp.full((self.dim,), 1.0 / self.dim, self.dtype)
+
+
+class PowerSpherical(Distribution):
+    r"""Power Spherical distribution on :math:`S^{d-1}` (De Cao & Aziz 2020).
+
+    .. math:: p(x) = C(\kappa, d)\,(1 + \mu^\top x)^{\kappa}, \qquad
+              C(\kappa, d)^{-1} = 2^{\alpha+\beta}\,\pi^{\beta}\,
+              \frac{\Gamma(\alpha)}{\Gamma(\alpha+\beta)},
+              \quad \alpha = \tfrac{d-1}2 + \kappa,\ \beta = \tfrac{d-1}2,
+
+    with respect to the surface measure. Reparameterized sampler (the paper's Algorithm 1):
+    :math:`t = 2z - 1` with :math:`z\sim\mathrm{Beta}(\alpha, \beta)` (``jax.random.beta``,
+    whose gradient in :math:`\kappa` is implicit, Figurnov et al. 2018), :math:`v` uniform on
+    :math:`S^{d-2}`, :math:`y = (t, \sqrt{1-t^2}\,v)`, and :math:`x = H y` with the
+    Householder reflection :math:`H = I - 2uu^\top/u^\top u`, :math:`u = e_1 - \mu`, which
+    maps :math:`e_1` to :math:`\mu`. :math:`\mathbb E[\mu^\top x] = \kappa/(d-1+\kappa)`;
+    entropy :math:`H = -\log C - \kappa\,(\log 2 + \psi(\alpha) - \psi(\alpha+\beta))`.
+
+    Attributes:
+        mean_direction: :math:`\mu`, a unit vector, shape ``(*batch, d)`` with ``d >= 2``
+            (it is not normalized for you).
+        concentration: :math:`\kappa \ge 0`, shape broadcasting against ``(*batch,)``.
+    """
+
+    mean_direction: ArrayLike
+    concentration: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+
+    def _validate(self) -> None:
+        shape = jnp.shape(self.mean_direction)
+        if len(shape) < 1 or shape[-1] < 2:
+            raise ValueError(
+                "PowerSpherical `mean_direction` must have shape (*batch, d) with d >= 2; got "
+                f"{shape}."
+            )
+        self._shapes()
+
+    def _shapes(self) -> Shape:
+        return _checks.broadcast_shapes(
+            ("mean_direction[..., :-1]", jnp.shape(self.mean_direction)[:-1]),
+            ("concentration", jnp.shape(self.concentration)),
+        )
+
+    @property
+    def batch_shape(self) -> Shape:
+        return self._shapes()
+
+    @property
+    def event_shape(self) -> Shape:
+        return tuple(jnp.shape(self.mean_direction)[-1:])
+
+    @property
+    def dim(self) -> int:
+        """The ambient dimension :math:`d`."""
+        return self.event_shape[0]
+
+    def _alpha_beta(self) -> tuple[Array, float]:
+        beta = 0.5 * (self.dim - 1)
+        kappa = jnp.broadcast_to(jnp.asarray(self.concentration, self.dtype), self.batch_shape)
+        return beta + kappa, beta
+
+    def _log_normalizer(self) -> Array:
+        """:math:`\\log C(\\kappa, d)`, shape ``batch_shape``."""
+        alpha, beta = self._alpha_beta()
+        # log Γ(α) - log Γ(α+β) = log_gamma_difference(β, α), accurate for large κ.
+        return -(
+            (alpha + beta) * _LOG_2
+            + beta * _LOG_PI
+            + _special.log_gamma_difference(jnp.asarray(beta, alpha.dtype), alpha)
+        )
+
+    def _log_prob(self, x: Array) -> Array:
+        kappa = jnp.asarray(self.concentration, self.dtype)
+        cosine = jnp.sum(self.mean_direction * x, axis=-1)
+        # κ log(1 + μᵀx), with 0 · log 0 = 0 at κ = 0 (the uniform distribution).
+        power = jnp.where(kappa == 0, 0.0, kappa * jnp.log1p(cosine))
+        return self._log_normalizer() + power
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        d = self.dim
+        key_beta, key_v = jax.random.split(key)
+        shape = sample_shape + self.batch_shape
+        alpha, beta = self._alpha_beta()
+        z = jax.random.beta(
+            key_beta, alpha, jnp.full_like(alpha, beta), shape=shape, dtype=self.dtype
+        )
+        t = (2.0 * z - 1.0)[..., None]
+        eps = _random.normal(key_v, (math.prod(shape) * (d - 1),), self.dtype)
+        eps = eps.reshape(shape + (d - 1,))
+        v = eps / jnp.linalg.norm(eps, axis=-1, keepdims=True)
+        # sqrt(1 - t²) = sqrt((1 - t)(1 + t)), accurate as t -> ±1.
+        y = jnp.concatenate([t, jnp.sqrt(jnp.maximum((1.0 - t) * (1.0 + t), 0.0)) * v], axis=-1)
+        mu = jnp.asarray(self.mean_direction, self.dtype)
+        u = jnp.zeros(d, self.dtype).at[0].set(1.0) - mu
+        uu = jnp.sum(u * u, axis=-1, keepdims=True)
+        # μ = e₁ (u = 0): no reflection (the identity maps e₁ to μ).
+        identity = uu <= jnp.finfo(self.dtype).eps ** 2
+        safe_uu = jnp.where(identity, 1.0, uu)
+        reflected = y - 2.0 * u * jnp.sum(u * y, axis=-1, keepdims=True) / safe_uu
+        return jnp.where(identity, y, reflected)
+
+    def _entropy(self) -> Array:
+        alpha, beta = self._alpha_beta()
+        kappa = alpha - beta
+        # ψ(α) - ψ(α+β) = digamma_difference(β, α).
+        psi_diff = _special.digamma_difference(jnp.asarray(beta, alpha.dtype), alpha)
+        return -self._log_normalizer() - kappa * (_LOG_2 + psi_diff)
+
+    def _mean_resultant(self) -> Array:
+        kappa = jnp.asarray(self.concentration, self.dtype)
+        return kappa / (self.dim - 1.0 + kappa)
+
+    def _mean(self) -> Array:
+        shape = self.batch_shape + self.event_shape
+        return jnp.broadcast_to(self._mean_resultant()[..., None] * self.mean_direction, shape)
+
+    def _covariance(self) -> Array:
+        # Cov = Var(t) μμᵀ + (1 - E[t²])/(d-1) (I - μμᵀ), t = μᵀx = 2z - 1, z ~ Beta(α, β).
+        alpha, beta = self._alpha_beta()
+        s = alpha + beta
+        var_t = 4.0 * alpha * beta / (s * s * (s + 1.0))
+        mean_t = (alpha - beta) / s
+        tangent = (1.0 - var_t - mean_t * mean_t) / (self.dim - 1.0)
+        mu = jnp.asarray(self.mean_direction, self.dtype)
+        outer = mu[..., :, None] * mu[..., None, :]
+        eye = jnp.eye(self.dim, dtype=self.dtype)
+        cov = var_t[..., None, None] * outer + tangent[..., None, None] * (eye - outer)
+        return jnp.broadcast_to(cov, self.batch_shape + (self.dim, self.dim))
+
+    def _variance(self) -> Array:
+        return jnp.diagonal(self._covariance(), axis1=-2, axis2=-1)
+
+    def _mode(self) -> Array:
+        shape = self.batch_shape + self.event_shape
+        return jnp.broadcast_to(jnp.asarray(self.mean_direction, self.dtype), shape)
