@@ -820,7 +820,7 @@ def log_prob(dist: Distribution, x: ArrayLike) -> Array:
     return dist._log_prob(x)
 
 
-def sample(key: Array, dist: Distribution, sample_shape: Shape = ()) -> Array:
+def sample(key: Array, dist: Distribution, sample_shape: int | Shape = ()) -> Array:
     r"""Draws samples of shape ``(*sample_shape, *dist.batch_shape, *dist.event_shape)``.
 
     Continuous families are reparameterized: the draw is a differentiable function of the

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from jelbo import _checks
-from jelbo._typing import Array
+from jelbo._typing import Array, ArrayLike
 
 __all__ = [
     "elbo_surrogate",
@@ -85,7 +85,7 @@ def leave_one_out_mean(values: Array) -> Array:
     return (jnp.sum(values, axis=-1, keepdims=True) - values) / (s - 1)
 
 
-def check_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Array:
+def check_baseline(baseline: ArrayLike, batch_shape: tuple[int, ...]) -> Array:
     """Deprecated since 0.2 (argument checks are internal): ``baseline`` broadcast to
     ``batch_shape``, or ``ValueError`` naming both shapes."""
     warnings.warn(
@@ -97,7 +97,7 @@ def check_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Arr
     return _broadcast_baseline(baseline, batch_shape)
 
 
-def _broadcast_baseline(baseline: Array | float, batch_shape: tuple[int, ...]) -> Array:
+def _broadcast_baseline(baseline: ArrayLike, batch_shape: tuple[int, ...]) -> Array:
     _checks.check_broadcasts_to(jnp.shape(baseline), "baseline", batch_shape, "`q`'s batch shape")
     return jnp.broadcast_to(jnp.asarray(baseline), batch_shape)
 
@@ -108,8 +108,8 @@ def elbo_surrogate(
     log_p: Array,
     *,
     kl: Array | None,
-    beta: float | Array = 1.0,
-    baseline: Array | float | None = None,
+    beta: ArrayLike = 1.0,
+    baseline: ArrayLike | None = None,
 ) -> tuple[Array, Array, Array]:
     r"""Score-function ELBO surrogate from per-sample terms; ``(elbo, expected_log_lik, kl)``.
 
@@ -160,20 +160,19 @@ def elbo_surrogate(
     _checks.check_broadcasts_to(jnp.shape(beta), "beta", batch, "the batch shape")
     mc = kl is None
     log_ratio = log_q - log_p
-    if baseline is None:
-        if num_samples > 1:
-            b_lik = leave_one_out_mean(log_lik)
-            b_ratio = leave_one_out_mean(log_ratio) if mc else 0.0
-        else:
-            b_lik, b_ratio = 0.0, 0.0
-    else:
-        c = _broadcast_baseline(baseline, batch)[..., None]
+    c = None if baseline is None else _broadcast_baseline(baseline, batch)[..., None]
+    if c is not None:
         b_lik, b_ratio = c, 0.0
+    elif num_samples > 1:
+        b_lik = leave_one_out_mean(log_lik)
+        b_ratio = leave_one_out_mean(log_ratio) if mc else 0.0
+    else:
+        b_lik, b_ratio = 0.0, 0.0
 
     expected = jnp.mean(log_lik + score_term(log_lik - b_lik, log_q), axis=-1)
     if mc:
         kl = jnp.mean(_sg(log_q) - log_p + score_term(log_ratio - b_ratio, log_q), axis=-1)
-    if baseline is not None:
+    if c is not None:
         beta_per_sample = jnp.expand_dims(jnp.asarray(beta), -1)
         signal = log_lik - beta_per_sample * log_ratio if mc else log_lik
         fit = -0.5 * jnp.mean(jnp.square(_sg(signal) - c), axis=-1)
