@@ -24,7 +24,7 @@ from bench.runner import Runner
 from bench.worker import allocator_in_use
 from bench.workload import Size
 
-__all__ = ["main", "run_interleaved"]
+__all__ = ["main", "run_interleaved", "time_interleaved"]
 
 
 def run_interleaved(
@@ -60,6 +60,22 @@ def run_interleaved(
         for _ in range(3):
             runner.step()
         runners[key] = runner
+    return {"size": size.label, "allocator": allocator_in_use(), "skipped": skipped} | (
+        time_interleaved(
+            runners, seconds, block=block, min_rounds=min_rounds, max_rounds=max_rounds
+        )
+    )
+
+
+def time_interleaved(
+    runners: dict[str, Runner],
+    seconds: float,
+    *,
+    block: int = 3,
+    min_rounds: int = 5,
+    max_rounds: int = 100,
+) -> dict[str, Any]:
+    """Times warmed-up ``runners`` in turn (see :func:`run_interleaved`); median and min s."""
     times: dict[str, list[float]] = {key: [] for key in runners}
     clock = time.perf_counter
     order, shuffle = list(runners), random.Random(0).shuffle
@@ -75,13 +91,10 @@ def run_interleaved(
                 times[key].append(clock() - t0)
         rounds += 1
     return {
-        "size": size.label,
-        "allocator": allocator_in_use(),
         "rounds": rounds,
         "block": block,
         "median_s": {key: statistics.median(ts) for key, ts in times.items()},
         "min_s": {key: min(ts) for key, ts in times.items()},
-        "skipped": skipped,
     }
 
 

@@ -30,6 +30,7 @@ from jelbo.laplace import (
     preconditioned_init,
     preconditioned_q,
 )
+from jelbo.lowrank import LowRankMultivariateNormal
 from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
@@ -42,6 +43,7 @@ from jelbo.sharding import (
     shard_batch,
 )
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
+from jelbo.transformed import LogNormal, Transformed
 
 __version__ = "0.1.0"
 
@@ -56,6 +58,8 @@ __all__ = [
     "HypersphericalUniform",
     "Laplace",
     "LaplaceApproximation",
+    "LogNormal",
+    "LowRankMultivariateNormal",
     "MixtureSameFamily",
     "MultivariateNormalTriL",
     "NegativeBinomial",
@@ -70,6 +74,7 @@ __all__ = [
     "RelaxedOneHotCategorical",
     "Renyi",
     "StudentT",
+    "Transformed",
     "bijectors",
     "check_partitionable_threefry",
     "classic",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ from jax.scipy.linalg import solve_triangular
 
 from jelbo import _checks
 from jelbo._typing import Array
+from jelbo.bijectors import same_bijector
 from jelbo.discrete import OneHotCategorical, masked_log_softmax
 from jelbo.distributions import (
     Bernoulli,
@@ -28,16 +30,19 @@ from jelbo.distributions import (
     log_prob,
     sample,
 )
+from jelbo.lowrank import LowRankMultivariateNormal, trace_inverse_product
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
+from jelbo.transformed import TransformedDistribution
 
-KLFn = Callable[[Distribution, Distribution], Array]
+KLFn = Callable[[Any, Any], Array]
+_F = TypeVar("_F", bound=Callable[..., Array])
 
 __all__ = ["kl_divergence", "mc_kl", "register_kl"]
 
 _KL_REGISTRY: dict[tuple[type, type], KLFn] = {}
 
 
-def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
+def register_kl(type_q: type, type_p: type) -> Callable[[_F], _F]:
     r"""Decorator registering a closed-form :math:`\mathrm{KL}(q\|p)` for a pair of types.
 
     The function takes ``(q, p)`` and returns the KL summed over the event, with the
@@ -56,7 +61,7 @@ def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
                 f"register_kl: `{name}` must be a jelbo Distribution subclass; got {cls!r}."
             )
 
-    def decorator(fn: KLFn) -> KLFn:
+    def decorator(fn: _F) -> _F:
         _KL_REGISTRY[(type_q, type_p)] = fn
         return fn
 
@@ -139,14 +144,14 @@ def _kl_normal_normal(q: Normal, p: Normal) -> Array:
     # With t = 2 log(sq/sp): KL_i = ½[(e^t - 1 - t) + ((mq - mp)/sp)²]; expm1 keeps the
     # first bracket accurate and exactly zero when q == p.
     t = 2.0 * (jnp.log(q.scale) - jnp.log(p.scale))
-    d = (q.loc - p.loc) / p.scale
+    d = (jnp.asarray(q.loc) - p.loc) / p.scale
     return 0.5 * jnp.sum(jnp.expm1(t) - t + d * d, axis=-1)
 
 
 @register_kl(Laplace, Laplace)
 def _kl_laplace_laplace(q: Laplace, p: Laplace) -> Array:
     # KL_i = log(bp/bq) + |Δ|/bp + (bq/bp) exp(-|Δ|/bq) - 1, with Δ = mq - mp.
-    dist = jnp.abs(q.loc - p.loc)
+    dist = jnp.abs(jnp.asarray(q.loc) - p.loc)
     log_ratio = jnp.log(q.scale) - jnp.log(p.scale)
     kl = jnp.expm1(log_ratio - dist / q.scale) - log_ratio + dist / p.scale
     return jnp.sum(kl, axis=-1)
@@ -156,7 +161,7 @@ def _kl_laplace_laplace(q: Laplace, p: Laplace) -> Array:
 def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
     # From logits a (q) and b (p): KL = σ(a)(a - b) - softplus(a) + softplus(b);
     # every term stays finite for finite logits, and so do its gradients.
-    a, b = q.logits, p.logits
+    a, b = jnp.asarray(q.logits), jnp.asarray(p.logits)
     kl = jax.nn.sigmoid(a) * (a - b) - jax.nn.softplus(a) + jax.nn.softplus(b)
     return jnp.sum(kl, axis=-1)
 
@@ -176,7 +181,7 @@ def _kl_categorical_categorical(q: Categorical, p: Categorical) -> Array:
 @register_kl(Poisson, Poisson)
 def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
     # KL_i = λq log(λq/λp) - λq + λp = λp (u e^u - (e^u - 1)), with u = ηq - ηp.
-    u = q.log_rate - p.log_rate
+    u = jnp.asarray(q.log_rate) - p.log_rate
     return jnp.sum(jnp.exp(p.log_rate) * (u * jnp.exp(u) - jnp.expm1(u)), axis=-1)
 
 
@@ -192,7 +197,9 @@ def _as_tril(dist: Normal | MultivariateNormalTriL) -> tuple[Array, Array]:
 @register_kl(MultivariateNormalTriL, MultivariateNormalTriL)
 @register_kl(Normal, MultivariateNormalTriL)
 @register_kl(MultivariateNormalTriL, Normal)
-def _kl_gaussian_tril(q: Distribution, p: Distribution) -> Array:
+def _kl_gaussian_tril(
+    q: Normal | MultivariateNormalTriL, p: Normal | MultivariateNormalTriL
+) -> Array:
     # KL = ½[‖Lp⁻¹Lq‖²_F + ‖Lp⁻¹(μq-μp)‖² - K] + Σ log|diag Lp| - Σ log|diag Lq|.
     loc_q, tril_q = _as_tril(q)
     loc_p, tril_p = _as_tril(p)
@@ -238,3 +245,83 @@ def _kl_one_hot_one_hot(q: OneHotCategorical, p: OneHotCategorical) -> Array:
 def _kl_power_spherical_uniform(q: PowerSpherical, p: HypersphericalUniform) -> Array:
     # KL = -H(q) + log|S^{d-1}|: the uniform log-density is the constant -log|S^{d-1}|.
     return p.entropy() - q.entropy()
+
+
+@register_kl(TransformedDistribution, TransformedDistribution)
+def _kl_transformed_transformed(q: Distribution, p: Distribution) -> Array:
+    # KL(f#q || f#p) = KL(q || p) for one bijector f (the log-det terms cancel).
+    assert isinstance(q, TransformedDistribution) and isinstance(p, TransformedDistribution)
+    fq, fp = q.transform(), p.transform()
+    if not same_bijector(fq, fp):
+        raise NotImplementedError(
+            f"KL({type(q).__name__} || {type(p).__name__}) is closed-form only when both use "
+            f"the same bijector (got {fq!r} and {fp!r}; traced parameters count as the same "
+            "only when they are the same object). Use jelbo.ELBO(kl='mc') or "
+            "jelbo.mc_kl(key, q, p, num_samples=...)."
+        )
+    return kl_divergence(q.base_distribution(), p.base_distribution())
+
+
+def _gaussian_root(dist: Distribution) -> tuple[Array, Array, Array]:
+    """``(loc, S, log|Σ|)`` with ``Σ = S Sᵀ`` for the Gaussian families (S is K × m)."""
+    if isinstance(dist, LowRankMultivariateNormal):
+        factor, diag, _ = dist._parts()
+        eye = jnp.eye(diag.shape[-1], dtype=diag.dtype)
+        root = jnp.concatenate([factor, jnp.sqrt(diag)[..., None] * eye], axis=-1)
+        return jnp.asarray(dist.loc), root, dist.log_det_covariance()
+    loc, tril = _as_tril(dist)  # type: ignore[arg-type]
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(tril, axis1=-2, axis2=-1))), axis=-1)
+    return loc, tril, log_det
+
+
+@register_kl(LowRankMultivariateNormal, LowRankMultivariateNormal)
+@register_kl(Normal, LowRankMultivariateNormal)
+@register_kl(MultivariateNormalTriL, LowRankMultivariateNormal)
+def _kl_to_lowrank(q: Distribution, p: Distribution) -> Array:
+    # KL = ½[tr(Σp⁻¹Σq) + δᵀΣp⁻¹δ - K + log|Σp| - log|Σq|], Σp⁻¹ by Woodbury (O(K m r)).
+    assert isinstance(p, LowRankMultivariateNormal)
+    k = p.event_shape[0]
+    if isinstance(q, Normal):
+        loc_q = jnp.broadcast_to(q.loc, q.batch_shape + q.event_shape)
+        scale = jnp.broadcast_to(q.scale, loc_q.shape)
+        # tr(Σp⁻¹ diag(σ²)) with S = diag(σ): only the diagonal of S is nonzero
+        root_q = scale[..., :, None] * jnp.eye(k, dtype=scale.dtype)
+        log_det_q = 2.0 * jnp.sum(jnp.log(scale), axis=-1)
+    else:
+        loc_q, root_q, log_det_q = _gaussian_root(q)
+    delta = (jnp.asarray(p.loc) - loc_q)[..., None]
+    trace = trace_inverse_product(p, root_q)
+    maha = trace_inverse_product(p, delta)
+    return 0.5 * (trace + maha - k + p.log_det_covariance() - log_det_q)
+
+
+@register_kl(LowRankMultivariateNormal, Normal)
+def _kl_lowrank_normal(q: Distribution, p: Distribution) -> Array:
+    assert isinstance(q, LowRankMultivariateNormal) and isinstance(p, Normal)
+    k = q.event_shape[0]
+    factor, diag, _ = q._parts()
+    var_p = jnp.square(jnp.asarray(p.scale))
+    trace = jnp.sum((jnp.sum(jnp.square(factor), axis=-1) + diag) / var_p, axis=-1)
+    maha = jnp.sum(jnp.square(jnp.asarray(p.loc) - jnp.asarray(q.loc)) / var_p, axis=-1)
+    log_det_p = jnp.sum(jnp.broadcast_to(jnp.log(var_p), jnp.shape(p.loc)), axis=-1)
+    return 0.5 * (trace + maha - k + log_det_p - q.log_det_covariance())
+
+
+@register_kl(LowRankMultivariateNormal, MultivariateNormalTriL)
+def _kl_lowrank_tril(q: Distribution, p: Distribution) -> Array:
+    assert isinstance(q, LowRankMultivariateNormal) and isinstance(p, MultivariateNormalTriL)
+    k = q.event_shape[0]
+    loc_q, root_q, log_det_q = _gaussian_root(q)
+    loc_p, tril_p, log_det_p = _gaussian_root(p)
+    rhs = jnp.concatenate(
+        [root_q, jnp.broadcast_to((loc_q - loc_p)[..., None], root_q.shape[:-1] + (1,))], axis=-1
+    )
+    batch = jnp.broadcast_shapes(rhs.shape[:-2], tril_p.shape[:-2])
+    solved = solve_triangular(
+        jnp.broadcast_to(tril_p, batch + (k, k)),
+        jnp.broadcast_to(rhs, batch + rhs.shape[-2:]),
+        lower=True,
+    )
+    trace = jnp.sum(jnp.square(solved[..., :-1]), axis=(-2, -1))
+    maha = jnp.sum(jnp.square(solved[..., -1]), axis=-1)
+    return 0.5 * (trace + maha - k + log_det_p - log_det_q)

@@ -163,7 +163,7 @@ def laplace_approximation(
         z, state = carry
         value, grad = value_and_grad(z, state=state)
         updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=loss)
-        return optax.apply_updates(z, updates), state
+        return jnp.asarray(optax.apply_updates(z, updates)), state
 
     def keep_going(carry: tuple[Array, optax.OptState]) -> Array:
         _, state = carry

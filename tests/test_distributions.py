@@ -18,63 +18,16 @@ import pytest
 import scipy.special
 import scipy.stats
 from conftest import tol
+from support import CLASSES, C, K, assert_within_se, make, random_tril
 
 import jelbo
 
-K = 3  # event size of the vector-valued families
-C = 4  # number of categories
 FACTORIZED = ["normal", "laplace", "studentt", "bernoulli", "poisson"]
 FAMILIES = [*FACTORIZED, "categorical", "mvn"]
 CONTINUOUS = ["normal", "laplace", "studentt", "mvn"]
-CLASSES = {
-    "normal": jelbo.Normal,
-    "laplace": jelbo.Laplace,
-    "studentt": jelbo.StudentT,
-    "bernoulli": jelbo.Bernoulli,
-    "poisson": jelbo.Poisson,
-    "categorical": jelbo.Categorical,
-    "mvn": jelbo.MultivariateNormalTriL,
-}
-N_SIGMA = 5  # Monte Carlo tolerance, in standard errors
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def random_tril(rng, batch, k=K):
-    """Well-conditioned lower-triangular factors ``(*batch, k, k)`` with positive diagonal."""
-    off = np.tril(rng.normal(scale=0.5, size=(*batch, k, k)), -1)
-    return off + np.exp(rng.uniform(-0.5, 0.5, size=(*batch, k)))[..., None] * np.eye(k)
-
-
-def random_params(family, rng, batch):
-    """Asymmetric random float64 parameters of ``family`` with batch shape ``batch``."""
-    shape = (*batch, K)
-    if family in ("normal", "laplace"):
-        return {"loc": rng.normal(size=shape) + 0.3, "scale": rng.uniform(0.5, 2.0, shape)}
-    if family == "studentt":
-        return {
-            "df": rng.uniform(2.5, 8.0, shape),
-            "loc": rng.normal(size=shape) - 0.4,
-            "scale": rng.uniform(0.5, 2.0, shape),
-        }
-    if family == "bernoulli":
-        return {"logits": rng.normal(scale=2.0, size=shape) + 0.5}
-    if family == "poisson":
-        return {"log_rate": rng.uniform(-0.5, 2.0, shape)}
-    if family == "categorical":
-        return {"logits": rng.normal(scale=1.5, size=(*batch, C))}
-    if family == "mvn":
-        return {"loc": rng.normal(size=shape) + 0.3, "scale_tril": random_tril(rng, batch)}
-    raise ValueError(family)
-
-
-def make(family, rng, batch, dtype):
-    """``(dist, params)``: a jelbo distribution in ``dtype`` and its parameters as float64
-    arrays holding exactly the dtype-rounded values."""
-    params = {k: np.asarray(v, dtype) for k, v in random_params(family, rng, batch).items()}
-    dist = CLASSES[family](**{k: jnp.asarray(v) for k, v in params.items()})
-    return dist, {k: v.astype(np.float64) for k, v in params.items()}
 
 
 def event_shape(family):
@@ -134,15 +87,6 @@ def ref_log_prob(family, p, x):
     elif family == "poisson":
         elementwise = scipy.stats.poisson.logpmf(x, np.exp(p["log_rate"]))
     return elementwise.sum(axis=-1)
-
-
-def assert_within_se(estimate, expected, se, what):
-    """Every ``|estimate - expected| <= N_SIGMA * se``."""
-    estimate, expected, se = np.broadcast_arrays(estimate, expected, se)
-    z = np.abs(estimate - expected) / se
-    assert np.all(z <= N_SIGMA), (
-        f"{what}: {z.max():.2f} standard errors off\n{estimate}\n{expected}"
-    )
 
 
 def assert_close_sums(actual, terms, dtype):

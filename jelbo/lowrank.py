@@ -1,0 +1,181 @@
+r"""Low-rank-plus-diagonal Gaussian :math:`\mathcal N(\mu, FF^\top + \mathrm{diag}(d))`.
+
+With :math:`F\in\mathbb R^{K\times r}` and :math:`d > 0`, everything goes through the
+:math:`r\times r` *capacitance* matrix :math:`C = I_r + F^\top D^{-1}F` and its Cholesky
+factor :math:`L_C` (:math:`D = \mathrm{diag}(d)`), in :math:`O(Kr^2)`; no :math:`K\times K`
+matrix is formed or factorized (except by :meth:`covariance`, on request):
+
+- Woodbury: :math:`\Sigma^{-1} = D^{-1} - D^{-1}F C^{-1}F^\top D^{-1}`, so
+  :math:`v^\top\Sigma^{-1}v = \sum_i v_i^2/d_i - \lVert L_C^{-1}F^\top D^{-1}v\rVert^2`;
+- matrix determinant lemma: :math:`\log|\Sigma| = \log|C| + \sum_i\log d_i`,
+  :math:`\log|C| = 2\sum_j\log (L_C)_{jj}`;
+- sampling: :math:`x = \mu + F\epsilon_r + \sqrt d\odot\epsilon_K`.
+
+The KL divergences against :class:`~jelbo.Normal`, :class:`~jelbo.MultivariateNormalTriL` and
+itself (both directions) are registered in :mod:`jelbo.kl`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from jelbo import _checks, _random
+from jelbo import bijectors as _bij
+from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.distributions import Distribution
+
+__all__ = ["LowRankMultivariateNormal"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class LowRankMultivariateNormal(Distribution):
+    r"""Gaussian with covariance :math:`\Sigma = FF^\top + \mathrm{diag}(d)`.
+
+    :math:`\log p(x) = -\tfrac12 (x-\mu)^\top\Sigma^{-1}(x-\mu) - \tfrac12\log|\Sigma|
+    - \tfrac K2\log 2\pi`, evaluated in :math:`O(Kr^2)` through the capacitance matrix
+    (module docstring). ``from_unconstrained(loc, cov_factor, raw_diag)`` maps
+    ``cov_diag = softplus(raw_diag)``.
+
+    Attributes:
+        loc: mean :math:`\mu`, shape ``(*batch, K)``.
+        cov_factor: :math:`F`, shape ``(*batch, K, r)``.
+        cov_diag: :math:`d > 0`, shape ``(*batch, K)`` (broadcastable).
+    """
+
+    loc: ArrayLike
+    cov_factor: ArrayLike
+    cov_diag: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+    unconstrained_bijectors: ClassVar[dict[str, _bij.Bijector]] = {"cov_diag": _bij.Softplus()}
+
+    def _validate(self) -> None:
+        self._shapes()
+
+    def _shapes(self) -> Shape:
+        loc, factor, diag = (jnp.shape(v) for v in (self.loc, self.cov_factor, self.cov_diag))
+        if len(loc) < 1 or len(factor) < 2 or factor[-2] != loc[-1] or len(diag) < 1:
+            raise ValueError(
+                "LowRankMultivariateNormal needs `loc` (*batch, K), `cov_factor` "
+                f"(*batch, K, r) and `cov_diag` (*batch, K); got `loc` {loc}, `cov_factor` "
+                f"{factor}, `cov_diag` {diag}."
+            )
+        if diag[-1] not in (1, loc[-1]):
+            raise ValueError(
+                f"LowRankMultivariateNormal: `cov_diag` {diag} must end in K = {loc[-1]} "
+                f"(the size of `loc` {loc})."
+            )
+        return _checks.broadcast_shapes(
+            ("loc[..., :-1]", loc[:-1]),
+            ("cov_factor[..., :-2]", factor[:-2]),
+            ("cov_diag[..., :-1]", diag[:-1]),
+        )
+
+    @property
+    def batch_shape(self) -> Shape:
+        return self._shapes()
+
+    @property
+    def event_shape(self) -> Shape:
+        return tuple(jnp.shape(self.loc)[-1:])
+
+    @property
+    def rank(self) -> int:
+        """:math:`r`, the number of columns of ``cov_factor``."""
+        return jnp.shape(self.cov_factor)[-1]
+
+    def _parts(self) -> tuple[Array, Array, Array]:
+        """``(F, d, L_C)`` broadcast to the batch, with :math:`C = I + F^\\top D^{-1} F`."""
+        dtype = self.dtype
+        k, r = self.event_shape[0], self.rank
+        factor = jnp.broadcast_to(jnp.asarray(self.cov_factor, dtype), self.batch_shape + (k, r))
+        diag = jnp.broadcast_to(jnp.asarray(self.cov_diag, dtype), self.batch_shape + (k,))
+        scaled = factor / jnp.sqrt(diag)[..., None]
+        capacitance = jnp.eye(r, dtype=dtype) + jnp.swapaxes(scaled, -1, -2) @ scaled
+        return factor, diag, jnp.linalg.cholesky(capacitance)
+
+    def log_det_covariance(self) -> Array:
+        r""":math:`\log|\Sigma| = 2\sum_j\log(L_C)_{jj} + \sum_i\log d_i`, shape ``batch``."""
+        _, diag, chol = self._parts()
+        return _log_det(diag, chol)
+
+    def inverse_quadratic(self, v: ArrayLike) -> Array:
+        r""":math:`v^\top\Sigma^{-1}v` by Woodbury, for ``v`` of shape ``(*extra, *batch, K)``."""
+        factor, diag, chol = self._parts()
+        return _inverse_quadratic(factor, diag, chol, jnp.asarray(v, self.dtype))
+
+    def _log_prob(self, x: Array) -> Array:
+        k = self.event_shape[0]
+        factor, diag, chol = self._parts()
+        maha = _inverse_quadratic(factor, diag, chol, x - self.loc)
+        return -0.5 * (maha + _log_det(diag, chol)) - k * _HALF_LOG_2PI
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        k, r = self.event_shape[0], self.rank
+        shape = sample_shape + self.batch_shape
+        eps = _random.normal(key, (math.prod(shape) * (k + r),), self.dtype)
+        eps = eps.reshape(shape + (k + r,))
+        factor = jnp.asarray(self.cov_factor, self.dtype)
+        low_rank = jnp.einsum("...kr,...r->...k", factor, eps[..., k:])
+        return low_rank + self.loc + jnp.sqrt(self.cov_diag) * eps[..., :k]
+
+    def _entropy(self) -> Array:
+        k = self.event_shape[0]
+        return 0.5 * self.log_det_covariance() + k * (0.5 + _HALF_LOG_2PI)
+
+    def _mean(self) -> Array:
+        return jnp.broadcast_to(
+            jnp.asarray(self.loc, self.dtype), self.batch_shape + self.event_shape
+        )
+
+    def _mode(self) -> Array:
+        return self._mean()
+
+    def _variance(self) -> Array:
+        factor, diag, _ = self._parts()
+        return jnp.sum(jnp.square(factor), axis=-1) + diag
+
+    def _covariance(self) -> Array:
+        factor, diag, _ = self._parts()
+        return factor @ jnp.swapaxes(factor, -1, -2) + diag[..., None] * jnp.eye(
+            diag.shape[-1], dtype=diag.dtype
+        )
+
+
+def _log_det(diag: Array, chol: Array) -> Array:
+    log_diag_chol = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1))
+    return 2.0 * jnp.sum(log_diag_chol, axis=-1) + jnp.sum(jnp.log(diag), axis=-1)
+
+
+def _inverse_quadratic(factor: Array, diag: Array, chol: Array, v: Array) -> Array:
+    """``v^T Σ^-1 v`` for ``v`` (..., K) broadcasting against the batch."""
+    batch = jnp.broadcast_shapes(v.shape[:-1], diag.shape[:-1])
+    v = jnp.broadcast_to(v, batch + v.shape[-1:])
+    w = jnp.einsum("...kr,...k->...r", factor, v / diag)
+    r = chol.shape[-1]
+    chol = jnp.broadcast_to(chol, batch + (r, r))
+    solved = solve_triangular(chol, w[..., None], lower=True)[..., 0]
+    return jnp.sum(v * v / diag, axis=-1) - jnp.sum(solved * solved, axis=-1)
+
+
+def trace_inverse_product(p: LowRankMultivariateNormal, root: Array) -> Array:
+    r""":math:`\mathrm{tr}(\Sigma_p^{-1} S S^\top) = \lVert\Sigma_p^{-1/2}S\rVert_F^2` for
+    ``root`` :math:`S` of shape ``(*batch, K, m)`` by Woodbury, in :math:`O(Kmr + mr^2)`.
+
+    Used by the KL divergences in :mod:`jelbo.kl`.
+    """
+    factor, diag, chol = p._parts()
+    batch = jnp.broadcast_shapes(root.shape[:-2], diag.shape[:-1])
+    root = jnp.broadcast_to(root, batch + root.shape[-2:])
+    factor = jnp.broadcast_to(factor, batch + factor.shape[-2:])
+    diag = jnp.broadcast_to(diag, batch + diag.shape[-1:])
+    r = chol.shape[-1]
+    w = jnp.swapaxes(factor, -1, -2) @ (root / diag[..., None])  # (r, m)
+    solved = solve_triangular(jnp.broadcast_to(chol, batch + (r, r)), w, lower=True)
+    return jnp.sum(root * root / diag[..., None], axis=(-2, -1)) - jnp.sum(
+        solved * solved, axis=(-2, -1)
+    )
