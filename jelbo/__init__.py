@@ -6,7 +6,8 @@ where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 README for the math and a quick start.
 """
 
-from jelbo import bijectors, classic, objectives, parameters, sharding
+from jelbo import bijectors, classic, continuous, objectives, parameters, sharding
+from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
@@ -30,6 +31,7 @@ from jelbo.laplace import (
     preconditioned_init,
     preconditioned_q,
 )
+from jelbo.lkj import LKJCholesky
 from jelbo.lowrank import LowRankMultivariateNormal
 from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
@@ -51,11 +53,17 @@ __all__ = [
     "ELBO",
     "IWAE",
     "Bernoulli",
+    "Beta",
     "Bound",
     "Categorical",
+    "ContinuousBernoulli",
+    "Dirichlet",
     "Distribution",
     "ELBOTerms",
+    "Gamma",
     "HypersphericalUniform",
+    "Kumaraswamy",
+    "LKJCholesky",
     "Laplace",
     "LaplaceApproximation",
     "LogNormal",
@@ -78,6 +86,7 @@ __all__ = [
     "bijectors",
     "check_partitionable_threefry",
     "classic",
+    "continuous",
     "data_parallel_mesh",
     "elbo",
     "entropy",

@@ -90,6 +90,13 @@ def check_same_event(q: Any, p: Any, names: tuple[str, str] = ("q", "p")) -> Non
             f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
             f"event shape {p.event_shape} (batch {p.batch_shape})."
         )
+    # Families over categories (a scalar event) must also agree on the number of categories.
+    q_cats, p_cats = getattr(q, "num_categories", None), getattr(p, "num_categories", None)
+    if q_cats is not None and p_cats is not None and q_cats != p_cats:
+        raise ValueError(
+            f"{type(q).__name__} `{names[0]}` and {type(p).__name__} `{names[1]}` need the same "
+            f"number of categories; got {q_cats} and {p_cats}."
+        )
 
 
 def check_broadcasts_to(
