@@ -43,6 +43,7 @@ from jelbo.sharding import (
 )
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
 from jelbo.transformed import LogNormal, Transformed
+from jelbo.validation import check_parameters, checked
 
 __version__ = "0.1.0"
 
@@ -76,7 +77,9 @@ __all__ = [
     "StudentT",
     "Transformed",
     "bijectors",
+    "check_parameters",
     "check_partitionable_threefry",
+    "checked",
     "classic",
     "data_parallel_mesh",
     "elbo",
