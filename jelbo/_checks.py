@@ -95,7 +95,9 @@ def check_same_event(q: Any, p: Any, names: tuple[str, str] = ("q", "p")) -> Non
     if q_cats is not None and p_cats is not None and q_cats != p_cats:
         raise ValueError(
             f"{type(q).__name__} `{names[0]}` and {type(p).__name__} `{names[1]}` need the same "
-            f"number of categories; got {q_cats} and {p_cats}."
+            f"number of categories; got `{names[0]}.logits` {jnp.shape(getattr(q, 'logits', ()))} "
+            f"and `{names[1]}.logits` {jnp.shape(getattr(p, 'logits', ()))} ({q_cats} and "
+            f"{p_cats} categories)."
         )
 
 
