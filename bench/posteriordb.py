@@ -429,7 +429,7 @@ def main(argv=None) -> dict:
     )
     models, methods = args.models.split(","), args.methods.split(",")
     seeds = list(range(args.seeds))
-    start = _dt.datetime.now(_dt.timezone.utc)
+    start = _dt.datetime.now(_dt.UTC)
     meta = {
         "started_utc": start.isoformat(timespec="seconds"),
         "config": cfg._asdict(),
@@ -446,7 +446,7 @@ def main(argv=None) -> dict:
             name, methods, seeds, cfg, args.repeats, log=lambda s: print(s, flush=True)
         )
     meta["load_average_end"] = _load_average()
-    meta["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    meta["finished_utc"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     result = {"meta": meta, "records": records}
     stem = pathlib.Path(args.out) if args.out else RESULTS / f"posteriordb-{start:%Y-%m-%d}"
     stem.parent.mkdir(parents=True, exist_ok=True)
