@@ -13,7 +13,7 @@ import optax
 
 from bench.workload import LEARNING_RATE, Params
 
-__all__ = ["LossFn", "OptaxStepRunner", "ValueRunner", "to_device"]
+__all__ = ["LossFn", "OptaxStepRunner", "UpdateRunner", "ValueRunner", "to_device"]
 
 # loss(params, key, x) -> scalar negative ELBO per datapoint
 LossFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
@@ -24,7 +24,25 @@ def to_device(params: Params) -> dict[str, jax.Array]:
     return {name: jnp.asarray(value) for name, value in params.items()}
 
 
-class OptaxStepRunner:
+class UpdateRunner:
+    """A jitted ``update(state, x) -> (state, loss)`` on a fixed batch ``x``; each
+    :meth:`step` blocks until the new state is computed."""
+
+    def __init__(self, update: Callable[[Any, Any], tuple[Any, Any]], state: Any, x: Any) -> None:
+        self._update, self._state, self._x = jax.jit(update), state, jnp.asarray(x)
+        self._loss: jax.Array | None = None
+
+    def step(self) -> None:
+        """One update; blocks until the new state is computed."""
+        self._state, self._loss = self._update(self._state, self._x)
+        jax.block_until_ready((self._state, self._loss))
+
+    def loss(self) -> float:
+        """Loss of the last update (at the parameters before it)."""
+        return float(self._loss)
+
+
+class OptaxStepRunner(UpdateRunner):
     """``jit(value_and_grad(loss))`` plus an ``optax.adam`` update, as one compiled step.
 
     The PRNG key is threaded through the step (split inside it), so every step draws fresh
@@ -46,19 +64,8 @@ class OptaxStepRunner:
             return (optax.apply_updates(params, updates), opt_state, key), loss
 
         device_params = to_device(params)
-        self._state = (device_params, optimizer.init(device_params), jax.random.PRNGKey(seed))
-        self._x = jnp.asarray(x)
-        self._step = jax.jit(step)
-        self._loss: jax.Array | None = None
-
-    def step(self) -> None:
-        """One update; blocks until the new state is computed."""
-        self._state, self._loss = self._step(self._state, self._x)
-        jax.block_until_ready((self._state, self._loss))
-
-    def loss(self) -> float:
-        """Loss of the last step (at the parameters before its update)."""
-        return float(self._loss)
+        state = (device_params, optimizer.init(device_params), jax.random.PRNGKey(seed))
+        super().__init__(step, state, x)
 
 
 class ValueRunner:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bench.runner import LastLoss, check_variant
 from bench.workload import Params, Size, init_params, make_data
 
 __all__ = ["compute_elbo", "kl_divergence_gaussians", "make_runner", "reparameterize"]
@@ -58,13 +59,12 @@ def reparameterize(
     return samples
 
 
-class LoopRunner:
+class LoopRunner(LastLoss):
     """Evaluates the batch-mean negative ELBO one datapoint and one sample at a time."""
 
     def __init__(self, params: Params, x: np.ndarray, num_samples: int, seed: int = 0) -> None:
         self._params, self._x, self._num_samples = params, x, num_samples
         self._rng = np.random.default_rng(seed)
-        self._loss = float("nan")
 
     def step(self) -> None:
         """One evaluation of the negative ELBO per datapoint."""
@@ -78,13 +78,8 @@ class LoopRunner:
             total += compute_elbo(x, z_samples, mu, logvar, decoder)[0]
         self._loss = -total / len(self._x)
 
-    def loss(self) -> float:
-        """Value of the last evaluation."""
-        return self._loss
-
 
 def make_runner(variant: str, size: Size) -> LoopRunner:
     """The value-only loop runner at ``size`` (``variant`` must be ``"value"``)."""
-    if variant != "value":
-        raise ValueError(f"numpy-loop has only the 'value' variant; got {variant!r}")
+    check_variant("numpy-loop", variant, ("value",))
     return LoopRunner(init_params(size), make_data(size), size.S)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.runner import LastLoss, check_variant
 from bench.workload import Params, Size, init_params, make_data
 
 __all__ = ["make_runner", "negative_elbo"]
@@ -24,25 +25,19 @@ def negative_elbo(
     return float(-np.mean(recon - kl))
 
 
-class VectorizedRunner:
+class VectorizedRunner(LastLoss):
     """Evaluates :func:`negative_elbo` with fresh samples each call."""
 
     def __init__(self, params: Params, x: np.ndarray, num_samples: int, seed: int = 0) -> None:
         self._params, self._x, self._num_samples = params, x, num_samples
         self._rng = np.random.default_rng(seed)
-        self._loss = float("nan")
 
     def step(self) -> None:
         """One evaluation."""
         self._loss = negative_elbo(self._params, self._x, self._num_samples, self._rng)
 
-    def loss(self) -> float:
-        """Value of the last evaluation."""
-        return self._loss
-
 
 def make_runner(variant: str, size: Size) -> VectorizedRunner:
     """The value-only vectorized runner at ``size`` (``variant`` must be ``"value"``)."""
-    if variant != "value":
-        raise ValueError(f"numpy-vectorized has only the 'value' variant; got {variant!r}")
+    check_variant("numpy-vectorized", variant, ("value",))
     return VectorizedRunner(init_params(size), make_data(size), size.S)

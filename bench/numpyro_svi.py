@@ -8,8 +8,6 @@ mean, and ``svi.update`` is ``jax.jit``-compiled.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +16,8 @@ import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 
+from bench.jax_common import UpdateRunner
+from bench.runner import check_variant
 from bench.workload import LEARNING_RATE, Params, Size, init_params, make_data
 
 __all__ = ["make_runner"]
@@ -25,7 +25,7 @@ __all__ = ["make_runner"]
 VARIANTS = ("trace", "meanfield")
 
 
-class SVIRunner:
+class SVIRunner(UpdateRunner):
     """``jit(svi.update)`` on a fixed batch."""
 
     def __init__(
@@ -56,23 +56,10 @@ class SVIRunner:
             numpyro.optim.Adam(LEARNING_RATE),
             loss,
         )
-        self._x = jnp.asarray(x)
-        self._state: Any = svi.init(jax.random.PRNGKey(seed), self._x)
-        self._update = jax.jit(svi.update)
-        self._loss: jax.Array | None = None
-
-    def step(self) -> None:
-        """One SVI update; blocks until it is computed."""
-        self._state, self._loss = self._update(self._state, self._x)
-        jax.block_until_ready((self._state, self._loss))
-
-    def loss(self) -> float:
-        """Loss of the last update (at the parameters before it)."""
-        return float(self._loss)
+        super().__init__(svi.update, svi.init(jax.random.PRNGKey(seed), jnp.asarray(x)), x)
 
 
 def make_runner(variant: str, size: Size) -> SVIRunner:
     """An SVI runner with ``Trace_ELBO`` (``"trace"``) or ``TraceMeanField_ELBO``."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
+    check_variant("numpyro", variant, VARIANTS)
     return SVIRunner(variant, init_params(size), make_data(size), size.S)

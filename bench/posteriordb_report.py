@@ -1,14 +1,17 @@
-"""Markdown tables from a ``bench/posteriordb.py`` result.
+"""Markdown tables from ``bench/posteriordb.py`` results.
 
-python bench/posteriordb_report.py bench/results/posteriordb-DATE.json [more.json ...]
+    python bench/posteriordb_report.py bench/results/posteriordb-DATE.json [more.json ...]
+
+Several result files (e.g. a main run and a run of methods that landed later, with the same
+config) are merged record by record; the header lists every run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import sys
-from collections import defaultdict
 
 import numpy as np
 
@@ -21,39 +24,80 @@ COLUMNS = (
     ("elbo", "ELBO", "{:.1f}"),
     ("ms_per_step", "ms/step", "{:.3f}"),
 )
+FULL, NUMPYRO_FULL = "jelbo-fullrank-stl", "numpyro-mvn"
+REPARAM, INIT = "jelbo-fullrank-reparam", "jelbo-fullrank-init"
+TIME_PAIRS = (
+    ("jelbo-fullrank-stl", "numpyro-mvn"),
+    ("jelbo-fullrank-reparam", "numpyro-mvn"),
+    ("jelbo-meanfield", "numpyro-normal"),
+    ("jelbo-lowrank", "numpyro-lowrank"),
+)
+
+
+def _fmt(v: float, fmt: str) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
 
 def _cell(values, fmt):
     v = np.asarray(values, dtype=float)
-    med = np.median(v)
+    if v.size == 0:
+        return "—"
     if v.size == 1:
-        return fmt.format(med)
-    return f"{fmt.format(med)} ({fmt.format(v.min())}–{fmt.format(v.max())})"
+        return _fmt(float(v[0]), fmt)
+    return f"{_fmt(float(np.median(v)), fmt)} ({_fmt(v.min(), fmt)}–{_fmt(v.max(), fmt)})"
 
 
-def group(records):
-    out = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        out[(r["model"], r["method"])]["records"].append(r)
-    return out
+def _values(records, model, method, key) -> np.ndarray:
+    return np.asarray(
+        [r[key] for r in records if r["model"] == model and r["method"] == method], float
+    )
+
+
+def _median(records, model, method, key) -> float:
+    v = _values(records, model, method, key)
+    return float(np.median(v)) if v.size else float("nan")
+
+
+def merge(results: list[dict]) -> dict:
+    """One result from several runs: records concatenated, metas kept in a list."""
+    return {
+        "meta": results[0]["meta"],
+        "runs": [r["meta"] for r in results],
+        "records": [rec for r in results for rec in r["records"]],
+    }
+
+
+def _header(result: dict) -> list[str]:
+    lines = []
+    for meta in result.get("runs", [result["meta"]]):
+        methods = sorted({r["method"] for r in result["records"]})
+        lines.append(
+            f"- run started {meta['started_utc']}, finished {meta.get('finished_utc')}; "
+            f"{meta['cpu_count']} CPUs, load average (1, 5, 15 min) "
+            f"{meta['load_average_start']} at start, {meta.get('load_average_end')} at end; "
+            f"config {meta['config']}; seeds {meta['seeds']}; {meta['versions']}"
+        )
+    lines.append(f"- methods: {', '.join(methods)}")
+    return lines
 
 
 def markdown(result: dict) -> str:
-    meta, records = result["meta"], result["records"]
+    records = result["records"]
     lines = [
         "# posteriordb benchmark",
         "",
-        f"Started {meta['started_utc']}, finished {meta.get('finished_utc')}; "
-        f"{meta['cpu_count']} CPUs, load average {meta['load_average_start']} at start and "
-        f"{meta.get('load_average_end')} at end; {meta['platform']}; {meta['versions']}.",
-        "",
-        f"Config: {meta['config']}; seeds {meta['seeds']}.",
+        *_header(result),
         "",
         "Cells: median over seeds (min–max). mean err = max over parameters of "
-        "|mean − ref mean| / ref sd; log-sd err = max |log(sd / ref sd)|; PSIS = after "
-        "Pareto-smoothed importance reweighting; ms/step = compiled fit time / steps.",
+        "|mean − ref mean| / ref sd; log-sd err = max over parameters of |log(sd / ref sd)|; "
+        "PSIS = the same after Pareto-smoothed importance reweighting of the evaluation "
+        "draws; k̂ = Pareto k of those weights; ELBO = mean log weight of the evaluation draws; "
+        "ms/step = compiled fit wall time / steps (fastest of the repeats; for "
+        "blackjax-pathfinder, the whole L-BFGS run).",
         "",
     ]
+    lines += targets(records)
+    lines += ratio_table(records)
     models = list(dict.fromkeys(r["model"] for r in records))
     methods = list(dict.fromkeys(r["method"] for r in records))
     for model in models:
@@ -68,48 +112,91 @@ def markdown(result: dict) -> str:
             cells.append(f"{rs[0]['compile_s']:.1f}")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ratio_table(records)
     return "\n".join(lines) + "\n"
 
 
-def _median(records, model, method, key):
-    v = [r[key] for r in records if r["model"] == model and r["method"] == method]
-    return float(np.median(v)) if v else float("nan")
-
-
 def ratio_table(records) -> list[str]:
-    """Per model: jelbo full-rank (stl) vs NumPyro AutoMVN, and time ratios."""
+    """Per model: jelbo's time per step over NumPyro's (medians over seeds)."""
     models = list(dict.fromkeys(r["model"] for r in records))
-    pairs = (
-        ("jelbo-fullrank-stl", "numpyro-mvn"),
-        ("jelbo-fullrank-reparam", "numpyro-mvn"),
-        ("jelbo-meanfield", "numpyro-normal"),
-        ("jelbo-lowrank", "numpyro-lowrank"),
-    )
     lines = [
-        "## Time per step, jelbo / NumPyro (median over seeds, same steps and samples)",
+        "## Time per step, jelbo / NumPyro (median over seeds; same steps, samples, optimizer)",
         "",
-        "| model | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |",
-        "|---" * (len(pairs) + 1) + "|",
+        "| model | " + " | ".join(f"{a} / {b}" for a, b in TIME_PAIRS) + " |",
+        "|---" * (len(TIME_PAIRS) + 1) + "|",
     ]
-    cols = defaultdict(list)
+    cols: dict = {p: [] for p in TIME_PAIRS}
     for model in models:
         cells = []
-        for a, b in pairs:
+        for a, b in TIME_PAIRS:
             r = _median(records, model, a, "ms_per_step") / _median(
                 records, model, b, "ms_per_step"
             )
             cols[(a, b)].append(r)
-            cells.append("—" if np.isnan(r) else f"{r:.2f}")
+            cells.append(_fmt(r, "{:.2f}"))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    med = [np.nanmedian(cols[p]) if not np.all(np.isnan(cols[p])) else np.nan for p in pairs]
-    lines.append(
-        "| **median** | " + " | ".join("—" if np.isnan(x) else f"**{x:.2f}**" for x in med) + " |"
-    )
+    med = [
+        float(np.nanmedian(cols[p])) if not np.all(np.isnan(cols[p])) else float("nan")
+        for p in TIME_PAIRS
+    ]
+    lines.append("| **median** | " + " | ".join(_fmt(x, "**{:.2f}**") for x in med) + " |")
     lines.append("")
     return lines
 
 
+def targets(records) -> list[str]:
+    """The issue's targets, per model, from the records."""
+    models = list(dict.fromkeys(r["model"] for r in records))
+    lines = [
+        "## Targets per model",
+        "",
+        "full = jelbo full-rank STL, AMVN = NumPyro AutoMultivariateNormal, reparam = jelbo "
+        "full-rank reparam, init = jelbo full-rank from the Laplace initialization; mean err "
+        "medians (min–max over seeds). ✓/✗: full ≤ AMVN and STL ≤ reparam within the seed "
+        "spread (median ≤ the other's max); init within 0.25 sd and sd ratio 0.8–1.25 "
+        "(log-sd err ≤ 0.223) on every seed; PSIS: every fit with k̂ < 0.7 has PSIS mean err "
+        "≤ 0.1, every fit with mean err > 0.5 has k̂ > 0.7.",
+        "",
+        "| model | full | AMVN | full ≤ AMVN | reparam | STL ≤ reparam | init mean / log-sd err "
+        "| init ok | k̂ full (min–max) | PSIS rule (fits ok / all) |",
+        "|---" * 10 + "|",
+    ]
+    for model in models:
+        full = _values(records, model, FULL, "mean_err")
+        amvn = _values(records, model, NUMPYRO_FULL, "mean_err")
+        rep = _values(records, model, REPARAM, "mean_err")
+        init_m = _values(records, model, INIT, "mean_err")
+        init_s = _values(records, model, INIT, "sd_err")
+        k = _values(records, model, FULL, "khat")
+
+        def cmp(a, b):
+            if not a.size or not b.size:
+                return "—"
+            return "✓" if np.median(a) <= b.max() else "✗"
+
+        init_ok = "—"
+        if init_m.size:
+            init_ok = "✓" if np.all(init_m <= 0.25) and np.all(init_s <= math.log(1.25)) else "✗"
+        rs = [r for r in records if r["model"] == model and r["method"] != "blackjax-pathfinder"]
+        ok = sum(
+            (r["khat"] >= 0.7 or r["psis_mean_err"] <= 0.1)
+            and (r["mean_err"] <= 0.5 or r["khat"] > 0.7)
+            for r in rs
+        )
+        init_cell = f"{_cell(init_m, '{:.2f}')} / {_cell(init_s, '{:.2f}')}" if init_m.size else "—"
+        lines.append(
+            f"| {model} | {_cell(full, '{:.2f}')} | {_cell(amvn, '{:.2f}')} | {cmp(full, amvn)} "
+            f"| {_cell(rep, '{:.2f}')} | {cmp(full, rep)} | {init_cell} | {init_ok} "
+            f"| {_cell(k, '{:.2f}')} | {ok} / {len(rs)} |"
+        )
+    lines.append("")
+    return lines
+
+
+def main(argv=None) -> None:
+    paths = (argv if argv is not None else sys.argv[1:]) or []
+    results = [json.loads(pathlib.Path(p).read_text()) for p in paths]
+    print(markdown(merge(results)))
+
+
 if __name__ == "__main__":
-    result = json.loads(pathlib.Path(sys.argv[1]).read_text())
-    print(markdown(result))
+    main()

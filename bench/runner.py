@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["Runner"]
+__all__ = ["LastLoss", "Runner", "check_variant"]
 
 
 class Runner(Protocol):
@@ -15,3 +15,19 @@ class Runner(Protocol):
 
     def loss(self) -> float:
         """The negative ELBO per datapoint computed by the last :meth:`step`."""
+
+
+class LastLoss:
+    """Mixin of the runners that keep the last loss as a Python float in ``self._loss``."""
+
+    _loss: float = float("nan")
+
+    def loss(self) -> float:
+        """The loss computed by the last step (at the parameters before its update)."""
+        return self._loss
+
+
+def check_variant(contender: str, variant: str, variants: tuple[str, ...]) -> None:
+    """Raises ``ValueError`` unless ``variant`` is one of the contender's ``variants``."""
+    if variant not in variants:
+        raise ValueError(f"{contender} has the variants {variants}; got {variant!r}")

@@ -23,12 +23,14 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from support import noise_elements  # noqa: E402  (the tests' compiled-output inspection)
+
 RESULTS = ROOT / "bench" / "results"
 DEVICE_COUNTS = (1, 2, 4, 8)
 BATCH, LATENT = 256, 2
@@ -37,19 +39,6 @@ ESTIMATORS = {
     "elbo-mc-stl": "elbo(kl='mc', grad_estimator='stl', num_samples=2)",
     "iwae-dreg": "iwae_bound(grad_estimator='dreg', num_samples=4, sample_chunk_size=3)",
 }
-
-
-def _noise_elements(hlo: str) -> int:
-    """Largest ``u32`` array drawn by ``jax.random``'s uniform sampler on one device."""
-    sizes = [0]
-    for line in hlo.splitlines():
-        match = re.search(r"= u32\[([\d,]+)\]", line) if "jit(_uniform)" in line else None
-        if match:
-            size = 1
-            for d in match.group(1).split(","):
-                size *= int(d)
-            sizes.append(size)
-    return max(sizes)
 
 
 def worker() -> dict:
@@ -122,7 +111,7 @@ def worker() -> dict:
                                     "axis_type": axis_type,
                                     "devices": n,
                                     "all_reduce": "all-reduce" in hlo,
-                                    "noise_per_device": _noise_elements(hlo),
+                                    "noise_per_device": noise_elements(hlo),
                                 }
                             )
                     rows_out.append(

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from bench.runner import LastLoss, check_variant
 from bench.workload import LEARNING_RATE, Params, Size, init_params, make_data
 
 __all__ = ["make_runner"]
 
 
-class TorchRunner:
+class TorchRunner(LastLoss):
     """Eager PyTorch step: ``rsample`` S latents per datapoint, backward, ``Adam.step``."""
 
     def __init__(self, params: Params, x: np.ndarray, num_samples: int, seed: int = 0) -> None:
@@ -28,7 +29,6 @@ class TorchRunner:
         self._k = params["dec_w"].shape[0]
         self._prior = Normal(torch.zeros(self._k), torch.ones(self._k))
         self._optimizer = torch.optim.Adam(self._params.values(), lr=LEARNING_RATE)
-        self._loss = float("nan")
 
     def step(self) -> None:
         """One update (PyTorch on the CPU is synchronous)."""
@@ -44,13 +44,8 @@ class TorchRunner:
         self._optimizer.step()
         self._loss = loss.item()
 
-    def loss(self) -> float:
-        """Loss of the last step (at the parameters before its update)."""
-        return self._loss
-
 
 def make_runner(variant: str, size: Size) -> TorchRunner:
     """The PyTorch step at ``size`` (``variant`` must be ``"step"``)."""
-    if variant != "step":
-        raise ValueError(f"torch has only the 'step' variant; got {variant!r}")
+    check_variant("torch", variant, ("step",))
     return TorchRunner(init_params(size), make_data(size), size.S)

@@ -28,6 +28,7 @@ from jelbo.laplace import (
     preconditioned_init,
     preconditioned_q,
 )
+from jelbo.lkj import LKJCholesky
 from jelbo.lowrank import LowRankMultivariateNormal
 from jelbo.mixture import MixtureSameFamily
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
@@ -54,6 +55,7 @@ __all__ = [
     "Distribution",
     "ELBOTerms",
     "HypersphericalUniform",
+    "LKJCholesky",
     "Laplace",
     "LaplaceApproximation",
     "LogNormal",

@@ -35,10 +35,15 @@ from jelbo._typing import Array, ArrayLike
 __all__ = [
     "betaln",
     "digamma_difference",
+    "expm1_plus",
     "lbeta",
     "lgamma_correction",
+    "log1p_square",
     "log_gamma_difference",
     "log_gamma_ratio_excess",
+    "log_softmax",
+    "standardize",
+    "x_minus_log1p",
     "xlogy",
 ]
 
@@ -260,3 +265,93 @@ def xlogy(x: ArrayLike, y: ArrayLike) -> Array:
     zero = x == 0
     safe_y = jnp.where(zero, 1.0, y)
     return jnp.where(zero, 0.0, x * jnp.log(safe_y))
+
+
+def expm1_plus(x: ArrayLike) -> Array:
+    r""":math:`e^{-x} - 1 + x \ge 0` to full relative precision (a series for :math:`|x| < 1`).
+
+    The Bregman divergence of the exponential: it is the Poisson KL per unit rate, the
+    Poisson deviance and the Bernoulli KL's main term, and vanishes like :math:`x^2/2`
+    where ``expm1(-x) + x`` would lose every digit.
+    """
+    (x,) = _float(x)
+    small = jnp.abs(x) < 1.0
+    xs = jnp.where(small, x, 0.0)
+    # sum_{n>=2} (-x)^n / n!; 21 terms leave 1/22! ~ 1e-21 relative to x^2/2 at |x| = 1.
+    acc = jnp.zeros_like(xs)
+    for n in range(22, 1, -1):
+        acc = acc * (-xs) + 1.0 / math.factorial(n)
+    xl = jnp.where(small, 1.0, x)
+    return jnp.where(small, acc * xs * xs, jnp.expm1(-xl) + xl)
+
+
+def x_minus_log1p(x: ArrayLike) -> Array:
+    r""":math:`x - \log(1 + x) \ge 0` for :math:`x > -1`, to full relative precision.
+
+    For :math:`-\tfrac12 < x < 1` with :math:`u = x/(2+x)` (so :math:`|u| \le \tfrac13`):
+    :math:`xu - 2\sum_{k\ge1} u^{2k+1}/(2k+1)`, two terms of the same sign.
+    """
+    (x,) = _float(x)
+    small = (x > -0.5) & (x < 1.0)
+    xs = jnp.where(small, x, 0.0)
+    u = xs / (2.0 + xs)
+    u2 = u * u
+    # sum_{k>=1} u^(2k+1)/(2k+1) = u^3 (1/3 + u^2/5 + ...); 18 terms reach 9^-18 ~ 7e-18.
+    acc = jnp.zeros_like(u)
+    for k in range(18, 0, -1):
+        acc = acc * u2 + 1.0 / (2 * k + 1)
+    series = xs * u - 2.0 * u * u2 * acc
+    xl = jnp.where(small, 1.0, x)
+    return jnp.where(small, series, xl - jnp.log1p(xl))
+
+
+@jax.custom_jvp
+def standardize(x: Array, loc: Array, scale: Array) -> Array:
+    """``(x - loc) / scale`` whose derivative in ``scale`` is ``-z / scale``.
+
+    Autodiff of the quotient forms ``(x - loc) / scale**2``, which overflows (an infinite
+    gradient) for tiny scales, e.g. 1e-20 in float32, although ``z`` is finite. Arguments
+    must be arrays of one shape and dtype.
+    """
+    diff = x - loc
+    # 0 where x == loc, also when the scale underflowed to 0 (Normal.from_log_var(0, -180)).
+    return jnp.where(diff == 0, 0.0, diff / jnp.where(diff == 0, 1.0, scale))
+
+
+@standardize.defjvp
+def _standardize_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple:
+    x, loc, scale = primals
+    dx, dloc, dscale = tangents
+    z = standardize(x, loc, scale)
+    return z, (dx - dloc - z * dscale) / scale
+
+
+def log1p_square(z: ArrayLike) -> Array:
+    """``log(1 + z**2)`` without overflow of ``z**2`` (``2 log|z|`` once 1 is negligible)."""
+    (z,) = _float(z)
+    big = jnp.abs(z) > 1.0 / math.sqrt(float(jnp.finfo(z.dtype).eps))
+    z_small = jnp.where(big, 0.0, z)
+    z_big = jnp.where(big, z, 1.0)
+    return jnp.where(big, 2.0 * jnp.log(jnp.abs(z_big)), jnp.log1p(z_small * z_small))
+
+
+def log_softmax(logits: ArrayLike, axis: int = -1) -> Array:
+    r""":math:`\log\mathrm{softmax}(a)_i = a_i - m - \mathrm{log1p}(\sum_{j\ne k} e^{a_j - m})`
+    with :math:`m = a_k = \max_j a_j`.
+
+    ``jax.nn.log_softmax`` forms :math:`\log(1 + \epsilon)` for the dominant category, so
+    :math:`\log p_k` keeps only the absolute precision of 1 (e.g. 2e-3 relative at
+    :math:`p_k = 1 - 10^{-13}`); with ``log1p`` it keeps full relative precision, so the
+    entropy of a nearly deterministic categorical does too. ``-inf`` logits (masked
+    categories) give ``-inf`` with zero gradients.
+    """
+    (a,) = _float(logits)
+    a = jnp.moveaxis(a, axis, -1)
+    m = jax.lax.stop_gradient(jnp.max(a, axis=-1, keepdims=True))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    shifted = a - m
+    is_max = jax.nn.one_hot(jnp.argmax(a, axis=-1), a.shape[-1], dtype=bool)
+    others = jnp.sum(jnp.where(is_max, 0.0, jnp.exp(shifted)), axis=-1, keepdims=True)
+    top = jnp.sum(jnp.where(is_max, shifted, 0.0), axis=-1, keepdims=True)  # 0, with gradient
+    out = shifted - jnp.log1p(others + jnp.expm1(top))
+    return jnp.moveaxis(out, -1, axis)

@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jelbo import _checks, _random
 
@@ -104,6 +105,6 @@ def reparameterize(key: Array, mu: ArrayLike, logvar: ArrayLike, n_samples: int 
     n_samples = _checks.check_positive_int(n_samples, "n_samples")
     mu, logvar = jnp.asarray(mu), jnp.asarray(logvar)
     dtype = jnp.result_type(float, mu, logvar)
-    shape = (n_samples, *jnp.broadcast_shapes(mu.shape, logvar.shape))
+    shape = (n_samples, *np.broadcast_shapes(mu.shape, logvar.shape))
     eps = _random.normal(key, shape, dtype)
     return mu + jnp.exp(0.5 * logvar) * eps

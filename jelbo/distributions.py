@@ -19,10 +19,8 @@ from typing import Any, ClassVar, dataclass_transform
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
-from jax.scipy.special import betaln, digamma, gammaln
-from jax.sharding import PartitionSpec as P
 
-from jelbo import _checks, _random
+from jelbo import _checks, _random, _special
 from jelbo import bijectors as _bijectors
 from jelbo._typing import Array, ArrayLike, Shape
 
@@ -94,6 +92,9 @@ class Distribution(abc.ABC):
     """
 
     is_reparameterized: ClassVar[bool] = False
+    # Every subclass is a dataclass (see __init_subclass__); declared so that type checkers
+    # accept dataclasses.fields(self).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -122,7 +123,13 @@ class Distribution(abc.ABC):
                 continue
             value = getattr(self, field.name)
             if isinstance(value, (list, tuple)):  # Python scalars stay weakly typed
-                object.__setattr__(self, field.name, jnp.asarray(value))
+                value = jnp.asarray(value)
+                object.__setattr__(self, field.name, value)
+            dtype = getattr(value, "dtype", None)
+            if dtype is not None and not jnp.issubdtype(dtype, jnp.inexact):
+                # Integer (or boolean) parameter arrays are promoted once, here, so that every
+                # method sees the same floating parameters (jnp.log_softmax & co. reject ints).
+                object.__setattr__(self, field.name, jnp.asarray(value, jnp.result_type(float)))
         self._validate()
 
     def _validate(self) -> None:
@@ -223,7 +230,7 @@ class Distribution(abc.ABC):
         inverse of :meth:`from_unconstrained` (e.g. to initialize a variational family)."""
         out = {}
         for field in dataclasses.fields(self):
-            if _is_static(field):
+            if _is_static(field) or getattr(self, field.name) is None:  # unset optional field
                 continue
             value = jnp.asarray(getattr(self, field.name))
             bijector = self.unconstrained_bijectors.get(field.name)
@@ -266,7 +273,9 @@ class Distribution(abc.ABC):
 
     def __repr__(self) -> str:
         params = ", ".join(
-            f"{f.name}={_checks.describe(getattr(self, f.name))}" for f in dataclasses.fields(self)
+            f"{f.name}={_checks.describe(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None  # optional parameters left unset
         )
         return f"{type(self).__name__}({params})"
 
@@ -290,68 +299,12 @@ def _unflatten(cls: type, static: tuple[Any, ...], leaves: Any) -> Distribution:
     return dist
 
 
-def _draw_flat(draw: Any, key: Array, shape: Shape, dtype: Any, *params: Any) -> Array:
-    """``draw(key, shape, dtype)`` generated as one flat vector and reshaped.
-
-    With JAX's (default) partitionable threefry the values are identical, but XLA compiles
-    the flat form much faster on CPU when it is vmapped over keys (e.g. 1.3 s instead of
-    12 s for 16 keys × (1797, 10)).
-
-    Under a mesh with Explicit axes, parameters (``params``) sharded along batch axes give
-    the noise the same sharding (see :func:`_noise_sharding`), so that each device generates
-    only its shard: still flat when the only sharded axis leads (the ELBO's case), else
-    drawn in ``shape`` (slower to compile when vmapped; the values are the same either way).
-    """
-    sharding = _noise_sharding(shape, *params)
-    if sharding is None:
-        return draw(key, (math.prod(shape),), dtype).reshape(shape)
-    sharded = [i for i, axes in enumerate(sharding) if axes is not None]
-    if len(sharded) == 1 and math.prod(shape[: sharded[0]]) == 1:
-        # The leading non-trivial axis is the only sharded one (the ELBO's case: one key per
-        # sample, batch-major): contiguous slices of the flat vector are the shards.
-        flat = draw(key, (math.prod(shape),), dtype, out_sharding=P(sharding[sharded[0]]))
-        return jnp.reshape(flat, shape, out_sharding=sharding)
-    return draw(key, shape, dtype, out_sharding=sharding)
-
-
-def _noise_sharding(shape: Shape, *params: Any) -> Any:
-    """``out_sharding`` for noise of ``shape`` drawn for parameters on Explicit mesh axes.
-
-    Under ``jax.set_mesh`` with ``AxisType.Explicit`` axes an array's sharding is part of its
-    type, and a random draw without ``out_sharding`` is typed replicated: every device would
-    generate the noise of the whole (batch-sharded) batch and keep only its slice. Returns
-    the parameters' sharding, right-aligned against ``shape``, or ``None`` (no mesh, Auto
-    axes, replicated parameters).
-
-    Args:
-        shape: the noise shape, ``sample_shape + batch_shape + event_shape``.
-        *params: parameter arrays, right-aligned against ``shape``; ``(array, n)`` drops the
-            array's last ``n`` axes first (e.g. ``(scale_tril, 1)``).
-    """
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or not mesh.explicit_axes:
-        return None
-    out: list[Any] = [None] * len(shape)
-    for param in params:
-        array, drop = param if isinstance(param, tuple) else (param, 0)
-        aval = jax.typeof(array)
-        spec = tuple(aval.sharding.spec) + (None,) * (aval.ndim - len(aval.sharding.spec))
-        dims = aval.shape[: aval.ndim - drop]
-        offset = len(shape) - len(dims)
-        for i, (axes, size) in enumerate(zip(spec[: len(dims)], dims, strict=True)):
-            if axes is not None and size != 1 and offset + i >= 0 and out[offset + i] is None:
-                out[offset + i] = axes
-    if all(axes is None for axes in out):
-        return None
-    return P(*out)
-
-
 def _param_shape(dist: Distribution) -> Shape:
     """Broadcast shape of all parameters of a family whose last axis is the event axis."""
     named = [
         (f.name, jnp.shape(getattr(dist, f.name)))
         for f in dataclasses.fields(dist)
-        if not _is_static(f)
+        if not _is_static(f) and getattr(dist, f.name) is not None
     ]
     shape = _checks.broadcast_shapes(*named)
     if len(shape) < 1:
@@ -361,6 +314,12 @@ def _param_shape(dist: Distribution) -> Shape:
             f"(the last); got {listed}. Use e.g. jnp.zeros(K) for a K-dimensional event."
         )
     return shape
+
+
+def _common(*values: ArrayLike) -> list[Array]:
+    """The values as arrays of their common floating dtype, broadcast against each other."""
+    dtype = jnp.result_type(float, *values)
+    return jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in values))
 
 
 class Factorized(Distribution):
@@ -418,10 +377,19 @@ class Normal(Factorized):
     Attributes:
         loc: mean :math:`\mu`, shape ``(*batch, K)``.
         scale: standard deviation :math:`\sigma > 0`, broadcastable to ``loc``.
+        log_scale: optional (keyword-only) :math:`\log\sigma`, which then replaces
+            ``log(scale)`` wherever the log-scale appears (log-density, entropy, KL), so a
+            scale that underflows (``from_log_var(0, -180)``: :math:`\sigma = e^{-90}`, 0 in
+            float32) keeps exact entropies and KLs. Set by :meth:`from_log_var`; when given
+            it must equal ``log(scale)`` up to rounding.
+
+    Parameter values are not checked (a negative or NaN scale gives NaN results, not an
+    error); :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
     """
 
     loc: ArrayLike
     scale: ArrayLike
+    log_scale: ArrayLike | None = dataclasses.field(default=None, kw_only=True)
     is_reparameterized: ClassVar[bool] = True
     unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
         "scale": _bijectors.Softplus()
@@ -431,21 +399,29 @@ class Normal(Factorized):
     def from_log_var(cls, loc: ArrayLike, log_var: ArrayLike) -> Normal:
         r"""Builds :math:`\mathcal N(\mu, \mathrm{diag}(e^{v}))` from the log-variance :math:`v`.
 
-        ``scale = exp(log_var / 2)``.
+        ``scale = exp(log_var / 2)``, and ``log_scale = log_var / 2`` is kept so that
+        entropies, KLs and log-densities stay exact where the scale underflows.
         """
-        return cls(loc, jnp.exp(0.5 * jnp.asarray(log_var)))
+        log_scale = 0.5 * jnp.asarray(log_var)
+        return cls(loc, jnp.exp(log_scale), log_scale=log_scale)
+
+    def _log_scale(self) -> Array:
+        if self.log_scale is not None:
+            return jnp.asarray(self.log_scale, self.dtype)
+        return jnp.log(jnp.asarray(self.scale, self.dtype))
 
     def _log_prob_elementwise(self, x: Array) -> Array:
-        z = (x - self.loc) / self.scale
-        return -0.5 * z * z - jnp.log(self.scale) - _HALF_LOG_2PI
+        x, loc, scale = _common(x, self.loc, self.scale)
+        z = _special.standardize(x, loc, scale)
+        return -0.5 * z * z - self._log_scale() - _HALF_LOG_2PI
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.param_shape
-        eps = _draw_flat(_random.normal, key, shape, self.dtype, self.loc, self.scale)
-        return self.loc + self.scale * eps
+        eps = _random.draw(_random.normal, key, shape, self.dtype, self.loc, self.scale)
+        return eps * self.scale + self.loc
 
     def _entropy_elementwise(self) -> Array:
-        return 0.5 + _HALF_LOG_2PI + jnp.log(self.scale)
+        return 0.5 + _HALF_LOG_2PI + self._log_scale()
 
     def _mean(self) -> Array:
         return self._full(self.loc)
@@ -473,15 +449,16 @@ class Laplace(Factorized):
     }
 
     def _log_prob_elementwise(self, x: Array) -> Array:
-        return -jnp.log(2.0 * self.scale) - jnp.abs(x - self.loc) / self.scale
+        x, loc, scale = _common(x, self.loc, self.scale)
+        return -math.log(2.0) - jnp.log(scale) - jnp.abs(_special.standardize(x, loc, scale))
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.param_shape
-        eps = _draw_flat(_random.laplace, key, shape, self.dtype, self.loc, self.scale)
-        return self.loc + self.scale * eps
+        eps = _random.draw(_random.laplace, key, shape, self.dtype, self.loc, self.scale)
+        return eps * self.scale + self.loc
 
     def _entropy_elementwise(self) -> Array:
-        return 1.0 + jnp.log(2.0 * self.scale)
+        return 1.0 + math.log(2.0) + jnp.log(self.scale)
 
     def _mean(self) -> Array:
         return self._full(self.loc)
@@ -516,27 +493,41 @@ class StudentT(Factorized):
     }
 
     def _log_prob_elementwise(self, x: Array) -> Array:
-        df = self.df
-        t = (x - self.loc) / self.scale
+        # log Gamma((v+1)/2) - log Gamma(v/2) - log(v pi)/2 = R(v/2) - log(2 pi)/2 with
+        # R(h) = log Gamma(h + 1/2) - log Gamma(h) - log(h)/2 -> 0 (jelbo._special): no two
+        # large log-gammas are subtracted, so the density stays exact from df 0.1 to 1e10.
+        x, df, loc, scale = _common(x, self.df, self.loc, self.scale)
+        t = _special.standardize(x, loc, scale)
+        # -(v+1)/2 log1p(w), w = t^2/v: for w < 1 as -t^2/2 (1 + 1/v) + (v+1)/2 (w - log1p(w)),
+        # whose df-derivative does not cancel at large df; else without overflowing t^2.
+        small = t * t < df
+        t_small = jnp.where(small, t, 0.0)
+        w = t_small * t_small / df
+        near = -0.5 * t_small * t_small * (1.0 + 1.0 / df) + 0.5 * (
+            df + 1.0
+        ) * _special.x_minus_log1p(w)
+        far = -0.5 * (df + 1.0) * _special.log1p_square(jnp.where(small, 1.0, t) / jnp.sqrt(df))
         return (
-            gammaln(0.5 * (df + 1.0))
-            - gammaln(0.5 * df)
-            - 0.5 * jnp.log(df * math.pi)
-            - jnp.log(self.scale)
-            - 0.5 * (df + 1.0) * jnp.log1p(t * t / df)
+            _special.log_gamma_ratio_excess(0.5, 0.5 * df)
+            - _HALF_LOG_2PI
+            - jnp.log(scale)
+            + jnp.where(small, near, far)
         )
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.param_shape
         df = jnp.broadcast_to(jnp.asarray(self.df, self.dtype), shape)
-        return self.loc + self.scale * jax.random.t(key, df, shape, self.dtype)
+        return jax.random.t(key, df, shape, self.dtype) * self.scale + self.loc
 
     def _entropy_elementwise(self) -> Array:
-        half_df = 0.5 * self.df
+        # (h + 1/2)(psi(h + 1/2) - psi(h)) + log(v)/2 + log B(h, 1/2) + log(scale), h = v/2,
+        # with log(v)/2 + log B(h, 1/2) = log(2 pi)/2 - R(h) and the digamma difference from
+        # jelbo._special (both exact where they nearly cancel, at large df).
+        half_df = 0.5 * jnp.asarray(self.df, self.dtype)
         return (
-            (half_df + 0.5) * (digamma(half_df + 0.5) - digamma(half_df))
-            + 0.5 * jnp.log(self.df)
-            + betaln(half_df, 0.5)
+            -(half_df + 0.5) * _special.digamma_difference(0.5, half_df)
+            + _HALF_LOG_2PI
+            - _special.log_gamma_ratio_excess(0.5, half_df)
             + jnp.log(self.scale)
         )
 
@@ -562,6 +553,9 @@ class Bernoulli(Factorized):
     ``log_sigmoid`` so that it is finite for any finite logit. ``x`` may be fractional
     (e.g. grey-level pixels), as is common for VAE decoders.
 
+    Values outside :math:`[0, 1]` (and NaN) have log-probability :math:`-\infty`. Logits
+    :math:`\pm\infty` (deterministic coordinates) are allowed: :math:`0\log 0 = 0`.
+
     Attributes:
         logits: shape ``(*batch, K)``.
     """
@@ -569,23 +563,32 @@ class Bernoulli(Factorized):
     logits: ArrayLike
 
     def _log_prob_elementwise(self, x: Array) -> Array:
-        return x * jax.nn.log_sigmoid(self.logits) + (1.0 - x) * jax.nn.log_sigmoid(-self.logits)
+        a = jnp.asarray(self.logits, self.dtype)
+        x = jnp.asarray(x, jnp.result_type(x, a))
+        # x log sigma(a) + (1 - x) log sigma(-a), each product 0 where its weight is 0 (so a
+        # saturated or infinite logit gives 0 log 0 = 0, with zero gradients).
+        ones = x * jnp.where(x == 0, 0.0, jax.nn.log_sigmoid(a))
+        zeros = (1.0 - x) * jnp.where(x == 1, 0.0, jax.nn.log_sigmoid(-a))
+        return jnp.where((x >= 0) & (x <= 1), ones + zeros, -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.param_shape
-        u = _draw_flat(_random.uniform, key, shape, self.dtype, self.logits)
+        u = _random.draw(_random.uniform, key, shape, self.dtype, self.logits)
         # u < sigmoid(a)  <=>  logit(u) < a, compared in log space to stay exact at saturation.
         return (jnp.log(u) - jnp.log1p(-u) < self.logits).astype(self.dtype)
 
     def _entropy_elementwise(self) -> Array:
-        a = self.logits
-        return jax.nn.sigmoid(a) * jax.nn.softplus(-a) + jax.nn.sigmoid(-a) * jax.nn.softplus(a)
+        a = jnp.asarray(self.logits, self.dtype)
+        finite = jnp.isfinite(a)
+        a = jnp.where(finite, a, 0.0)
+        h = jax.nn.sigmoid(a) * jax.nn.softplus(-a) + jax.nn.sigmoid(-a) * jax.nn.softplus(a)
+        return jnp.where(finite, h, 0.0)
 
     def _mean(self) -> Array:
         return self._full(jax.nn.sigmoid(self.logits))
 
     def _variance(self) -> Array:
-        return self._full(jax.nn.sigmoid(self.logits) * jax.nn.sigmoid(-self.logits))
+        return self._full(jax.nn.sigmoid(self.logits) * jax.nn.sigmoid(-jnp.asarray(self.logits)))
 
     def _mode(self) -> Array:
         # 1 where p > 1/2; ties (logit 0) go to 0, as in NumPyro.
@@ -595,8 +598,13 @@ class Bernoulli(Factorized):
 class Poisson(Factorized):
     r"""Factorized Poisson parameterized by the log-rate :math:`\eta = \log\lambda`.
 
-    :math:`\log p(x) = \sum_i x_i\eta_i - e^{\eta_i} - \log\Gamma(x_i+1)`. Samples are counts
-    returned in the parameters' floating dtype.
+    :math:`\log p(x) = \sum_i x_i\eta_i - e^{\eta_i} - \log\Gamma(x_i+1)`, evaluated for
+    :math:`x \ge 1` as :math:`-x\,\phi(\log x - \eta) - \tfrac12\log 2\pi x - \delta(x)`
+    with :math:`\phi(t) = e^{-t} - 1 + t` and Stirling's correction :math:`\delta`, which
+    keeps full relative precision for large counts. Values that are not non-negative
+    integers have log-probability :math:`-\infty` (as in scipy). Samples are counts returned
+    in the parameters' floating dtype (rates above :math:`2^{30}` in 32-bit mode are drawn
+    from the normal approximation, whose error is far below float32 resolution there).
 
     Attributes:
         log_rate: shape ``(*batch, K)``.
@@ -605,12 +613,31 @@ class Poisson(Factorized):
     log_rate: ArrayLike
 
     def _log_prob_elementwise(self, x: Array) -> Array:
-        return x * self.log_rate - jnp.exp(self.log_rate) - gammaln(x + 1.0)
+        eta = jnp.asarray(self.log_rate, self.dtype)
+        x = jnp.asarray(x, jnp.result_type(x, eta))
+        valid = (x >= 0) & (x == jnp.floor(x)) & jnp.isfinite(x)
+        positive = valid & (x >= 1)
+        xs = jnp.where(positive, x, 1.0)
+        log_xs = jnp.log(xs)
+        counts = (
+            -xs * _special.expm1_plus(log_xs - eta)
+            - 0.5 * (log_xs + 2.0 * _HALF_LOG_2PI)
+            - _special.lgamma_correction(xs)
+        )
+        log_p = jnp.where(positive, counts, -jnp.exp(eta))
+        return jnp.where(valid, log_p, -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.param_shape
-        rate = jnp.broadcast_to(jnp.exp(self.log_rate), shape)
-        return jax.random.poisson(key, rate, shape).astype(self.dtype)
+        rate = jnp.broadcast_to(jnp.exp(jnp.asarray(self.log_rate, self.dtype)), shape)
+        if jnp.iinfo(jax.dtypes.canonicalize_dtype(int)).bits > 32:
+            return jax.random.poisson(key, rate, shape).astype(self.dtype)
+        # int32 counts saturate at 2**31 - 1: above 2**30 use N(rate, rate), rounded.
+        big = rate > 2.0**30
+        counts = jax.random.poisson(key, jnp.where(big, 1.0, rate), shape).astype(self.dtype)
+        noise = jax.random.normal(jax.random.fold_in(key, 1), shape, self.dtype)
+        approx = jnp.round(rate + jnp.sqrt(jnp.where(big, rate, 1.0)) * noise)
+        return jnp.where(big, approx, counts)
 
     def _mean(self) -> Array:
         return self._full(jnp.exp(self.log_rate))
@@ -654,16 +681,23 @@ class Categorical(Distribution):
     def num_categories(self) -> int:
         return jnp.shape(self.logits)[-1]
 
+    def log_probs(self) -> Array:
+        """Normalized log-probabilities of every category, shape ``(*batch, C)`` (``-inf`` for
+        masked categories)."""
+        return _special.log_softmax(jnp.asarray(self.logits, self.dtype), axis=-1)
+
     def _log_prob(self, x: Array) -> Array:
         if not jnp.issubdtype(x.dtype, jnp.integer):
             raise TypeError(
                 f"Categorical values must be integer indices; got {_checks.describe(x)}."
             )
-        log_p = jax.nn.log_softmax(self.logits, axis=-1)
+        log_p = self.log_probs()
         shape = jnp.broadcast_shapes(x.shape, self.batch_shape)
         log_p = jnp.broadcast_to(log_p, shape + (self.num_categories,))
-        idx = jnp.broadcast_to(x, shape)[..., None]
-        return jnp.take_along_axis(log_p, idx, axis=-1)[..., 0]
+        x = jnp.broadcast_to(x, shape)
+        valid = (x >= 0) & (x < self.num_categories)  # no wrapped index (-1 is not C - 1)
+        idx = jnp.where(valid, x, 0)[..., None]
+        return jnp.where(valid, jnp.take_along_axis(log_p, idx, axis=-1)[..., 0], -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         return jax.random.categorical(
@@ -671,8 +705,11 @@ class Categorical(Distribution):
         )
 
     def _entropy(self) -> Array:
-        log_p = jax.nn.log_softmax(self.logits, axis=-1)
-        return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+        # 0 log 0 = 0 for masked (-inf) logits, with zero gradients there.
+        log_p = self.log_probs()
+        masked = log_p == -jnp.inf
+        safe = jnp.where(masked, 0.0, log_p)
+        return -jnp.sum(jnp.where(masked, 0.0, jnp.exp(safe) * safe), axis=-1)
 
     def _mode(self) -> Array:
         return jnp.argmax(self.logits, axis=-1)
@@ -738,8 +775,8 @@ class MultivariateNormalTriL(Distribution):
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.batch_shape + self.event_shape
-        eps = _draw_flat(_random.normal, key, shape, self.dtype, self.loc, (self.scale_tril, 1))
-        return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps)
+        eps = _random.draw(_random.normal, key, shape, self.dtype, self.loc, (self.scale_tril, 1))
+        return jnp.einsum("...ij,...j->...i", self._tril(), eps) + self.loc
 
     def _entropy(self) -> Array:
         k = self.event_shape[0]
@@ -799,7 +836,7 @@ def log_prob(dist: Distribution, x: ArrayLike) -> Array:
     return dist._log_prob(x)
 
 
-def sample(key: Array, dist: Distribution, sample_shape: Shape = ()) -> Array:
+def sample(key: Array, dist: Distribution, sample_shape: int | Shape = ()) -> Array:
     r"""Draws samples of shape ``(*sample_shape, *dist.batch_shape, *dist.event_shape)``.
 
     Continuous families are reparameterized: the draw is a differentiable function of the

@@ -8,12 +8,13 @@ parents' pairs). :func:`mc_kl` estimates the KL of any pair by Monte Carlo.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from jelbo import _checks
+from jelbo import _checks, _special
 from jelbo.bijectors import same_bijector
 from jelbo.discrete import OneHotCategorical, masked_log_softmax
 from jelbo.distributions import (
@@ -33,14 +34,15 @@ from jelbo.spherical import HypersphericalUniform, PowerSpherical
 from jelbo.transformed import TransformedDistribution
 
 Array = jax.Array
-KLFn = Callable[[Distribution, Distribution], Array]
+KLFn = Callable[[Any, Any], Array]
+_F = TypeVar("_F", bound=Callable[..., Array])
 
 __all__ = ["kl_divergence", "mc_kl", "register_kl"]
 
 _KL_REGISTRY: dict[tuple[type, type], KLFn] = {}
 
 
-def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
+def register_kl(type_q: type, type_p: type) -> Callable[[_F], _F]:
     r"""Decorator registering a closed-form :math:`\mathrm{KL}(q\|p)` for a pair of types.
 
     The function takes ``(q, p)`` and returns the KL summed over the event, with the
@@ -59,7 +61,7 @@ def register_kl(type_q: type, type_p: type) -> Callable[[KLFn], KLFn]:
                 f"register_kl: `{name}` must be a jelbo Distribution subclass; got {cls!r}."
             )
 
-    def decorator(fn: KLFn) -> KLFn:
+    def decorator(fn: _F) -> _F:
         _KL_REGISTRY[(type_q, type_p)] = fn
         return fn
 
@@ -114,6 +116,13 @@ def check_same_event(q: Distribution, p: Distribution, names: tuple[str, str] = 
             f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
             f"event shape {p.event_shape} (batch {p.batch_shape})."
         )
+    if isinstance(q, Categorical) and isinstance(p, Categorical):
+        if q.num_categories != p.num_categories:
+            raise ValueError(
+                f"Categorical `{names[0]}` and `{names[1]}` need the same number of categories; "
+                f"got `{names[0]}.logits` {jnp.shape(q.logits)} and `{names[1]}.logits` "
+                f"{jnp.shape(p.logits)}."
+            )
 
 
 def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> Array:
@@ -121,43 +130,88 @@ def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> 
     :math:`z_s \sim q`.
 
     Works for any pair with matching event shapes; unbiased, and reparameterized when ``q``
-    is. Returns an array of shape ``broadcast(q.batch_shape, p.batch_shape)``.
+    is. Returns an array of shape ``broadcast(q.batch_shape, p.batch_shape)``: when ``p``
+    has more batch axes than ``q``, the same draws of ``q`` serve every ``p`` in the batch.
     """
     _checks.check_key(key)
     _check_distribution(q, "q")
     _check_distribution(p, "p")
     num_samples = _checks.check_positive_int(num_samples, "num_samples")
     check_same_event(q, p)
-    _checks.broadcast_shapes(("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape))
+    batch = _checks.broadcast_shapes(
+        ("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape)
+    )
     z = sample(key, q, (num_samples,))
-    return jnp.mean(log_prob(q, z) - log_prob(p, z), axis=0)
+    # Line q's draws up with the joint batch: (S, 1, ..., 1, *q.batch_shape, *event).
+    extra = len(batch) - len(q.batch_shape)
+    z = z.reshape((num_samples,) + (1,) * extra + z.shape[1:])
+    kl = jnp.mean(log_prob(q, z) - log_prob(p, z), axis=0)
+    return jnp.broadcast_to(kl, batch)
+
+
+def _log_scale(dist: Normal) -> Array:
+    """log sigma of a Normal, exact also where its scale underflows (``log_scale`` given)."""
+    if dist.log_scale is not None:
+        return jnp.asarray(dist.log_scale, dist.dtype)
+    return jnp.log(jnp.asarray(dist.scale, dist.dtype))
 
 
 @register_kl(Normal, Normal)
 def _kl_normal_normal(q: Normal, p: Normal) -> Array:
     # With t = 2 log(sq/sp): KL_i = ½[(e^t - 1 - t) + ((mq - mp)/sp)²]; expm1 keeps the
     # first bracket accurate and exactly zero when q == p.
-    t = 2.0 * (jnp.log(q.scale) - jnp.log(p.scale))
-    d = (q.loc - p.loc) / p.scale
-    return 0.5 * jnp.sum(jnp.expm1(t) - t + d * d, axis=-1)
+    # expm1(t) - t = expm1_plus(-t), exact also where it vanishes (q.scale ~ p.scale).
+    t = 2.0 * (_log_scale(q) - _log_scale(p))
+    loc_q, loc_p, scale_p = _common_float(q.loc, p.loc, p.scale)
+    d = _special.standardize(loc_q, loc_p, scale_p)  # 0 at equal locs, even if scale_p = 0
+    return 0.5 * jnp.sum(_special.expm1_plus(-t) + d * d, axis=-1)
 
 
 @register_kl(Laplace, Laplace)
 def _kl_laplace_laplace(q: Laplace, p: Laplace) -> Array:
-    # KL_i = log(bp/bq) + |Δ|/bp + (bq/bp) exp(-|Δ|/bq) - 1, with Δ = mq - mp.
-    dist = jnp.abs(q.loc - p.loc)
-    log_ratio = jnp.log(q.scale) - jnp.log(p.scale)
-    kl = jnp.expm1(log_ratio - dist / q.scale) - log_ratio + dist / p.scale
+    # KL_i = log(bp/bq) + |Δ|/bp + (bq/bp) exp(-|Δ|/bq) - 1, with Δ = mq - mp; with
+    # r = log(bq/bp) and v = |Δ|/bq it is φ(-r) + e^r φ(v), φ(t) = e^-t - 1 + t >= 0 (two
+    # non-negative terms, each exact via jelbo._special.expm1_plus).
+    loc_q, loc_p, scale_q, scale_p = _common_float(q.loc, p.loc, q.scale, p.scale)
+    v = jnp.abs(_special.standardize(loc_q, loc_p, scale_q))
+    r = jnp.log(scale_q) - jnp.log(scale_p)
+    kl = _special.expm1_plus(-r) + jnp.exp(r) * _special.expm1_plus(v)
     return jnp.sum(kl, axis=-1)
 
 
 @register_kl(Bernoulli, Bernoulli)
 def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
-    # From logits a (q) and b (p): KL = σ(a)(a - b) - softplus(a) + softplus(b);
-    # every term stays finite for finite logits, and so do its gradients.
-    a, b = q.logits, p.logits
-    kl = jax.nn.sigmoid(a) * (a - b) - jax.nn.softplus(a) + jax.nn.softplus(b)
+    # From logits a (q) and b (p), flipped so that a >= 0 (KL(a||b) = KL(-a||-b)), with
+    # s = sigma(-a) <= 1/2, d = b - a, m = expm1(-d) and y = s m:
+    #     KL = log1p(y) + s d = s (expm1(-d) + d) - (y - log1p(y)),
+    # two non-negative terms (the second at most half the first) that keep full relative
+    # precision when both logits lie far out on the same side. Where y > 1 (b far below a)
+    # KL = softplus(log s + log m) + s d avoids overflowing m. Infinite logits are
+    # deterministic coordinates: KL(+inf || b) = softplus(-b).
+    a, b = _common_float(q.logits, p.logits)
+    b = jnp.where(a >= 0, b, -b)
+    a = jnp.abs(a)
+    a_inf, b_inf = jnp.isinf(a), jnp.isinf(b)
+    a_fin = jnp.where(a_inf, 0.0, a)
+    b_fin = jnp.where(a_inf | b_inf, 0.0, b)
+    d = b_fin - a_fin
+    s = jax.nn.sigmoid(-a_fin)
+    log_s = jax.nn.log_sigmoid(-a_fin)
+    d_neg = jnp.where(d < 0, d, -1.0)
+    log_m = -d_neg + jnp.log(-jnp.expm1(d_neg))
+    large = (d < 0) & (log_s + log_m > 0)
+    d_small = jnp.where(large, 0.0, d)
+    small_kl = s * _special.expm1_plus(d_small) - _special.x_minus_log1p(s * jnp.expm1(-d_small))
+    large_kl = jax.nn.softplus(log_s + log_m) + s * d_neg
+    kl = jnp.where(large, large_kl, small_kl)
+    kl = jnp.where(b_inf, jnp.inf, kl)
+    kl = jnp.where(a_inf, jax.nn.softplus(-jnp.where(a_inf, b, 0.0)), kl)
     return jnp.sum(kl, axis=-1)
+
+
+def _common_float(*values: object) -> list[Array]:
+    dtype = jnp.result_type(float, *values)
+    return jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in values))
 
 
 @register_kl(Categorical, Categorical)
@@ -167,31 +221,46 @@ def _kl_categorical_categorical(q: Categorical, p: Categorical) -> Array:
             f"Categorical KL needs the same number of categories; got `q.logits` "
             f"{jnp.shape(q.logits)} and `p.logits` {jnp.shape(p.logits)}."
         )
-    log_q = jax.nn.log_softmax(q.logits, axis=-1)
-    log_p = jax.nn.log_softmax(p.logits, axis=-1)
-    return jnp.sum(jnp.exp(log_q) * (log_q - log_p), axis=-1)
+    # sum_i q_i (log q_i - log p_i) with 0 log 0 = 0: categories that q masks (-inf logits)
+    # contribute 0 with zero gradients, also where p masks them too; +inf where only p does.
+    log_q, log_p = q.log_probs(), p.log_probs()
+    masked = log_q == -jnp.inf
+    safe_q = jnp.where(masked, 0.0, log_q)
+    safe_p = jnp.where(masked, 0.0, log_p)
+    return jnp.sum(jnp.where(masked, 0.0, jnp.exp(safe_q) * (safe_q - safe_p)), axis=-1)
 
 
 @register_kl(Poisson, Poisson)
 def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
-    # KL_i = λq log(λq/λp) - λq + λp = λp (u e^u - (e^u - 1)), with u = ηq - ηp.
-    u = q.log_rate - p.log_rate
-    return jnp.sum(jnp.exp(p.log_rate) * (u * jnp.exp(u) - jnp.expm1(u)), axis=-1)
+    # KL_i = λq log(λq/λp) - λq + λp = λq φ(u), u = ηq - ηp, φ(u) = e^-u - 1 + u >= 0 (exact
+    # via jelbo._special.expm1_plus) for u > -1; below, λp + (u - 1) λq, whose two terms
+    # do not cancel (|(u - 1) e^u| <= 2/e) and never form inf * 0 or e^-u overflowing.
+    eta_q, eta_p = _common_float(q.log_rate, p.log_rate)
+    u = eta_q - eta_p
+    near = u > -1.0
+    kl = jnp.where(
+        near,
+        jnp.exp(eta_q) * _special.expm1_plus(jnp.where(near, u, 0.0)),
+        jnp.exp(eta_p) + (u - 1.0) * jnp.exp(eta_q),
+    )
+    return jnp.sum(kl, axis=-1)
 
 
 def _as_tril(dist: Normal | MultivariateNormalTriL) -> tuple[Array, Array]:
     """(loc, lower-triangular scale) of a Gaussian; a diagonal one gets diag(scale)."""
     if isinstance(dist, MultivariateNormalTriL):
-        return jnp.asarray(dist.loc), jnp.tril(dist.scale_tril)
-    loc = jnp.broadcast_to(dist.loc, dist.batch_shape + dist.event_shape)
-    scale = jnp.broadcast_to(dist.scale, loc.shape)
+        return jnp.asarray(dist.loc, dist.dtype), jnp.tril(jnp.asarray(dist.scale_tril, dist.dtype))
+    loc = jnp.broadcast_to(jnp.asarray(dist.loc, dist.dtype), dist.batch_shape + dist.event_shape)
+    scale = jnp.broadcast_to(jnp.asarray(dist.scale, dist.dtype), loc.shape)
     return loc, scale[..., :, None] * jnp.eye(loc.shape[-1], dtype=scale.dtype)
 
 
 @register_kl(MultivariateNormalTriL, MultivariateNormalTriL)
 @register_kl(Normal, MultivariateNormalTriL)
 @register_kl(MultivariateNormalTriL, Normal)
-def _kl_gaussian_tril(q: Distribution, p: Distribution) -> Array:
+def _kl_gaussian_tril(
+    q: Normal | MultivariateNormalTriL, p: Normal | MultivariateNormalTriL
+) -> Array:
     # KL = ½[‖Lp⁻¹Lq‖²_F + ‖Lp⁻¹(μq-μp)‖² - K] + Σ log|diag Lp| - Σ log|diag Lq|.
     loc_q, tril_q = _as_tril(q)
     loc_p, tril_p = _as_tril(p)

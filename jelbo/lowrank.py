@@ -121,7 +121,7 @@ class LowRankMultivariateNormal(Distribution):
         eps = eps.reshape(shape + (k + r,))
         factor = jnp.asarray(self.cov_factor, self.dtype)
         low_rank = jnp.einsum("...kr,...r->...k", factor, eps[..., k:])
-        return self.loc + low_rank + jnp.sqrt(self.cov_diag) * eps[..., :k]
+        return low_rank + self.loc + jnp.sqrt(self.cov_diag) * eps[..., :k]
 
     def _entropy(self) -> Array:
         k = self.event_shape[0]

@@ -59,6 +59,9 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+# jax.config's flags are attributes that its type stubs do not declare.
+_CONFIG: Any = jax.config
+
 PyTree = Any
 
 __all__ = [
@@ -83,7 +86,7 @@ _THREEFRY_HELP = (
 
 
 def check_partitionable_threefry(*, strict: bool = False) -> bool:
-    """Checks that ``jax.config.jax_threefry_partitionable`` is on.
+    """Checks that ``jax_threefry_partitionable`` is on.
 
     With it, a random array drawn under ``jax.jit`` has the same values however it is
     sharded, and each device can generate only its own shard. It is JAX's default; turning
@@ -99,7 +102,7 @@ def check_partitionable_threefry(*, strict: bool = False) -> bool:
         RuntimeError: if the flag is off and ``strict`` is true; the message says how to turn
             it back on.
     """
-    if jax.config.jax_threefry_partitionable:
+    if _CONFIG.jax_threefry_partitionable:
         return True
     if strict:
         raise RuntimeError(_THREEFRY_HELP)

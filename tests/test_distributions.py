@@ -18,63 +18,16 @@ import pytest
 import scipy.special
 import scipy.stats
 from conftest import tol
+from support import CLASSES, C, K, assert_within_se, make, random_tril
 
 import jelbo
 
-K = 3  # event size of the vector-valued families
-C = 4  # number of categories
 FACTORIZED = ["normal", "laplace", "studentt", "bernoulli", "poisson"]
 FAMILIES = [*FACTORIZED, "categorical", "mvn"]
 CONTINUOUS = ["normal", "laplace", "studentt", "mvn"]
-CLASSES = {
-    "normal": jelbo.Normal,
-    "laplace": jelbo.Laplace,
-    "studentt": jelbo.StudentT,
-    "bernoulli": jelbo.Bernoulli,
-    "poisson": jelbo.Poisson,
-    "categorical": jelbo.Categorical,
-    "mvn": jelbo.MultivariateNormalTriL,
-}
-N_SIGMA = 5  # Monte Carlo tolerance, in standard errors
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def random_tril(rng, batch, k=K):
-    """Well-conditioned lower-triangular factors ``(*batch, k, k)`` with positive diagonal."""
-    off = np.tril(rng.normal(scale=0.5, size=(*batch, k, k)), -1)
-    return off + np.exp(rng.uniform(-0.5, 0.5, size=(*batch, k)))[..., None] * np.eye(k)
-
-
-def random_params(family, rng, batch):
-    """Asymmetric random float64 parameters of ``family`` with batch shape ``batch``."""
-    shape = (*batch, K)
-    if family in ("normal", "laplace"):
-        return {"loc": rng.normal(size=shape) + 0.3, "scale": rng.uniform(0.5, 2.0, shape)}
-    if family == "studentt":
-        return {
-            "df": rng.uniform(2.5, 8.0, shape),
-            "loc": rng.normal(size=shape) - 0.4,
-            "scale": rng.uniform(0.5, 2.0, shape),
-        }
-    if family == "bernoulli":
-        return {"logits": rng.normal(scale=2.0, size=shape) + 0.5}
-    if family == "poisson":
-        return {"log_rate": rng.uniform(-0.5, 2.0, shape)}
-    if family == "categorical":
-        return {"logits": rng.normal(scale=1.5, size=(*batch, C))}
-    if family == "mvn":
-        return {"loc": rng.normal(size=shape) + 0.3, "scale_tril": random_tril(rng, batch)}
-    raise ValueError(family)
-
-
-def make(family, rng, batch, dtype):
-    """``(dist, params)``: a jelbo distribution in ``dtype`` and its parameters as float64
-    arrays holding exactly the dtype-rounded values."""
-    params = {k: np.asarray(v, dtype) for k, v in random_params(family, rng, batch).items()}
-    dist = CLASSES[family](**{k: jnp.asarray(v) for k, v in params.items()})
-    return dist, {k: v.astype(np.float64) for k, v in params.items()}
 
 
 def event_shape(family):
@@ -134,15 +87,6 @@ def ref_log_prob(family, p, x):
     elif family == "poisson":
         elementwise = scipy.stats.poisson.logpmf(x, np.exp(p["log_rate"]))
     return elementwise.sum(axis=-1)
-
-
-def assert_within_se(estimate, expected, se, what):
-    """Every ``|estimate - expected| <= N_SIGMA * se``."""
-    estimate, expected, se = np.broadcast_arrays(estimate, expected, se)
-    z = np.abs(estimate - expected) / se
-    assert np.all(z <= N_SIGMA), (
-        f"{what}: {z.max():.2f} standard errors off\n{estimate}\n{expected}"
-    )
 
 
 def assert_close_sums(actual, terms, dtype):
@@ -747,6 +691,196 @@ def test_static_field_is_aux_data_not_a_leaf():
     assert jax.tree_util.tree_unflatten(treedef, leaves).power == 4
     assert Scaled(jnp.zeros(3), power=3) is not None
     assert jax.tree_util.tree_structure(Scaled(jnp.zeros(3), power=3)) != treedef
+
+
+# --- numerics at the edges (issue 10); references from mpmath, written independently ----------
+
+import mpmath as mp  # noqa: E402
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _mp_eval(fn, *columns, dps: int = 40) -> np.ndarray:
+    """``fn`` at 40 digits on each row of the float64 ``columns``, as float64."""
+    with mp.workdps(dps):
+        return np.array(
+            [float(fn(*(mp.mpf(float(v)) for v in row))) for row in zip(*columns, strict=True)]
+        )
+
+
+def _worst(values, ref, floor=1.0) -> float:
+    values = np.asarray(values, np.float64)
+    assert np.all(np.isfinite(values)), values
+    return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))
+
+
+_T_DF, _T_X = (v.ravel() for v in np.meshgrid([0.1, 0.5, 1.0, 3.5, 16.0, 1e3, 1e6, 1e8, 1e10],
+                                              [0.0, 0.5, 3.0, 1e3]))  # fmt: skip
+
+
+@jax.jit
+def _student_t_terms(df, x):
+    def log_prob(df, x):
+        return jelbo.StudentT(df[None], 1.0, 2.0).log_prob(x[None])
+
+    value, grads = jax.vmap(jax.value_and_grad(log_prob, argnums=(0, 1)))(df, x)
+    entropy = jelbo.StudentT(df[:, None], 1.0, 2.0).entropy()
+    return value, grads, entropy
+
+
+def test_student_t_exact_from_df_tenth_to_1e10(dtype):
+    # log p(x) with loc 1, scale 2 (t = (x - 1)/2) and its df- and x-derivatives; entropy.
+    df, x = _T_DF.astype(dtype), (1.0 + 2.0 * _T_X).astype(dtype)
+
+    def ref_log_prob(v, x):
+        t = (x - 1) / 2
+        return (mp.loggamma((v + 1) / 2) - mp.loggamma(v / 2) - mp.log(v * mp.pi) / 2
+                - mp.log(2) - (v + 1) / 2 * mp.log1p(t * t / v))  # fmt: skip
+
+    def ref_ddf(v, x):
+        t2 = ((x - 1) / 2) ** 2
+        return ((mp.digamma((v + 1) / 2) - mp.digamma(v / 2)) / 2 - 1 / (2 * v)
+                - mp.log1p(t2 / v) / 2 + (v + 1) * t2 / (2 * v * (v + t2)))  # fmt: skip
+
+    def ref_dx(v, x):
+        t = (x - 1) / 2
+        return -(v + 1) * t / (v + t * t) / 2
+
+    def ref_entropy(v):
+        h = v / 2
+        return ((h + mp.mpf(0.5)) * (mp.digamma(h + mp.mpf(0.5)) - mp.digamma(h))
+                + mp.log(v) / 2 + mp.log(mp.beta(h, mp.mpf(0.5))) + mp.log(2))  # fmt: skip
+
+    value, (ddf, dx), entropy = _student_t_terms(df, x)
+    assert value.dtype == entropy.dtype == dtype
+    ref = _mp_eval(ref_log_prob, df, x)
+    n_df = len(_T_DF) // 4  # the first row of the grid: every df once, at x = 1
+    ref_h = _mp_eval(ref_entropy, df[:n_df])
+    entropy = entropy[:n_df]
+    if dtype == np.float64:
+        assert _worst(value, ref) <= 1e-14
+        assert _worst(entropy, ref_h) <= 1e-14
+        # derivatives: relative, also where the df-derivative vanishes like 1/df^2
+        assert _worst(ddf, _mp_eval(ref_ddf, df, x), floor=1e-300) <= 1e-12
+        assert _worst(dx, _mp_eval(ref_dx, df, x), floor=1e-300) <= 1e-13
+    else:
+        # float32: within 4 ulps of the value (of 1 where |log p| < 1)
+        assert _worst(value, ref) <= 4 * EPS32
+        assert _worst(entropy, ref_h) <= 4 * EPS32
+        assert np.all(np.isfinite(ddf)) and np.all(np.isfinite(dx))
+
+
+def test_tiny_scales_have_exact_gradients(dtype):
+    # d/dscale log N(x; 0, s) = (z^2 - 1)/s and d/db log Laplace(x; 0, b) = (|z| - 1)/b: exactly
+    # 0 at x = scale; formed as (x/s)/s, not x/s^2 (which overflows for s = 1e-20 in float32).
+    scale = jnp.asarray([1e-20, 1e-20, 1e-3], dtype)
+    x = scale * jnp.asarray([1.0, 2.0, 2.0], dtype)
+
+    @jax.jit
+    def grads(scale, x):
+        def normal(s, x):
+            return jelbo.Normal(jnp.zeros(1, dtype), s[None]).log_prob(x[None])
+
+        def laplace(s, x):
+            return jelbo.Laplace(jnp.zeros(1, dtype), s[None]).log_prob(x[None])
+
+        return jax.vmap(jax.grad(normal))(scale, x), jax.vmap(jax.grad(laplace))(scale, x)
+
+    g_normal, g_laplace = grads(scale, x)
+    rtol = 1e-14 if dtype == np.float64 else 4 * EPS32
+    s = np.asarray(scale, np.float64)
+    np.testing.assert_allclose(g_normal, [0.0, 3.0 / s[1], 3.0 / s[2]], rtol=rtol)
+    np.testing.assert_allclose(g_laplace, [0.0, 1.0 / s[1], 1.0 / s[2]], rtol=rtol)
+
+
+def test_normal_from_log_var_keeps_the_log_scale(dtype):
+    # log_var = -180: scale e^-90 underflows to 0 in float32; the entropy and log-density
+    # still use log_scale = -90 exactly.
+    q = jelbo.Normal.from_log_var(jnp.zeros(1, dtype), jnp.full(1, -180.0, dtype))
+    entropy = jax.jit(jelbo.entropy)(q)
+    np.testing.assert_allclose(entropy, 0.5 + 0.5 * np.log(2 * np.pi) - 90.0, rtol=1e-6)
+    np.testing.assert_allclose(q.log_prob(jnp.zeros(1, dtype)), 90.0 - 0.5 * np.log(2 * np.pi),
+                               rtol=1e-6)  # fmt: skip
+    assert "log_scale" in repr(q) and "log_scale" not in repr(jelbo.Normal(0.0, jnp.ones(1)))
+
+
+def test_integer_parameters_are_promoted_everywhere():
+    # Integer logits/locs behave as the same floats in every method (0.1 accepted them in
+    # log_prob only).
+    as_int = [
+        jelbo.Categorical(jnp.array([1, 2, 3])),
+        jelbo.Bernoulli(jnp.array([-2, 0, 3])),
+        jelbo.Poisson(jnp.array([0, 1, 2])),
+        jelbo.Normal(jnp.array([0, 1]), jnp.array([1, 2])),
+        jelbo.StudentT(jnp.array([3, 5]), jnp.array([0, 1]), 2),
+    ]
+    for dist in as_int:
+        floats = jax.tree_util.tree_map(lambda v: jnp.asarray(v, float), dist)
+        for leaf in jax.tree.leaves(dist):  # Python scalars stay weakly typed
+            assert isinstance(leaf, int) or jnp.issubdtype(leaf.dtype, jnp.floating)
+        if not isinstance(dist, jelbo.Poisson):  # no closed-form entropy
+            np.testing.assert_array_equal(jelbo.entropy(dist), jelbo.entropy(floats))
+        if not isinstance(dist, jelbo.StudentT):  # no closed-form KL
+            np.testing.assert_array_equal(jelbo.kl_divergence(dist, floats), 0.0)
+        x = jelbo.mode(dist) if hasattr(jelbo, "mode") else dist.mode()
+        np.testing.assert_array_equal(dist.log_prob(x), floats.log_prob(x))
+
+
+def test_discrete_values_outside_the_support_have_log_prob_minus_inf():
+    cat = jelbo.Categorical(jnp.array([0.0, 1.0, 2.0]))
+    np.testing.assert_array_equal(
+        cat.log_prob(jnp.array([-1, 3, 100])), -np.inf
+    )  # no wrapped index: -1 is not the last category
+    np.testing.assert_allclose(
+        cat.log_prob(jnp.array([2])), scipy.special.log_softmax([0, 1, 2])[2]
+    )
+    pois = jelbo.Poisson(jnp.zeros(1))
+    lp = jax.vmap(pois.log_prob)(jnp.array([[-1.0], [1.5], [np.inf], [np.nan], [2.0]]))
+    np.testing.assert_array_equal(lp[:4], -np.inf)
+    np.testing.assert_allclose(lp[4], scipy.stats.poisson.logpmf(2, 1.0), rtol=1e-14)
+    bern = jelbo.Bernoulli(jnp.zeros(1))
+    lp = jax.vmap(bern.log_prob)(jnp.array([[-0.5], [1.5], [np.nan], [0.25]]))
+    np.testing.assert_array_equal(lp[:3], -np.inf)
+    # fractional values in [0, 1] keep their 0.1 meaning (grey-level pixels)
+    np.testing.assert_allclose(lp[3], np.log(0.5), rtol=1e-14)
+
+
+def test_masked_and_saturated_discrete_parameters():
+    logits = jnp.array([0.0, -jnp.inf, 1.0])
+    h, grad = jax.value_and_grad(lambda a: jelbo.Categorical(a).entropy())(logits)
+    p = scipy.special.softmax([0.0, 1.0])
+    np.testing.assert_allclose(h, -np.sum(p * np.log(p)), rtol=1e-14)
+    assert grad[1] == 0.0 and np.all(np.isfinite(grad))
+    # deterministic Bernoulli coordinates: 0 log 0 = 0
+    bern = jelbo.Bernoulli(jnp.array([jnp.inf, -jnp.inf, 0.0]))
+    np.testing.assert_allclose(bern.entropy(), np.log(2.0), rtol=1e-14)
+    np.testing.assert_allclose(bern.log_prob(jnp.array([1.0, 0.0, 1.0])), np.log(0.5))
+    assert bern.log_prob(jnp.array([0.0, 0.0, 1.0])) == -np.inf
+
+
+def test_poisson_log_prob_large_counts_against_mpmath():
+    x = np.array([0.0, 1.0, 7.0, 8.0, 1e3, 1e5, 1e7, 1e7])
+    eta = np.log(np.maximum(x, 0.5)) + np.array([0.3, -2.0, 1e-3, 0.0, 1e-3, -1e-4, 1e-3, 0.5])
+
+    def ref(eta, x):
+        return x * eta - mp.exp(eta) - mp.loggamma(x + 1)
+
+    values, grad = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda e, x: jelbo.Poisson(e[None]).log_prob(x[None]))))(eta, x)  # fmt: skip
+    assert _worst(values, _mp_eval(ref, eta, x)) <= 1e-12
+    assert _worst(grad, _mp_eval(lambda e, x: x - mp.exp(e), eta, x), floor=1.0) <= 1e-9
+
+
+def test_poisson_samples_do_not_saturate_in_32_bit_mode():
+    with jax.enable_x64(False):
+        draws = jelbo.Poisson(jnp.array([25.0, 2.0])).sample(jax.random.key(0), (400,))
+        assert draws.dtype == jnp.float32
+        draws = np.asarray(draws, np.float64)
+    rate = np.exp(25.0)  # 7.2e10 > 2**31
+    assert abs(draws[:, 0].mean() - rate) < 4 * np.sqrt(rate / 400) + 1e4  # + float32 rounding
+    assert abs(draws[:, 0].std() / np.sqrt(rate) - 1) < 0.15
+    assert abs(draws[:, 1].mean() - np.exp(2.0)) < 4 * np.exp(1.0) / 20
+    np.testing.assert_array_equal(draws[:, 1], np.round(draws[:, 1]))
 
 
 # --- unconstrained parameterizations -----------------------------------------------------------

@@ -21,22 +21,11 @@ from conftest import tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support import N_SIGMA, C, K, build, random_params
 
 import jelbo
 import jelbo.kl
 
-K = 3  # event size
-C = 4  # categories
-N_SIGMA = 5  # Monte Carlo tolerance, in standard errors
-CLASSES = {
-    "normal": jelbo.Normal,
-    "mvn": jelbo.MultivariateNormalTriL,
-    "bernoulli": jelbo.Bernoulli,
-    "categorical": jelbo.Categorical,
-    "laplace": jelbo.Laplace,
-    "poisson": jelbo.Poisson,
-    "studentt": jelbo.StudentT,
-}
 PAIRS = [
     ("normal", "normal"),
     ("mvn", "mvn"),
@@ -51,41 +40,6 @@ PAIR_IDS = [f"{q}-{p}" for q, p in PAIRS]
 
 
 # --- parameters ----------------------------------------------------------------------------
-
-
-def random_params(family, rng, batch, shift):
-    """Random float64 parameters with batch shape ``batch``; ``shift`` moves the location so
-    that q and p differ asymmetrically."""
-    shape = (*batch, K)
-    if family in ("normal", "laplace"):
-        return {"loc": rng.normal(size=shape) + shift, "scale": rng.uniform(0.4, 2.5, shape)}
-    if family == "mvn":
-        off = np.tril(rng.normal(scale=0.5, size=(*batch, K, K)), -1)
-        diag = np.exp(rng.uniform(-0.6, 0.6, size=shape))
-        return {
-            "loc": rng.normal(size=shape) + shift,
-            "scale_tril": off + diag[..., None] * np.eye(K),
-        }
-    if family == "bernoulli":
-        return {"logits": rng.normal(scale=2.0, size=shape) + shift}
-    if family == "categorical":
-        return {"logits": rng.normal(scale=1.5, size=(*batch, C)) + shift * np.arange(C)}
-    if family == "poisson":
-        return {"log_rate": rng.uniform(-0.5, 2.0, shape) + 0.2 * shift}
-    if family == "studentt":
-        return {
-            "df": rng.uniform(3.0, 8.0, shape),
-            "loc": rng.normal(size=shape) + shift,
-            "scale": rng.uniform(0.5, 2.0, shape),
-        }
-    raise ValueError(family)
-
-
-def build(family, params, dtype):
-    """``(dist, params64)``: the distribution in ``dtype``, and its dtype-rounded parameters."""
-    params = {k: np.asarray(v, dtype) for k, v in params.items()}
-    dist = CLASSES[family](**{k: jnp.asarray(v) for k, v in params.items()})
-    return dist, {k: v.astype(np.float64) for k, v in params.items()}
 
 
 def param_batch(params):

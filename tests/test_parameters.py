@@ -133,3 +133,17 @@ def test_errors():
         simplex(1)
     with pytest.raises(TypeError, match="`x` must be a Constraint"):
         ParameterSpace({"x": 1.0})
+
+
+def test_readme_bayesian_models_example_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"## Bayesian models\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(code, namespace)
+    draws = namespace["draws"]
+    np.testing.assert_allclose(np.mean(draws["w"], 0), [1 / 3] * 3, atol=0.05)
+    assert abs(float(np.mean(draws["sigma"])) - 0.5) < 0.05
+    assert 0.0 < float(np.mean(draws["eps"])) < 0.1

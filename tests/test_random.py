@@ -8,6 +8,7 @@ single-device runs agree); every test compares with ``jax.random`` itself under 
 from __future__ import annotations
 
 import contextlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -147,3 +148,53 @@ def test_gradients_flow_through_samples_only_via_the_parameters():
     eps = jax.random.normal(key, (1000,), jnp.float32)
     np.testing.assert_allclose(float(d_loc[0]), 1.0, rtol=1e-6)
     np.testing.assert_allclose(float(d_scale[0]), float(jnp.mean(eps)), rtol=1e-5)
+
+
+# --- the platform gate: the unrolled hash on CPU only --------------------------------------
+
+GATED = {
+    "normal": lambda sampler: lambda k: sampler(k, (16,)),
+    "laplace": lambda sampler: lambda k: sampler(k, (16,)),
+    "uniform": lambda sampler: lambda k: sampler(k, (4, 3), minval=-2.0, maxval=3.0),
+}
+
+
+def _exported(fn, platforms):
+    """The StableHLO text of ``fn(key)`` lowered for ``platforms`` (no device needed)."""
+    return jax.export.export(jax.jit(fn), platforms=platforms)(jax.random.key(0)).mlir_module()
+
+
+def _ops(module: str) -> dict[str, int]:
+    """How often each StableHLO operation occurs, except the platform switch's own (a ``case``
+    on a constant index, its ``return``s and constants)."""
+    ops: dict[str, int] = {}
+    for op in re.findall(r"\bstablehlo\.[a-z_]+", module):
+        if op not in ("stablehlo.case", "stablehlo.return", "stablehlo.constant"):
+            ops[op] = ops.get(op, 0) + 1
+    return ops
+
+
+@pytest.mark.parametrize("name", [*GATED, "split"])
+def test_unrolled_hash_on_cpu_and_jax_threefry_elsewhere(name):
+    """Lowered for CPU, a draw has no call to JAX's ``threefry2x32`` (nor its rolled loop);
+    lowered for CUDA or TPU, it is JAX's own draw: the same operations as ``jax.random``."""
+    if name == "split":
+        ours, theirs = (lambda k: _random.split(k, 3)), (lambda k: jax.random.split(k, 3))
+    else:
+        ours, theirs = GATED[name](SAMPLERS[name][0]), GATED[name](SAMPLERS[name][1])
+    cpu = _exported(ours, ["cpu"])
+    assert "@threefry2x32" not in cpu and "stablehlo.while" not in cpu
+    assert "@threefry2x32" in _exported(theirs, ["cpu"])  # what the CPU path replaces
+    for platform in ("cuda", "tpu"):
+        module = _exported(ours, [platform])
+        assert "@threefry2x32" in module, platform
+        assert _ops(module) == _ops(_exported(theirs, [platform])), platform
+
+
+def test_a_program_lowered_for_cpu_and_cuda_draws_the_same_bits():
+    """Both branches in one module (``lax.platform_dependent``): run on CPU, jax.random's bits."""
+    key = jax.random.key(3)
+    exported = jax.export.export(
+        jax.jit(lambda k: _random.normal(k, (33,))), platforms=["cpu", "cuda"]
+    )(key)
+    assert_identical(exported.call(key), jax.random.normal(key, (33,)))

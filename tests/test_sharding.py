@@ -24,6 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from support import noise_elements
 
 import jelbo
 
@@ -37,22 +38,6 @@ RTOL = 2e-5
 # --------------------------------------------------------------------------------------
 # The subprocess: runs with NUM_DEVICES simulated devices and prints a JSON report.
 # --------------------------------------------------------------------------------------
-
-
-def _noise_elements(hlo: str) -> int:
-    """Largest number of random bits one device draws at once in a compiled HLO module.
-
-    The uniform draws behind ``jax.random.normal`` are tagged ``jit(_uniform)`` in the
-    instructions' metadata; their largest ``u32`` shape is the per-device noise array.
-    """
-    sizes = [0]
-    for line in hlo.splitlines():
-        if "jit(_uniform)" not in line:
-            continue
-        match = re.search(r"= u32\[([\d,]+)\]", line)
-        if match:
-            sizes.append(int(np.prod([int(d) for d in match.group(1).split(",")])))
-    return max(sizes)
 
 
 def _worker() -> dict:
@@ -172,7 +157,7 @@ def _worker() -> dict:
             ),
             "all_reduce": "all-reduce(" in hlo or "all-reduce-start(" in hlo,
             "all_gather_of_batch": bool(re.search(rf"f32\[{BATCH},{DIM}\]\S* all-gather", hlo)),
-            "noise_elements": _noise_elements(hlo),
+            "noise_elements": noise_elements(hlo),
             "rolled_rng_loop": "while(" in hlo,  # JAX's own CPU threefry lowering
         }
 

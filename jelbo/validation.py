@@ -1,0 +1,99 @@
+r"""Opt-in checks of parameter *values* (negative scales, NaN, ``df <= 0``).
+
+Shapes are checked at construction, at trace time, always. Values cannot be: under ``jit``
+they are not known until the computation runs, and checking them on every call would cost a
+device-to-host transfer. Without a check an invalid value does not raise; it gives NaN (a
+negative or NaN scale, ``df <= 0``) or a meaningless finite number. To check:
+
+- eagerly (concrete arrays), :func:`check_parameters` raises ``ValueError`` at once, naming
+  the family, the parameter, the requirement and the first offending entry;
+- under ``jit``, ``grad`` or ``vmap`` it records a :mod:`jax.experimental.checkify` check,
+  which :func:`checked` (or ``checkify.checkify``) turns into an error after the call::
+
+      def loss(params, key, x):
+          q = jelbo.check_parameters(encoder(params, x))
+          return -jelbo.elbo(key, q, log_lik, prior, x).elbo.mean()
+
+      safe_loss = jelbo.checked(jax.jit(loss))   # raises ValueError on a bad parameter
+
+Each family states its requirements in the hook ``Distribution._parameter_checks`` (the
+default: no parameter is NaN); families that add constraints override it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+from jelbo.distributions import Distribution, _check_distribution
+
+__all__ = ["check_parameters", "checked"]
+
+D = TypeVar("D", bound=Distribution)
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_parameters(dist: D) -> D:
+    """Checks the values of ``dist``'s parameters and returns ``dist`` unchanged.
+
+    Eagerly it raises ``ValueError`` naming the parameter, its requirement (e.g. "> 0 and
+    finite"), how many entries violate it and the first one. Traced (inside ``jit``,
+    ``grad``, ``vmap``), it adds a ``checkify`` check with the same message: wrap the
+    function with :func:`checked` (or ``jax.experimental.checkify.checkify``) to get the
+    error; without that wrapper JAX refuses the unfunctionalized check at trace time, so a
+    check is never silently skipped.
+
+    Args:
+        dist: any jelbo distribution.
+
+    Returns:
+        ``dist``, so that the call can wrap a constructor.
+    """
+    _check_distribution(dist, "dist")
+    family = type(dist).__name__
+    for name, ok, requirement in dist._parameter_checks():
+        ok = jnp.asarray(ok, bool)
+        message = f"{family} `{name}` must be {requirement}"
+        if _is_concrete(ok):
+            bad = ~np.asarray(ok)
+            if bad.any():
+                index = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"{message}; {int(bad.sum())} of {bad.size} entries are not (the first at "
+                    f"index {index})."
+                )
+        else:
+            checkify.check(
+                jnp.all(ok),
+                message + "; {bad} of " + str(ok.size) + " entries are not.",
+                bad=jnp.sum(~ok),
+            )
+    return dist
+
+
+def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with its :func:`check_parameters` checks enforced, also under ``jit``.
+
+    Equivalent to ``checkify.checkify(fn, errors=checkify.user_checks)`` followed by
+    ``err.throw()``, which raises a ``jax.experimental.checkify.JaxRuntimeError`` carrying
+    the message. Wrap the jitted function (``checked(jax.jit(f))``), not the other way
+    round: the error is thrown outside the compiled computation.
+    """
+    checkified = checkify.checkify(fn, errors=checkify.user_checks)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        err, out = checkified(*args, **kwargs)
+        err.throw()
+        return out
+
+    return wrapper
