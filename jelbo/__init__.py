@@ -4,7 +4,8 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import bijectors, classic, objectives, parameters, sharding
+from jelbo import bijectors, classic, continuous, objectives, parameters, sharding
+from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
@@ -50,11 +51,16 @@ __all__ = [
     "ELBO",
     "IWAE",
     "Bernoulli",
+    "Beta",
     "Bound",
     "Categorical",
+    "ContinuousBernoulli",
+    "Dirichlet",
     "Distribution",
     "ELBOTerms",
+    "Gamma",
     "HypersphericalUniform",
+    "Kumaraswamy",
     "LKJCholesky",
     "Laplace",
     "LaplaceApproximation",
@@ -78,6 +84,7 @@ __all__ = [
     "bijectors",
     "check_partitionable_threefry",
     "classic",
+    "continuous",
     "data_parallel_mesh",
     "elbo",
     "entropy",
