@@ -44,6 +44,7 @@ from jelbo.sharding import (
 )
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
 from jelbo.transformed import LogNormal, Transformed
+from jelbo.validation import check_parameters, checked
 
 __version__ = "0.1.0"
 
@@ -82,7 +83,9 @@ __all__ = [
     "StudentT",
     "Transformed",
     "bijectors",
+    "check_parameters",
     "check_partitionable_threefry",
+    "checked",
     "classic",
     "continuous",
     "data_parallel_mesh",
