@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
+from jax.scipy.special import digamma
 
 from jelbo import _checks, _special
 from jelbo.bijectors import same_bijector
+from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.discrete import OneHotCategorical, masked_log_softmax
 from jelbo.distributions import (
     Bernoulli,
@@ -294,6 +296,128 @@ def _kl_gaussian_tril(q: Distribution, p: Distribution) -> Array:
     trace_term = jnp.sum(solved[..., :m] ** 2, axis=(-2, -1))
     maha = jnp.sum(solved[..., m] ** 2, axis=-1)
     return 0.5 * (trace_term + maha - k + log_det_p - log_det_q)
+
+
+@register_kl(Gamma, Gamma)
+def _kl_gamma_gamma(q: Gamma, p: Gamma) -> Array:
+    # KL_i = (aq - ap) psi(aq) + [lnG(ap) - lnG(aq)] + aq (e^t - 1) - ap t, t = ln(rp/rq);
+    # the log-gamma difference comes from _special (no cancellation for aq ~ ap large).
+    dtype = jnp.result_type(q.dtype, p.dtype)
+    aq, ap = jnp.asarray(q.concentration, dtype), jnp.asarray(p.concentration, dtype)
+    t = jnp.log(p.rate) - jnp.log(q.rate)
+    kl = (
+        (aq - ap) * digamma(aq)
+        - _special.log_gamma_difference(ap - aq, aq)
+        + aq * jnp.expm1(t)
+        - ap * t
+    )
+    return jnp.sum(kl, axis=-1)
+
+
+@register_kl(Beta, Beta)
+def _kl_beta_beta(q: Beta, p: Beta) -> Array:
+    # KL_i = lnB(ap,bp) - lnB(aq,bq) + (aq-ap)[psi(aq) - psi(sq)] + (bq-bp)[psi(bq) - psi(sq)],
+    # sq = aq + bq; the digamma differences come from _special (accurate for large sq).
+    dtype = jnp.result_type(q.dtype, p.dtype)
+    aq, bq = jnp.asarray(q.concentration1, dtype), jnp.asarray(q.concentration0, dtype)
+    ap, bp = jnp.asarray(p.concentration1, dtype), jnp.asarray(p.concentration0, dtype)
+    kl = (
+        _special.betaln(ap, bp)
+        - _special.betaln(aq, bq)
+        + (aq - ap) * _special.digamma_difference(bq, aq)
+        + (bq - bp) * _special.digamma_difference(aq, bq)
+    )
+    return jnp.sum(kl, axis=-1)
+
+
+@register_kl(Dirichlet, Dirichlet)
+def _kl_dirichlet_dirichlet(q: Dirichlet, p: Dirichlet) -> Array:
+    # KL = lnB(ap) - lnB(aq) + sum_i (aq_i - ap_i)[psi(aq_i) - psi(aq_0)].
+    dtype = jnp.result_type(q.dtype, p.dtype)
+    aq, ap = jnp.asarray(q.concentration, dtype), jnp.asarray(p.concentration, dtype)
+    rest = jnp.sum(aq, axis=-1, keepdims=True) - aq
+    psi_gap = _special.digamma_difference(rest, aq)
+    return _special.lbeta(ap) - _special.lbeta(aq) + jnp.sum((aq - ap) * psi_gap, axis=-1)
+
+
+@register_kl(ContinuousBernoulli, ContinuousBernoulli)
+def _kl_continuous_bernoulli(q: ContinuousBernoulli, p: ContinuousBernoulli) -> Array:
+    # log q - log p = (lq - lp) x - A(lq) + A(lp), so KL_i = (lq - lp) E_q[x] - A(lq) + A(lp).
+    logits_q, logits_p = jnp.asarray(q.logits), jnp.asarray(p.logits)
+    kl = (logits_q - logits_p) * q.mean() - q.log_normalizer() + p.log_normalizer()
+    return jnp.sum(kl, axis=-1)
+
+
+# Kumaraswamy || Beta: E_q[log(1 - x)] has no closed form. Nalisnick & Smyth (2017) expand
+# log(1 - x) = -sum_m x^m/m with E_q[x^m] = b B(1 + m/a, b), which gives
+#     E_q[log(1-x)] = -T(a, b)/a,   T(a, b) = sum_{m>=1} B(m/a, b + 1)
+# (b B(1+m/a, b)/m = B(m/a, b+1)/a; the paper's b B(m/a, b)/(m + ab) is the same term).
+# The terms decay only like m^-(b+1) (10 terms are 0.35 nats off at b = 1, 1000 still 4e-3),
+# so jelbo sums the first _KUMARASWAMY_TERMS - 1 terms exactly and the rest, m >= N, from
+# their asymptotic expansion: with c = b + 1, w = m/a + b/2 (the symmetric shift),
+#     Gamma(c) Gamma(m/a)/Gamma(m/a + c) = Gamma(c) w^-c exp(sum_j e_j w^-2j),
+#     e_j = -2 B_{2j+1}(-b/2) / (2j (2j+1))     (DLMF 5.11.13 with Bernoulli polynomials),
+# expanded to A_0 + A_1 w^-2 + A_2 w^-4 + A_3 w^-6, and each sum_{m>=N} (m/a + b/2)^-p
+# = a^p zeta(p, N + ab/2) from the Euler-Maclaurin expansion of the Hurwitz zeta function
+# (three Bernoulli-number terms), written in W = N/a + b/2 so nothing overflows. The error
+# of the tail grows with b/W, i.e. with a b / N. Measured against mpmath quadrature of the KL
+# (tests/test_continuous.py) on a in {0.1, 0.5, 1, 3, 10} x b in {1, 2, 5, 12}: at most 1.3e-7
+# relative (at a = 10, b = 12), < 1e-11 for a <= 3; T alone was within 4e-8 up to a = 10,
+# b = 30, but 1.5e-4 off at a = 30, b = 12: very peaked Kumaraswamys (a >~ 20 with large b)
+# are approximate.
+_KUMARASWAMY_TERMS = 64
+_BERNOULLI_2K = (1.0 / 6.0, -1.0 / 30.0, 1.0 / 42.0)
+
+
+def _kumaraswamy_series(a: Array, b: Array) -> Array:
+    """``T(a, b) = sum_{m>=1} B(m/a, b+1)`` (see above), elementwise."""
+    n = _KUMARASWAMY_TERMS
+    c = b + 1.0
+    m = jnp.arange(1, n, dtype=a.dtype)
+    head = jnp.sum(jnp.exp(_special.betaln(m / a[..., None], c[..., None])), axis=-1)
+    h = -0.5 * b
+    b3 = h * (h - 0.5) * (h - 1.0)  # Bernoulli polynomials B_3, B_5, B_7 at h
+    b5 = h**5 - 2.5 * h**4 + (5.0 / 3.0) * h**3 - h / 6.0
+    b7 = h**7 - 3.5 * h**6 + 3.5 * h**5 - (7.0 / 6.0) * h**3 + h / 6.0
+    e1, e2, e3 = -b3 / 3.0, -b5 / 10.0, -b7 / 21.0
+    coeffs = (1.0, e1, e2 + 0.5 * e1 * e1, e3 + e1 * e2 + e1**3 / 6.0)
+    w = n / a + 0.5 * b
+    log_w = jnp.log(w)
+    tail = jnp.zeros_like(head)
+    for j, coeff in enumerate(coeffs):
+        p = c + 2.0 * j
+        # a^p zeta(p, N + ab/2) = a W^(1-p)/(p-1) + W^-p/2
+        #     + sum_k B_2k/(2k)! p (p+1)...(p+2k-2) a^(1-2k) W^(-p-2k+1)
+        w_p = jnp.exp(-p * log_w)
+        zeta = a * w * w_p / (p - 1.0) + 0.5 * w_p
+        rising, fact = p, 2.0
+        for k, bern in enumerate(_BERNOULLI_2K, start=1):
+            zeta = zeta + bern / fact * rising * a ** (1 - 2 * k) * w_p * w ** (1 - 2 * k)
+            rising = rising * (p + 2 * k - 1) * (p + 2 * k)
+            fact = fact * (2 * k + 1) * (2 * k + 2)
+        tail = tail + coeff * zeta
+    return head + jnp.exp(jax.lax.lgamma(c)) * tail
+
+
+@register_kl(Kumaraswamy, Beta)
+def _kl_kumaraswamy_beta(q: Kumaraswamy, p: Beta) -> Array:
+    # KL_i = log(ab) - (b-1)/b + H_b (alpha/a - 1) + (beta - 1) T(a, b)/a + lnB(alpha, beta),
+    # H_b = psi(b+1) + gamma (Nalisnick & Smyth 2017, eq. 12, with the series above).
+    dtype = jnp.result_type(q.dtype, p.dtype)
+    shape = jnp.broadcast_shapes(q.param_shape, p.param_shape)
+    a = jnp.broadcast_to(jnp.asarray(q.concentration1, dtype), shape)
+    b = jnp.broadcast_to(jnp.asarray(q.concentration0, dtype), shape)
+    alpha = jnp.asarray(p.concentration1, dtype)
+    beta = jnp.asarray(p.concentration0, dtype)
+    harmonic = digamma(b + 1.0) + 0.5772156649015329
+    kl = (
+        jnp.log(a * b)
+        - (b - 1.0) / b
+        + harmonic * (alpha / a - 1.0)
+        + (beta - 1.0) * _kumaraswamy_series(a, b) / a
+        + _special.betaln(alpha, beta)
+    )
+    return jnp.sum(kl, axis=-1)
 
 
 @register_kl(OneHotCategorical, OneHotCategorical)
