@@ -111,20 +111,9 @@ def kl_divergence(q: Distribution, p: Distribution) -> Array:
 
 
 def check_same_event(q: Distribution, p: Distribution, names: tuple[str, str] = ("q", "p")) -> None:
-    """Raises ``ValueError`` naming both shapes unless ``q`` and ``p`` share an event shape."""
-    if q.event_shape != p.event_shape:
-        raise ValueError(
-            f"Event shapes differ: `{names[0]}` ({type(q).__name__}) has event shape "
-            f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
-            f"event shape {p.event_shape} (batch {p.batch_shape})."
-        )
-    if isinstance(q, Categorical) and isinstance(p, Categorical):
-        if q.num_categories != p.num_categories:
-            raise ValueError(
-                f"Categorical `{names[0]}` and `{names[1]}` need the same number of categories; "
-                f"got `{names[0]}.logits` {jnp.shape(q.logits)} and `{names[1]}.logits` "
-                f"{jnp.shape(p.logits)}."
-            )
+    """Raises ``ValueError`` naming both shapes unless ``q`` and ``p`` share an event shape
+    (and, for categorical families, a number of categories)."""
+    _checks.check_same_event(q, p, names)
 
 
 def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> Array:
