@@ -90,14 +90,13 @@ def check_same_event(q: Any, p: Any, names: tuple[str, str] = ("q", "p")) -> Non
             f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
             f"event shape {p.event_shape} (batch {p.batch_shape})."
         )
-    # Families over categories (a scalar event) must also agree on the number of categories.
-    q_cats, p_cats = getattr(q, "num_categories", None), getattr(p, "num_categories", None)
-    if q_cats is not None and p_cats is not None and q_cats != p_cats:
+    # Categorical-like families share event shape () whatever their number of categories.
+    cq, cp = getattr(q, "num_categories", None), getattr(p, "num_categories", None)
+    if cq is not None and cp is not None and cq != cp:
         raise ValueError(
-            f"{type(q).__name__} `{names[0]}` and {type(p).__name__} `{names[1]}` need the same "
-            f"number of categories; got `{names[0]}.logits` {jnp.shape(getattr(q, 'logits', ()))} "
-            f"and `{names[1]}.logits` {jnp.shape(getattr(p, 'logits', ()))} ({q_cats} and "
-            f"{p_cats} categories)."
+            f"`{names[0]}` ({type(q).__name__}) and `{names[1]}` ({type(p).__name__}) need the "
+            f"same number of categories; got {cq} and {cp} (logits of shape "
+            f"{jnp.shape(q.logits)} and {jnp.shape(p.logits)})."
         )
 
 

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.experimental import checkify
 
 from jelbo.distributions import Distribution, _check_distribution
@@ -40,7 +40,7 @@ D = TypeVar("D", bound=Distribution)
 
 
 def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+    return not isinstance(x, Tracer)
 
 
 def check_parameters(dist: D) -> D:
@@ -61,7 +61,7 @@ def check_parameters(dist: D) -> D:
     """
     _check_distribution(dist, "dist")
     family = type(dist).__name__
-    for name, ok, requirement in dist._parameter_checks():
+    for name, ok, requirement in cast(Any, dist)._parameter_checks():
         ok = jnp.asarray(ok, bool)
         message = f"{family} `{name}` must be {requirement}"
         if _is_concrete(ok):
