@@ -467,7 +467,7 @@ def main(argv=None) -> dict:
     )
     models, methods = args.models.split(","), args.methods.split(",")
     seeds = list(range(args.seeds))
-    start = _dt.datetime.now(_dt.timezone.utc)
+    start = _dt.datetime.now(_dt.UTC)
     meta = {
         "started_utc": start.isoformat(timespec="seconds"),
         "config": cfg._asdict(),
@@ -487,7 +487,7 @@ def main(argv=None) -> dict:
             name, methods, seeds, cfg, args.repeats, log=lambda s: print(s, flush=True)
         )
         meta["load_average_end"] = _load_average()
-        meta["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        meta["finished_utc"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         # written after every model, so that an interrupted run keeps what it measured
         stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     from bench.posteriordb_report import markdown

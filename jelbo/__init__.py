@@ -4,7 +4,8 @@ Distributions are immutable pytrees; every function is pure and takes an explici
 where it draws. See the README for the math and a quick start.
 """
 
-from jelbo import bijectors, classic, objectives, parameters, sharding
+from jelbo import bijectors, classic, continuous, objectives, parameters, sharding
+from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
     Bernoulli,
@@ -43,6 +44,7 @@ from jelbo.sharding import (
 )
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
 from jelbo.transformed import LogNormal, Transformed
+from jelbo.validation import check_parameters, checked
 
 __version__ = "0.1.0"
 
@@ -50,11 +52,16 @@ __all__ = [
     "ELBO",
     "IWAE",
     "Bernoulli",
+    "Beta",
     "Bound",
     "Categorical",
+    "ContinuousBernoulli",
+    "Dirichlet",
     "Distribution",
     "ELBOTerms",
+    "Gamma",
     "HypersphericalUniform",
+    "Kumaraswamy",
     "LKJCholesky",
     "Laplace",
     "LaplaceApproximation",
@@ -76,8 +83,11 @@ __all__ = [
     "StudentT",
     "Transformed",
     "bijectors",
+    "check_parameters",
     "check_partitionable_threefry",
+    "checked",
     "classic",
+    "continuous",
     "data_parallel_mesh",
     "elbo",
     "entropy",

@@ -114,7 +114,9 @@ def laplace_approximation(
     r"""The Laplace approximation of :math:`p(z\mid x)` in the unconstrained space.
 
     Maximizes ``log_joint`` by L-BFGS (``optax.lbfgs``, zoom line search) from ``init`` until
-    the gradient norm falls below ``tol`` or ``max_steps`` iterations, then takes
+    the gradient norm falls below ``tol``, an iteration no longer decreases
+    :math:`-\log p` (the line search failed, e.g. at float32's resolution), or after
+    ``max_steps`` iterations; then it takes
     :math:`\Sigma_0 = P^{-1}` with the precision :math:`P = -\nabla^2\log p(x, \hat z)`
     (``jax.hessian``). Its lower-triangular factor comes from the Cholesky factor of the
     *precision* (no inverse of an ill-conditioned matrix): with :math:`J` the reversal
@@ -159,19 +161,24 @@ def laplace_approximation(
     opt = optax.lbfgs(memory_size=memory_size)
     value_and_grad = optax.value_and_grad_from_state(loss)
 
-    def step(carry: tuple[Array, optax.OptState]) -> tuple[Array, optax.OptState]:
-        z, state = carry
+    def step(carry: tuple[Array, optax.OptState, Array]) -> tuple[Array, optax.OptState, Array]:
+        z, state, _ = carry
         value, grad = value_and_grad(z, state=state)
         updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=loss)
-        return jnp.asarray(optax.apply_updates(z, updates)), state
+        new_z = jnp.asarray(optax.apply_updates(z, updates))
+        # The line search stores the value at the new point; no decrease means it failed
+        # (typically at the float32 noise floor): keep the better point and stop.
+        progressed = otu.tree_get(state, "value") < value
+        return jnp.where(progressed, new_z, z), state, ~progressed
 
-    def keep_going(carry: tuple[Array, optax.OptState]) -> Array:
-        _, state = carry
+    def keep_going(carry: tuple[Array, optax.OptState, Array]) -> Array:
+        _, state, stalled = carry
         count = otu.tree_get(state, "count")
         grad_norm = otu.tree_norm(otu.tree_get(state, "grad"))
-        return (count == 0) | ((count < max_steps) & (grad_norm >= tol))
+        return (count == 0) | ((count < max_steps) & (grad_norm >= tol) & ~stalled)
 
-    mode, state = jax.lax.while_loop(keep_going, step, (z0, opt.init(z0)))
+    init_carry = (z0, opt.init(z0), jnp.asarray(False))
+    mode, state, _ = jax.lax.while_loop(keep_going, step, init_carry)
     value, grad = jax.value_and_grad(loss)(mode)
     precision = -jax.hessian(log_joint)(mode).astype(z0.dtype)
     precision = 0.5 * (precision + precision.T)

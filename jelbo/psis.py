@@ -1,4 +1,12 @@
-r"""Pareto-smoothed importance sampling (PSIS) and the k̂ diagnostic.
+r"""Pareto-smoothed importance sampling (PSIS), the k̂ diagnostic and posterior summaries.
+
+- :func:`psis` ``(log_weights, *, axis=-1) -> (smoothed_log_weights, pareto_k)``;
+  :func:`psis_tail_length` the tail size it uses;
+- :func:`posterior_summary` ``(key, q, log_joint, *, num_samples, fn)`` ->
+  :class:`PosteriorSummary`: draws from a fitted ``q``, their log weights, PSIS-reweighted
+  means, sds and Monte Carlo standard errors of ``fn(z)`` (e.g. the constrained parameters of
+  a :class:`jelbo.ParameterSpace`), ESS, :math:`\hat k`, and the ELBO and IWAE bounds
+  (:class:`jelbo.Bound`) from the same draws.
 
 :func:`psis` smooths a set of importance log weights
 :math:`\log w_s = \log p(x, z_s) - \log q(z_s)` as in Vehtari, Simpson, Gelman, Yao & Gabry,

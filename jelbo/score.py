@@ -198,7 +198,13 @@ def vimco_leave_one_out_bounds(log_w: Array) -> Array:
     k = log_w.shape[-1]
     if k < 2:
         raise ValueError(f"VIMCO needs at least 2 samples; got {k}.")
-    geometric = leave_one_out_mean(log_w)
+    # Leave-one-out mean of the log-weights, -inf where another log-weight is -inf (a zero
+    # weight makes the geometric mean 0), never (-inf) - (-inf).
+    zero = log_w == -jnp.inf
+    finite = jnp.where(zero, 0.0, log_w)
+    geometric = jnp.where(
+        jnp.sum(zero, axis=-1, keepdims=True) - zero > 0, -jnp.inf, leave_one_out_mean(finite)
+    )
     before = jax.lax.cumlogsumexp(log_w, axis=log_w.ndim - 1)
     after = jax.lax.cumlogsumexp(log_w, axis=log_w.ndim - 1, reverse=True)
     empty = jnp.full(log_w.shape[:-1] + (1,), -jnp.inf, log_w.dtype)
@@ -238,4 +244,7 @@ def iwae_surrogate(log_w: Array, log_q: Array, *, control_variate: str = "vimco"
     signal = _sg(bound)[..., None]
     if control_variate == "vimco":
         signal = signal - vimco_leave_one_out_bounds(_sg(log_w))
+    # Samples whose leave-one-out bound is -inf (every other weight is 0, or all are) have no
+    # finite learning signal: their score term is dropped instead of forming inf * 0.
+    signal = jnp.where(jnp.isfinite(signal), signal, 0.0)
     return bound + jnp.sum(score_term(signal, log_q), axis=-1)

@@ -91,9 +91,11 @@ def test_laplace_float32_vmap_and_jit():
     lap = run(inits)
     assert lap.loc.dtype == jnp.float32 and lap.scale_tril.shape == (2, DIM, DIM)
     assert lap.hessian_ok.shape == (2,) and bool(jnp.all(lap.hessian_ok))
-    # float32: the gradient need not reach tol = 1e-6 (then max_steps); measured loc error
-    # 2.6e-5, covariance error 4e-5 relative.
-    np.testing.assert_allclose(lap.loc, np.broadcast_to(MU, (2, DIM)), atol=2e-3)
+    # float32: the gradient does not reach tol = 1e-6 (measured 1.9e-6, 3.2e-6); L-BFGS stops
+    # when its line search no longer decreases -log p (88 and 121 iterations measured, not
+    # max_steps). Measured loc error 7e-6, covariance error 2.4e-5 of the largest entry.
+    assert bool(jnp.all(lap.num_steps < 500))
+    np.testing.assert_allclose(lap.loc, np.broadcast_to(MU, (2, DIM)), atol=2e-4)
     cov = np.einsum("bij,bkj->bik", lap.scale_tril, lap.scale_tril)
     np.testing.assert_allclose(cov, np.broadcast_to(COV, (2, DIM, DIM)), atol=1e-3 * 100)
 

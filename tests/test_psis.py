@@ -281,3 +281,29 @@ def test_posterior_summary_bounds_are_the_objectives():
             assert (a is None) == (b is None)
             if a is not None:
                 np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_posterior_summary_of_constrained_parameters():
+    # mu ~ N(1, 0.5), tau ~ LogNormal(0, 0.3), fitted in the unconstrained space u = (mu,
+    # log tau) of a ParameterSpace (the log-Jacobian makes log tau ~ N(0, 0.3)); fn maps the
+    # draws to the constrained parameters. Exact: E[tau] = exp(0.045), sd[tau] =
+    # E[tau] sqrt(exp(0.09) - 1).
+    from jelbo.parameters import positive, real
+
+    space = jelbo.ParameterSpace({"mu": real(), "tau": positive()})
+
+    def log_joint(u):
+        p, log_det = space.constrain(u)
+        log_tau = jnp.log(p["tau"])
+        return -0.5 * ((p["mu"] - 1.0) / 0.5) ** 2 - 0.5 * (log_tau / 0.3) ** 2 - log_tau + log_det
+
+    q = jelbo.Normal(jnp.asarray([1.1, 0.05]), jnp.asarray([0.6, 0.35]))
+    s = jelbo.posterior_summary(
+        jax.random.key(6), q, log_joint, num_samples=4000, fn=lambda u: space.constrain(u)[0]
+    )
+    assert set(s.mean) == {"mu", "tau"} and s.values["tau"].shape == (4000,)
+    assert float(s.pareto_k) < 0.7
+    mean_tau = np.exp(0.045)
+    assert abs(float(s.mean["mu"]) - 1.0) < 4 * float(s.mcse["mu"])
+    assert abs(float(s.mean["tau"]) - mean_tau) < 4 * float(s.mcse["tau"])
+    np.testing.assert_allclose(s.sd["tau"], mean_tau * np.sqrt(np.expm1(0.09)), rtol=0.05)
