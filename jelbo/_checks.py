@@ -90,6 +90,14 @@ def check_same_event(q: Any, p: Any, names: tuple[str, str] = ("q", "p")) -> Non
             f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
             f"event shape {p.event_shape} (batch {p.batch_shape})."
         )
+    # Categorical-like families share event shape () whatever their number of categories.
+    cq, cp = getattr(q, "num_categories", None), getattr(p, "num_categories", None)
+    if cq is not None and cp is not None and cq != cp:
+        raise ValueError(
+            f"`{names[0]}` ({type(q).__name__}) and `{names[1]}` ({type(p).__name__}) need the "
+            f"same number of categories; got {cq} and {cp} (logits of shape "
+            f"{jnp.shape(q.logits)} and {jnp.shape(p.logits)})."
+        )
 
 
 def check_broadcasts_to(

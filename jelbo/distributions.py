@@ -59,6 +59,20 @@ def static_field(**kwargs: Any) -> Any:
     return dataclasses.field(metadata=metadata, **kwargs)
 
 
+_POSITIVE_FIELDS = frozenset(
+    {
+        "scale",
+        "rate",
+        "concentration",
+        "concentration0",
+        "concentration1",
+        "df",
+        "temperature",
+        "total_count",
+    }
+)
+
+
 def _is_static(field: dataclasses.Field) -> bool:
     return bool(field.metadata.get("static", False))
 
@@ -204,9 +218,21 @@ class Distribution(abc.ABC):
 
     # --- unconstrained parameterization ---------------------------------------------------
 
-    #: ``field name -> bijector`` from an unconstrained array onto the parameter's support;
-    #: fields not listed are unconstrained already (identity).
+    #: ``field name -> bijector`` from an unconstrained array onto the parameter's support.
+    #: Fields not listed that are named like a positive parameter (``scale``, ``rate``,
+    #: ``concentration``, ``concentration0``/``1``, ``df``, ``temperature``, ``total_count``)
+    #: map by softplus; the others are unconstrained already (identity), and fields that hold
+    #: a distribution or a bijector are passed through as they are.
     unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {}
+
+    @classmethod
+    def _unconstrained_map(cls) -> dict[str, _bijectors.Bijector]:
+        names = [f.name for f in dataclasses.fields(cls) if not _is_static(f)]
+        out: dict[str, _bijectors.Bijector] = {
+            name: _bijectors.Softplus() for name in names if name in _POSITIVE_FIELDS
+        }
+        out.update(cls.unconstrained_bijectors)
+        return out
 
     @classmethod
     def from_unconstrained(cls, *args: Any, **kwargs: Any) -> Any:
@@ -235,20 +261,24 @@ class Distribution(abc.ABC):
                     f"`{name}`; the parameters are {names}."
                 )
             values[name] = value
-        for name, bijector in cls.unconstrained_bijectors.items():
-            if name in values:
+        for name, bijector in cls._unconstrained_map().items():
+            if name in values and not isinstance(values[name], (Distribution, _bijectors.Bijector)):
                 values[name] = _bijectors.forward(bijector, values[name])
         return cls(**values)
 
-    def to_unconstrained(self) -> dict[str, Array]:
+    def to_unconstrained(self) -> dict[str, Any]:
         """The unconstrained arrays of the (non-static) parameters, ``name -> array``: the
         inverse of :meth:`from_unconstrained` (e.g. to initialize a variational family)."""
         out = {}
         for field in dataclasses.fields(self):
             if _is_static(field) or getattr(self, field.name) is None:  # unset optional field
                 continue
-            value = jnp.asarray(getattr(self, field.name))
-            bijector = self.unconstrained_bijectors.get(field.name)
+            value = getattr(self, field.name)
+            if isinstance(value, (Distribution, _bijectors.Bijector)):
+                out[field.name] = value
+                continue
+            value = jnp.asarray(value)
+            bijector = self._unconstrained_map().get(field.name)
             if bijector is not None:
                 value = _bijectors.inverse(bijector, value)
             out[field.name] = value
