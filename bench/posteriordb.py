@@ -279,18 +279,16 @@ def jelbo_initialized(log_joint, dim, cfg: Config) -> Fitted:
     The compiled fit is the L-BFGS mode search and Hessian (``jelbo.laplace_approximation``
     from 0) followed by the same Adam steps on :func:`jelbo.preconditioned_q`'s parameters.
     """
-    from jelbo import laplace
-
     opt = optimizer(cfg)
     bound = _bound("elbo", "stl", cfg.num_samples)
 
     @jax.jit
     def fit(key):
-        lap = laplace.laplace_approximation(log_joint, jnp.zeros(dim))
-        init = laplace.preconditioned_init(lap)
+        lap = jelbo.laplace_approximation(log_joint, jnp.zeros(dim))
+        init = jelbo.preconditioned_init(lap)
 
         def loss(p, k):
-            return -bound(k, laplace.preconditioned_q(p, lap), log_joint)
+            return -bound(k, jelbo.preconditioned_q(p, lap), log_joint)
 
         def step(carry, k):
             p, s = carry
@@ -304,7 +302,7 @@ def jelbo_initialized(log_joint, dim, cfg: Config) -> Fitted:
 
     def draw(key, state, n):
         p, lap = state
-        return _draw_q(laplace.preconditioned_q(p, lap))(key, state, n)
+        return _draw_q(jelbo.preconditioned_q(p, lap))(key, state, n)
 
     return Fitted(fit, draw)
 
@@ -331,10 +329,7 @@ def available(name: str) -> bool:
     if name == "jelbo-lowrank":
         return hasattr(jelbo, "LowRankMultivariateNormal")
     if name == "jelbo-fullrank-init":
-        try:
-            from jelbo import laplace  # noqa: F401
-        except ImportError:
-            return False
+        return hasattr(jelbo, "laplace_approximation")
     return True
 
 

@@ -18,7 +18,7 @@ import pytest
 import scipy.special
 import scipy.stats
 from conftest import tol
-from support import CLASSES, C, K, assert_within_se, make, random_tril
+from support import CLASSES, C, K, assert_within_se, make, mpmath_eval, random_tril, worst_rel_error
 
 import jelbo
 
@@ -890,18 +890,11 @@ import mpmath as mp  # noqa: E402
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def _mp_eval(fn, *columns, dps: int = 40) -> np.ndarray:
-    """``fn`` at 40 digits on each row of the float64 ``columns``, as float64."""
-    with mp.workdps(dps):
-        return np.array(
-            [float(fn(*(mp.mpf(float(v)) for v in row))) for row in zip(*columns, strict=True)]
-        )
+_mp_eval = mpmath_eval
 
 
 def _worst(values, ref, floor=1.0) -> float:
-    values = np.asarray(values, np.float64)
-    assert np.all(np.isfinite(values)), values
-    return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))
+    return worst_rel_error(values, ref, floor)
 
 
 _T_DF, _T_X = (v.ravel() for v in np.meshgrid([0.1, 0.5, 1.0, 3.5, 16.0, 1e3, 1e6, 1e8, 1e10],

@@ -22,7 +22,7 @@ from conftest import tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from support import N_SIGMA, C, K, build, random_params
+from support import N_SIGMA, C, K, build, mpmath_eval, random_params, worst_rel_error
 
 import jelbo
 import jelbo.kl
@@ -562,17 +562,11 @@ mp = mpmath
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def _mp_eval(fn, *columns, dps: int = 40) -> np.ndarray:
-    with mp.workdps(dps):
-        return np.array(
-            [float(fn(*(mp.mpf(float(v)) for v in row))) for row in zip(*columns, strict=True)]
-        )
+_mp_eval = mpmath_eval
 
 
 def _rel(values, ref, floor=1e-300) -> float:
-    values = np.asarray(values, np.float64)
-    assert np.all(np.isfinite(values)), values
-    return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))
+    return worst_rel_error(values, ref, floor)
 
 
 def _mp_sigmoid(a):
