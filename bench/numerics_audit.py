@@ -392,7 +392,10 @@ def main() -> None:
         "| function | regime | float64 | float32 |",
         "|---|---|---:|---:|",
     ]
-    lines += [f"| {r[0]} | {r[1]} | {_cell(r[2])} | {_cell(r[3])} |" for r in rows]
+    lines += [
+        f"| {r[0]} | {r[1].replace('|', chr(92) + '|')} | {_cell(r[2])} | {_cell(r[3])} |"
+        for r in rows
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -279,18 +279,16 @@ def jelbo_initialized(log_joint, dim, cfg: Config) -> Fitted:
     The compiled fit is the L-BFGS mode search and Hessian (``jelbo.laplace_approximation``
     from 0) followed by the same Adam steps on :func:`jelbo.preconditioned_q`'s parameters.
     """
-    from jelbo import laplace
-
     opt = optimizer(cfg)
     bound = _bound("elbo", "stl", cfg.num_samples)
 
     @jax.jit
     def fit(key):
-        lap = laplace.laplace_approximation(log_joint, jnp.zeros(dim))
-        init = laplace.preconditioned_init(lap)
+        lap = jelbo.laplace_approximation(log_joint, jnp.zeros(dim))
+        init = jelbo.preconditioned_init(lap)
 
         def loss(p, k):
-            return -bound(k, laplace.preconditioned_q(p, lap), log_joint)
+            return -bound(k, jelbo.preconditioned_q(p, lap), log_joint)
 
         def step(carry, k):
             p, s = carry
@@ -304,7 +302,7 @@ def jelbo_initialized(log_joint, dim, cfg: Config) -> Fitted:
 
     def draw(key, state, n):
         p, lap = state
-        return _draw_q(laplace.preconditioned_q(p, lap))(key, state, n)
+        return _draw_q(jelbo.preconditioned_q(p, lap))(key, state, n)
 
     return Fitted(fit, draw)
 
@@ -331,10 +329,7 @@ def available(name: str) -> bool:
     if name == "jelbo-lowrank":
         return hasattr(jelbo, "LowRankMultivariateNormal")
     if name == "jelbo-fullrank-init":
-        try:
-            from jelbo import laplace  # noqa: F401
-        except ImportError:
-            return False
+        return hasattr(jelbo, "laplace_approximation")
     return True
 
 
@@ -472,7 +467,7 @@ def main(argv=None) -> dict:
     )
     models, methods = args.models.split(","), args.methods.split(",")
     seeds = list(range(args.seeds))
-    start = _dt.datetime.now(_dt.timezone.utc)
+    start = _dt.datetime.now(_dt.UTC)
     meta = {
         "started_utc": start.isoformat(timespec="seconds"),
         "config": cfg._asdict(),
@@ -492,7 +487,7 @@ def main(argv=None) -> dict:
             name, methods, seeds, cfg, args.repeats, log=lambda s: print(s, flush=True)
         )
         meta["load_average_end"] = _load_average()
-        meta["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        meta["finished_utc"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         # written after every model, so that an interrupted run keeps what it measured
         stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     from bench.posteriordb_report import markdown

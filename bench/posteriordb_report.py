@@ -1,6 +1,7 @@
 """Markdown tables from ``bench/posteriordb.py`` results.
 
     python bench/posteriordb_report.py bench/results/posteriordb-DATE.json [more.json ...]
+    python bench/posteriordb_report.py --summary RESULT.json     # the README's table
 
 Several result files (e.g. a main run and a run of methods that landed later, with the same
 config) are merged record by record; the header lists every run.
@@ -192,10 +193,39 @@ def targets(records) -> list[str]:
     return lines
 
 
+def summary_table(records) -> list[str]:
+    """The README's table: medians over seeds of the main comparisons, one row per model."""
+    models = list(dict.fromkeys(r["model"] for r in records))
+    lines = [
+        "| model | d | full-rank STL | NumPyro AMVN | full-rank reparam | Laplace-init "
+        "(mean / log-sd err) | k̂ STL | PSIS mean err STL | time STL / AMVN |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for model in models:
+        dim = next(r["dim"] for r in records if r["model"] == model)
+
+        def med(method, key, model=model):
+            return _median(records, model, method, key)
+
+        init = f"{_fmt(med(INIT, 'mean_err'), '{:.2f}')} / {_fmt(med(INIT, 'sd_err'), '{:.2f}')}"
+        ratio = med(FULL, "ms_per_step") / med(NUMPYRO_FULL, "ms_per_step")
+        lines.append(
+            f"| {model.split('-', 1)[1]} | {dim} | {_fmt(med(FULL, 'mean_err'), '{:.2f}')} "
+            f"| {_fmt(med(NUMPYRO_FULL, 'mean_err'), '{:.2f}')} "
+            f"| {_fmt(med(REPARAM, 'mean_err'), '{:.2f}')} | {init} "
+            f"| {_fmt(med(FULL, 'khat'), '{:.2f}')} | {_fmt(med(FULL, 'psis_mean_err'), '{:.2f}')} "
+            f"| {_fmt(ratio, '{:.2f}')} |"
+        )
+    return lines
+
+
 def main(argv=None) -> None:
     paths = (argv if argv is not None else sys.argv[1:]) or []
+    summary = "--summary" in paths
+    paths = [p for p in paths if p != "--summary"]
     results = [json.loads(pathlib.Path(p).read_text()) for p in paths]
-    print(markdown(merge(results)))
+    merged = merge(results)
+    print("\n".join(summary_table(merged["records"])) if summary else markdown(merged))
 
 
 if __name__ == "__main__":

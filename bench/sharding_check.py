@@ -34,11 +34,15 @@ from support import noise_elements  # noqa: E402  (the tests' compiled-output in
 RESULTS = ROOT / "bench" / "results"
 DEVICE_COUNTS = (1, 2, 4, 8)
 BATCH, LATENT = 256, 2
-ESTIMATORS = {
-    "elbo": "elbo(kl='analytic', num_samples=2)",
-    "elbo-mc-stl": "elbo(kl='mc', grad_estimator='stl', num_samples=2)",
-    "iwae-dreg": "iwae_bound(grad_estimator='dreg', num_samples=4, sample_chunk_size=3)",
+ESTIMATORS = {  # name: (objective class in jelbo, its options)
+    "elbo": ("ELBO", {"num_samples": 2, "kl": "analytic"}),
+    "elbo-mc-stl": ("ELBO", {"num_samples": 2, "kl": "mc", "grad_estimator": "stl"}),
+    "iwae-dreg": ("IWAE", {"num_samples": 4, "grad_estimator": "dreg", "sample_chunk_size": 3}),
 }
+
+
+def _describe(cls: str, options: dict) -> str:
+    return f"{cls}(" + ", ".join(f"{k}={v!r}" for k, v in options.items()) + ")"
 
 
 def worker() -> dict:
@@ -57,21 +61,15 @@ def worker() -> dict:
     data = example.load_digits()
     rows = np.random.default_rng(0).permutation(data.shape[0])[:BATCH]
 
+    objectives = {
+        name: eval(f"jelbo.{expr}", {"jelbo": jelbo}) for name, expr in ESTIMATORS.items()
+    }
+
     def loss(params, key, x, estimator):
         q = example.encoder(params, x)
         ll = lambda z, xi: example.log_likelihood(params, z, xi)
         prior = jelbo.Normal(jnp.zeros(LATENT, x.dtype), 1.0)
-        if estimator == "iwae-dreg":
-            values = jelbo.iwae_bound(
-                key, q, ll, prior, x, num_samples=4, grad_estimator="dreg", sample_chunk_size=3
-            )
-        else:
-            kl, grad_estimator = (
-                ("mc", "stl") if estimator == "elbo-mc-stl" else ("analytic", "reparam")
-            )
-            values = jelbo.elbo(
-                key, q, ll, prior, x, num_samples=2, kl=kl, grad_estimator=grad_estimator
-            ).elbo
+        values = objectives[estimator](key, q, ll, prior, x).value
         return -jnp.mean(values)
 
     def max_abs_diff(a, b):
@@ -126,9 +124,10 @@ def worker() -> dict:
                             "grad_max_abs_diff": max_abs_diff(grads, ref_grads),
                         }
                     )
-    samples_at_once = {"elbo": 2, "elbo-mc-stl": 2, "iwae-dreg": 3}  # iwae: chunks of 3
     for entry in hlo_out:
-        entry["noise_whole_batch"] = samples_at_once[entry["estimator"]] * BATCH * LATENT
+        objective = objectives[entry["estimator"]]
+        at_once = objective.sample_chunk_size or objective.num_samples  # iwae: chunks of 3
+        entry["noise_whole_batch"] = at_once * BATCH * LATENT
     return {
         "jax": jax.__version__,
         "backend": jax.default_backend(),
@@ -138,7 +137,7 @@ def worker() -> dict:
         "batch": BATCH,
         "latent_dim": LATENT,
         "model": "linear-decoder VAE of examples/sharded_training.py on sklearn digits",
-        "estimators": ESTIMATORS,
+        "estimators": {name: _describe(*spec) for name, spec in ESTIMATORS.items()},
         "comparisons": rows_out,
         "hlo": hlo_out,
     }

@@ -13,10 +13,10 @@ function :math:`f\,\nabla\log q(z)`. We train the same model from the same initi
 with three estimators (in lockstep, on the same minibatches and keys), each using :math:`K`
 samples per datapoint:
 
-- ``score``: ``jelbo.elbo(..., grad_estimator="score", baseline=0.0)``, plain REINFORCE;
-- ``score-loo``: ``jelbo.elbo(..., grad_estimator="score")``, each sample's baseline the
+- ``score``: ``jelbo.ELBO(K, grad_estimator="score", baseline=0.0)``, plain REINFORCE;
+- ``score-loo``: ``jelbo.ELBO(K, grad_estimator="score")``, each sample's baseline the
   mean learning signal of the other :math:`K-1` samples (leave-one-out);
-- ``vimco``: ``jelbo.iwae_bound(..., grad_estimator="vimco")`` (Mnih & Rezende 2016),
+- ``vimco``: ``jelbo.IWAE(K, grad_estimator="vimco")`` (Mnih & Rezende 2016),
   the IWAE bound with VIMCO's leave-one-out control variates.
 
 Both ELBO estimators use the closed-form Bernoulli KL (its gradient is exact); only
@@ -47,7 +47,13 @@ import jelbo
 Array = jax.Array
 Params = dict[str, Array]
 
-ESTIMATORS = ("score", "score-loo", "vimco")
+# Each estimator is an objective for K samples per datapoint.
+OBJECTIVES: dict[str, Callable[[int], jelbo.ELBO | jelbo.IWAE]] = {
+    "score": lambda k: jelbo.ELBO(k, grad_estimator="score", baseline=0.0),
+    "score-loo": lambda k: jelbo.ELBO(k, grad_estimator="score"),
+    "vimco": lambda k: jelbo.IWAE(k, grad_estimator="vimco"),
+}
+ESTIMATORS = tuple(OBJECTIVES)
 
 
 def load_binarized_digits() -> Array:
@@ -81,26 +87,11 @@ def model(params: Params, x: Array) -> tuple[jelbo.Bernoulli, Callable, jelbo.Be
 
 def objective(estimator: str, num_samples: int) -> Callable[[Array, Params, Array], Array]:
     """The per-batch training objective (mean over datapoints) for an estimator."""
+    chosen = OBJECTIVES[estimator](num_samples)
 
     def bound(key: Array, params: Params, x: Array) -> Array:
         q, log_likelihood, prior = model(params, x)
-        if estimator == "vimco":
-            value = jelbo.iwae_bound(
-                key, q, log_likelihood, prior, x, num_samples=num_samples, grad_estimator="vimco"
-            )
-        else:
-            baseline = 0.0 if estimator == "score" else None
-            value = jelbo.elbo(
-                key,
-                q,
-                log_likelihood,
-                prior,
-                x,
-                num_samples=num_samples,
-                grad_estimator="score",
-                baseline=baseline,
-            ).elbo
-        return jnp.mean(value)
+        return jnp.mean(chosen(key, q, log_likelihood, prior, x).value)
 
     return bound
 
@@ -152,18 +143,11 @@ def evaluate(key: Array, params: Params, x: Array) -> tuple[Array, Array]:
     """Train-set ELBO (analytic KL, 64 samples) and IWAE-256 bound, nats per digit."""
     q, log_likelihood, prior = model(params, x)
     k1, k2 = jax.random.split(key)
-    elbo = jelbo.elbo(k1, q, log_likelihood, prior, x, num_samples=64, grad_estimator="score")
-    iwae = jelbo.iwae_bound(
-        k2,
-        q,
-        log_likelihood,
-        prior,
-        x,
-        num_samples=256,
-        grad_estimator="vimco",
-        sample_chunk_size=64,
+    elbo = jelbo.ELBO(64, grad_estimator="score")(k1, q, log_likelihood, prior, x)
+    iwae = jelbo.IWAE(256, grad_estimator="vimco", sample_chunk_size=64)(
+        k2, q, log_likelihood, prior, x
     )
-    return jnp.mean(elbo.elbo), jnp.mean(iwae)
+    return jnp.mean(elbo.value), jnp.mean(iwae.value)
 
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "num_keys"))

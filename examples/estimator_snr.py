@@ -11,11 +11,11 @@ is a property of the bound, so for both IWAE estimators it is estimated from the
 (whose standard deviation is ~1000× smaller here): from the reparameterized draws alone the
 encoder SNR at K=256 (≈0.01) would sit below what a few thousand draws can resolve.
 
-- ``iwae_bound(grad_estimator="reparam")``: Rainforth et al. (2018) show that the encoder
+- ``jelbo.IWAE(K, grad_estimator="reparam")``: Rainforth et al. (2018) show that the encoder
   SNR falls like :math:`K^{-1/2}` while the decoder SNR grows like :math:`K^{1/2}`;
-- ``iwae_bound(grad_estimator="dreg")`` (Tucker et al. 2019): same decoder gradient, but the
+- ``jelbo.IWAE(K, grad_estimator="dreg")`` (Tucker et al. 2019): same decoder gradient, but the
   encoder SNR no longer falls;
-- ``elbo(kl="mc", grad_estimator="stl")`` with ``num_samples=K``, for comparison (averaging
+- ``jelbo.ELBO(K, kl="mc", grad_estimator="stl")``, for comparison (averaging
   K samples of the same objective: both SNRs grow like :math:`K^{1/2}`).
 
 The parameters sit at the optimum (W with orthogonal columns, so that the exact posterior is
@@ -45,7 +45,13 @@ Params = dict[str, Array]
 
 ENCODER = ("A", "c", "log_std")
 DECODER = ("W", "b")
-ESTIMATORS = ("iwae-reparam", "iwae-dreg", "elbo-stl")
+# Each estimator is an objective for K samples (the bound and its gradient estimator).
+OBJECTIVES: dict[str, Callable[[int], jelbo.IWAE | jelbo.ELBO]] = {
+    "iwae-reparam": lambda k: jelbo.IWAE(k, grad_estimator="reparam"),
+    "iwae-dreg": lambda k: jelbo.IWAE(k, grad_estimator="dreg"),
+    "elbo-stl": lambda k: jelbo.ELBO(k, kl="mc", grad_estimator="stl"),
+}
+ESTIMATORS = tuple(OBJECTIVES)
 KS = (1, 4, 16, 64, 256)
 
 
@@ -88,6 +94,7 @@ def bound_fn(
     estimator: str, num_samples: int, sigma: float
 ) -> Callable[[Array, Params, Array], Array]:
     """``f(key, params, x) -> mean bound over the minibatch`` for one estimator and K."""
+    objective = OBJECTIVES[estimator](num_samples)
 
     def bound(key: Array, params: Params, x: Array) -> Array:
         q = jelbo.Normal(x @ params["A"].T + params["c"], jnp.exp(params["log_std"]))
@@ -97,14 +104,7 @@ def bound_fn(
             mean = params["W"] @ z + params["b"]
             return jnp.sum(jax.scipy.stats.norm.logpdf(x, mean, sigma))
 
-        args = (key, q, log_likelihood, prior, x)
-        if estimator == "elbo-stl":
-            terms = jelbo.elbo(*args, num_samples=num_samples, kl="mc", grad_estimator="stl")
-            return jnp.mean(terms.elbo)
-        grad_estimator = estimator.removeprefix("iwae-")
-        return jnp.mean(
-            jelbo.iwae_bound(*args, num_samples=num_samples, grad_estimator=grad_estimator)
-        )
+        return jnp.mean(objective(key, q, log_likelihood, prior, x).value)
 
     return bound
 

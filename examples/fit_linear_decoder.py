@@ -290,6 +290,16 @@ def make_log_likelihood(W: Array, b: Array, sigma2: Array) -> Callable[[Array, A
     return log_likelihood
 
 
+def make_objective(
+    objective: str = "elbo", grad_estimator: str = "reparam", num_samples: int = 1
+) -> jelbo.ELBO | jelbo.IWAE:
+    """The jelbo objective for the command-line options (STL uses the Monte Carlo KL)."""
+    if objective == "elbo":
+        kl = "mc" if grad_estimator == "stl" else "analytic"
+        return jelbo.ELBO(num_samples, kl=kl, grad_estimator=grad_estimator)
+    return jelbo.IWAE(num_samples, grad_estimator=grad_estimator)
+
+
 def bound(
     params: Params,
     std: Standardizer,
@@ -299,39 +309,20 @@ def bound(
     objective: str = "elbo",
     grad_estimator: str = "reparam",
     num_samples: int = 1,
-) -> Array:
-    r"""The per-datapoint bound on :math:`\log p(x)` (raw units), shape ``x.shape[:-1]``.
+) -> jelbo.Bound:
+    r"""The per-datapoint bound on :math:`\log p(x)` (raw units), fields ``x.shape[:-1]``.
 
     ``objective="elbo"``: :math:`\mathbb E_q[\log p(x\mid z)] - \mathrm{KL}(q\|p)` by
-    :func:`jelbo.elbo` (analytic KL, or the Monte Carlo KL for ``grad_estimator="stl"``);
-    ``"iwae"``: :math:`\log\frac1S\sum_s p(x, z_s)/q(z_s\mid x)` by :func:`jelbo.iwae_bound`.
+    :class:`jelbo.ELBO` (analytic KL, or the Monte Carlo KL for ``grad_estimator="stl"``);
+    ``"iwae"``: :math:`\log\frac1S\sum_s p(x, z_s)/q(z_s\mid x)` by :class:`jelbo.IWAE`.
+    Returns the :class:`jelbo.Bound` (value and Monte Carlo standard error per datapoint).
     """
     q = encoder(params, std, x)
     k = params["A"].shape[0]
     prior = jelbo.Normal(jnp.zeros(k, x.dtype), jnp.ones(k, x.dtype))
     log_likelihood = make_log_likelihood(*decoder(params, std))
-    if objective == "elbo":
-        kl = "mc" if grad_estimator == "stl" else "analytic"
-        terms = jelbo.elbo(
-            key,
-            q,
-            log_likelihood,
-            prior,
-            x,
-            num_samples=num_samples,
-            kl=kl,
-            grad_estimator=grad_estimator,
-        )
-        return terms.elbo
-    return jelbo.iwae_bound(
-        key,
-        q,
-        log_likelihood,
-        prior,
-        x,
-        num_samples=num_samples,
-        grad_estimator=grad_estimator,
-    )
+    chosen = make_objective(objective, grad_estimator, num_samples)
+    return chosen(key, q, log_likelihood, prior, x)
 
 
 def export_params(params: Params, std: Standardizer) -> dict[str, np.ndarray]:
@@ -448,7 +439,7 @@ def loss(
         objective=settings.objective,
         grad_estimator=settings.grad_estimator,
         num_samples=settings.num_samples,
-    )
+    ).value
     return -jnp.mean(values)
 
 
@@ -498,8 +489,8 @@ def split3(key: Array) -> tuple[Array, Array, Array]:
 @functools.partial(jax.jit, static_argnames="num_samples")
 def evaluate_elbo(
     params: Params, std: Standardizer, key: Array, x: Array, repeat: Array, *, num_samples: int
-) -> Array:
-    """jelbo's per-datapoint ELBO (analytic KL) of every row of ``x``, shape ``(N,)``.
+) -> jelbo.Bound:
+    """jelbo's per-datapoint ELBO (analytic KL) of every row of ``x``: a Bound of ``(N,)``.
 
     Jit-compiled (once per ``num_samples`` and shape); uses ``num_samples`` samples per
     datapoint and the key ``fold_in(key, repeat)``, so that different ``repeat`` values give
@@ -690,8 +681,8 @@ def train(
             params, opt_state, objectives = run_epoch(
                 state.params, state.opt_state, std, epoch_key, x_fit, batch_size, settings
             )
-            elbos = evaluate_elbo(params, std, eval_key, x_eval, 0, num_samples=config.eval_samples)
-            elbos = np.asarray(elbos, np.float64)
+            bound = evaluate_elbo(params, std, eval_key, x_eval, 0, num_samples=config.eval_samples)
+            elbos = np.asarray(bound.value, np.float64)
             elbos = {"train": elbos[:n], "test": elbos[n:]}
             model = export_params(params, std)
             row = {"train_objective": float(np.mean(objectives))}
@@ -744,12 +735,14 @@ def summarize(
     x_eval = jnp.asarray(x_eval, DTYPE)
     repeats, samples = config.final_eval_repeats, config.eval_samples
     # (repeats, N): independent estimates, eval_samples samples per datapoint each.
-    per_row = np.stack(
-        [
-            np.asarray(evaluate_elbo(state.params, std, key, x_eval, r, num_samples=samples))
-            for r in range(repeats)
-        ]
-    )
+    bounds = [
+        evaluate_elbo(state.params, std, key, x_eval, r, num_samples=samples)
+        for r in range(repeats)
+    ]
+    per_row = np.stack([np.asarray(b.value) for b in bounds])
+    # jelbo's own standard error of the mean over rows and repeats (independent estimates)
+    per_row_se = np.stack([np.asarray(b.stderr, np.float64) for b in bounds])
+    bound_se = math.sqrt(np.sum(per_row_se[:, :n] ** 2)) / (n * repeats)
     estimates = {"train": per_row[:, :n].mean(axis=1)}
     if x_test is not None:
         estimates["test"] = per_row[:, n:].mean(axis=1)
@@ -765,6 +758,7 @@ def summarize(
         "n_test": 0 if x_test is None else int(x_test.shape[0]),
         "train_elbo": elbo,
         "train_elbo_stderr": stderr(estimates["train"]),
+        "train_elbo_bound_stderr": bound_se,
         "train_elbo_exact": exact_train["elbo"],
         "train_log_likelihood": exact_train["log_likelihood"],
         "test_elbo": None,
@@ -967,7 +961,7 @@ def main(
     def fmt(value: float | None) -> str:
         return f"{'n/a':>10}" if value is None else f"{value:10.3f}"
 
-    stderr = summary["train_elbo_stderr"]
+    stderr, bound_se = summary["train_elbo_stderr"], summary["train_elbo_bound_stderr"]
     samples = f"jelbo, {summary['elbo_samples']} samples"
     print(
         f"\nK={config.latent_dim}, {summary['n_train']} train / {summary['n_test']} test rows, "
@@ -984,7 +978,11 @@ def main(
         ("test log-likelihood (exact)", summary["test_log_likelihood"]),
     ]
     for i, (label, value) in enumerate(lines):
-        note = f" ± {stderr:.4f} (Monte Carlo standard error)" if i == 0 and stderr else ""
+        note = ""
+        if i == 0:
+            note = f" ± {bound_se:.4f} (Monte Carlo standard error, jelbo.Bound.stderr)"
+            if stderr:
+                note += f"; ± {stderr:.4f} from the spread of the repeats"
         print(f"  {label:<36}{fmt(value)}{note}")
     print(f"outputs in {out}/")
     return summary

@@ -1,7 +1,9 @@
 """jelbo: pure, jit-compiled, vmap-friendly variational inference in JAX.
 
 Distributions are immutable pytrees; every function is pure and takes an explicit PRNG key
-where it draws. See the README for the math and a quick start.
+where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
+:class:`Renyi`) and return a :class:`Bound` with their Monte Carlo standard error. See the
+README for the math and a quick start.
 """
 
 from jelbo import bijectors, classic, continuous, objectives, parameters, sharding
@@ -44,6 +46,7 @@ from jelbo.sharding import (
 )
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
 from jelbo.transformed import LogNormal, Transformed
+from jelbo.validation import check_parameters, checked
 
 __version__ = "0.1.0"
 
@@ -82,7 +85,9 @@ __all__ = [
     "StudentT",
     "Transformed",
     "bijectors",
+    "check_parameters",
     "check_partitionable_threefry",
+    "checked",
     "classic",
     "continuous",
     "data_parallel_mesh",

@@ -90,6 +90,14 @@ def check_same_event(q: Any, p: Any, names: tuple[str, str] = ("q", "p")) -> Non
             f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
             f"event shape {p.event_shape} (batch {p.batch_shape})."
         )
+    # Categorical-like families share event shape () whatever their number of categories.
+    cq, cp = getattr(q, "num_categories", None), getattr(p, "num_categories", None)
+    if cq is not None and cp is not None and cq != cp:
+        raise ValueError(
+            f"`{names[0]}` ({type(q).__name__}) and `{names[1]}` ({type(p).__name__}) need the "
+            f"same number of categories; got {cq} and {cp} (logits of shape "
+            f"{jnp.shape(q.logits)} and {jnp.shape(p.logits)})."
+        )
 
 
 def check_broadcasts_to(
@@ -149,3 +157,37 @@ def check_callable(fn: Any, name: str) -> None:
     """Raises ``TypeError`` unless ``fn`` is callable."""
     if not callable(fn):
         raise TypeError(f"`{name}` must be callable; got {type(fn).__name__}.")
+
+
+def check_leading_axes(tree: Any, name: str, batch: tuple[int, ...]) -> None:
+    """Raises ``ValueError`` unless every leaf of ``tree`` (or ``None``) leads with ``batch``."""
+    if tree is None:
+        return
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        shape = tuple(jnp.shape(leaf))
+        if shape[: len(batch)] != tuple(batch):
+            raise ValueError(
+                f"`{name}`{jax.tree_util.keystr(path)} has shape {shape}, but its leading axes "
+                f"must equal `q`'s batch shape {tuple(batch)}: one datapoint per posterior."
+            )
+
+
+def check_scalar_per_example(values: Any, name: str, n: int) -> None:
+    """Raises ``ValueError`` unless ``values``, ``name`` vmapped over n examples, is ``(n,)``."""
+    shape = tuple(jnp.shape(values))
+    if shape != (n,):
+        raise ValueError(
+            f"`{name}` must return a scalar log p(x|z) for one latent and one datapoint; it "
+            f"returned shape {shape[1:]}. Sum over the data dimensions."
+        )
+
+
+def check_reparameterized(q: Any, what: str) -> None:
+    """Raises ``ValueError`` unless ``q`` can be sampled differentiably (``what`` needs it)."""
+    if not q.is_reparameterized:
+        raise ValueError(
+            f"{what} differentiates through samples of q, but {type(q).__name__} cannot be "
+            "reparameterized. Use the score-function estimators, which work for any q: "
+            "jelbo.ELBO(grad_estimator='score') or jelbo.IWAE(grad_estimator='vimco'); "
+            "or a continuous q (Normal, MultivariateNormalTriL, Laplace, StudentT)."
+        )

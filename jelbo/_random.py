@@ -38,11 +38,10 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from jelbo._typing import Array, Shape
+
 # jax.config's flags are attributes that its type stubs do not declare.
 _CONFIG: Any = jax.config
-
-Array = jax.Array
-Shape = tuple[int, ...]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _KEY_PARITY = np.uint32(0x1BD11BDA)  # Threefry's key-schedule constant C240

@@ -159,10 +159,13 @@ def _unflatten(cls: type, leaves: Any) -> Any:
 # --- free functions -------------------------------------------------------------------------
 
 
-def _check(b: Any, v: ArrayLike, name: str, fn: str) -> Array:
+def _apply(b: Any, v: ArrayLike, fn: str) -> Array:
+    """Checks ``b`` and the event axes of ``v`` (at trace time), then calls ``b._<fn>(v)``."""
     if not isinstance(b, Bijector):
         raise TypeError(f"{fn}: `b` must be a jelbo bijector; got {type(b).__name__}.")
-    ndims = b.event_ndims_in if name == "x" else b.event_ndims_out
+    forward_direction = fn.startswith("forward")
+    name = "x" if forward_direction else "y"
+    ndims = b.event_ndims_in if forward_direction else b.event_ndims_out
     if b.elementwise and fn in ("forward", "inverse"):
         ndims = 0
     v = jnp.asarray(v)
@@ -173,7 +176,10 @@ def _check(b: Any, v: ArrayLike, name: str, fn: str) -> Array:
             f"{fn}: `{name}` needs at least {ndims} axis(es) for the event of "
             f"{type(b).__name__} (the last axis is the event); got shape {v.shape}."
         )
-    return v
+    event_ndims = b.event_ndims_in if forward_direction else b.event_ndims_out
+    event = v.shape[max(v.ndim - event_ndims, 0) :]
+    (b.forward_shape if forward_direction else b.inverse_shape)(event)
+    return getattr(b, "_" + fn)(v)
 
 
 def forward(b: Bijector, x: ArrayLike) -> Array:
@@ -186,16 +192,12 @@ def forward(b: Bijector, x: ArrayLike) -> Array:
     Returns:
         ``y`` of shape ``(*batch, *b.forward_shape(event_in))``.
     """
-    x = _check(b, x, "x", "forward")
-    b.forward_shape(x.shape[x.ndim - b.event_ndims_in :])
-    return b._forward(x)
+    return _apply(b, x, "forward")
 
 
 def inverse(b: Bijector, y: ArrayLike) -> Array:
     r""":math:`x = f^{-1}(y)`, the inverse of :func:`forward` (same shape conventions)."""
-    y = _check(b, y, "y", "inverse")
-    b.inverse_shape(y.shape[y.ndim - b.event_ndims_out :])
-    return b._inverse(y)
+    return _apply(b, y, "inverse")
 
 
 def forward_log_det_jacobian(b: Bijector, x: ArrayLike) -> Array:
@@ -204,16 +206,12 @@ def forward_log_det_jacobian(b: Bijector, x: ArrayLike) -> Array:
     For maps onto a manifold (simplex, Cholesky factors) this is the Jacobian of the map onto
     the free coordinates (see the module docstring).
     """
-    x = _check(b, x, "x", "forward_log_det_jacobian")
-    b.forward_shape(x.shape[x.ndim - b.event_ndims_in :])
-    return b._forward_log_det_jacobian(x)
+    return _apply(b, x, "forward_log_det_jacobian")
 
 
 def inverse_log_det_jacobian(b: Bijector, y: ArrayLike) -> Array:
     r""":math:`\log|\det J_{f^{-1}}(y)| = -\log|\det J_f(f^{-1}(y))|`; shape ``batch``."""
-    y = _check(b, y, "y", "inverse_log_det_jacobian")
-    b.inverse_shape(y.shape[y.ndim - b.event_ndims_out :])
-    return b._inverse_log_det_jacobian(y)
+    return _apply(b, y, "inverse_log_det_jacobian")
 
 
 def same_bijector(a: Bijector, b: Bijector) -> bool:

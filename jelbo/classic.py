@@ -9,23 +9,20 @@ floats), and :func:`reparameterize` takes a ``key`` first and returns one stacke
     :func:`compute_elbo`'s reconstruction term is the recipe's **unnormalized** unit-variance
     Gaussian log-likelihood :math:`-\tfrac12\sum_i (x_i - \mathrm{decoder}(z)_i)^2`: it drops
     the constant :math:`-\tfrac D2\log 2\pi`, so its "ELBO" is not a bound on
-    :math:`\log p(x)`. Use :func:`jelbo.elbo` with a normalized likelihood for that.
+    :math:`\log p(x)`. Use :class:`jelbo.ELBO` with a normalized likelihood for that.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jelbo import _checks, _random
-
-Array = jax.Array
-ArrayLike = Any
+from jelbo._typing import Array, ArrayLike
 
 __all__ = ["compute_elbo", "gaussian_log_prob", "kl_divergence_gaussians", "reparameterize"]
 

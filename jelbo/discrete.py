@@ -24,7 +24,7 @@ def masked_log_softmax(logits: ArrayLike) -> tuple[Array, Array]:
     The masked entries of the first output are set to 0, so that ``p * log p`` and
     ``p * (log p - log q)`` terms can be dropped with ``where`` without NaN gradients.
     """
-    log_p = jax.nn.log_softmax(logits, axis=-1)
+    log_p = _special.log_softmax(logits, axis=-1)
     mask = jnp.isneginf(log_p)
     return jnp.where(mask, 0.0, log_p), mask
 
@@ -59,7 +59,7 @@ class OneHotCategorical(Distribution):
         return tuple(jnp.shape(self.logits)[-1:])
 
     def _log_prob(self, x: Array) -> Array:
-        log_p = jax.nn.log_softmax(jnp.asarray(self.logits, self.dtype), axis=-1)
+        log_p = _special.log_softmax(jnp.asarray(self.logits, self.dtype), axis=-1)
         chosen = x != 0
         safe = jnp.where(chosen, log_p, 0.0)
         return jnp.sum(jnp.where(chosen, x * safe, 0.0), axis=-1) + jnp.where(

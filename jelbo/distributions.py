@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import warnings
 from typing import Any, ClassVar, dataclass_transform
 
 import jax
@@ -59,8 +60,26 @@ def static_field(**kwargs: Any) -> Any:
     return dataclasses.field(metadata=metadata, **kwargs)
 
 
+_POSITIVE_FIELDS = frozenset(
+    {
+        "scale",
+        "rate",
+        "concentration",
+        "concentration0",
+        "concentration1",
+        "df",
+        "temperature",
+        "total_count",
+    }
+)
+
+
 def _is_static(field: dataclasses.Field) -> bool:
     return bool(field.metadata.get("static", False))
+
+
+# Hooks that jelbo 0.1 families could leave out (see Distribution.__new__).
+_LENIENT_HOOKS = frozenset({"_log_prob", "_sample"})
 
 
 @dataclass_transform(frozen_default=True, eq_default=False)
@@ -109,6 +128,20 @@ class Distribution(abc.ABC):
             cls, _flatten, lambda static, leaves: _unflatten(cls, static, leaves)
         )
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        missing = cls.__abstractmethods__
+        if missing and missing <= _LENIENT_HOOKS:
+            # jelbo 0.1 let a family leave out _log_prob or _sample (e.g. a prior that is
+            # never sampled); that keeps working, with a warning, until it is called.
+            warnings.warn(
+                f"{cls.__name__} does not implement {', '.join(sorted(missing))}; jelbo 0.2 "
+                "makes these hooks abstract. Calling them raises NotImplementedError.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.__abstractmethods__ = frozenset()
+        return super().__new__(cls)
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(
             f"{type(self).__name__} is immutable; build a new one (dataclasses.replace)."
@@ -136,6 +169,21 @@ class Distribution(abc.ABC):
         """Checks parameter shapes at construction (and so at trace time); none by default."""
         return None
 
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        """``(name, ok, requirement)`` per parameter for :func:`jelbo.check_parameters`.
+
+        ``ok`` is a boolean array, True where the value is valid; ``requirement`` completes
+        "`name` must be ...". The default requires that no parameter is NaN; families with
+        constraints (a positive scale, ``df > 0``) override it.
+        """
+        checks = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if _is_static(field) or value is None:
+                continue
+            checks.append((field.name, ~jnp.isnan(jnp.asarray(value)), "not NaN"))
+        return checks
+
     # --- abstract hooks ---------------------------------------------------------------------
 
     @property
@@ -151,10 +199,12 @@ class Distribution(abc.ABC):
     @abc.abstractmethod
     def _log_prob(self, x: Array) -> Array:
         """Log-density of checked ``x``, summed over the event."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _log_prob.")
 
     @abc.abstractmethod
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         """Draws of shape ``sample_shape + batch_shape + event_shape``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _sample.")
 
     # --- optional hooks ---------------------------------------------------------------------
 
@@ -189,9 +239,21 @@ class Distribution(abc.ABC):
 
     # --- unconstrained parameterization ---------------------------------------------------
 
-    #: ``field name -> bijector`` from an unconstrained array onto the parameter's support;
-    #: fields not listed are unconstrained already (identity).
+    #: ``field name -> bijector`` from an unconstrained array onto the parameter's support.
+    #: Fields not listed that are named like a positive parameter (``scale``, ``rate``,
+    #: ``concentration``, ``concentration0``/``1``, ``df``, ``temperature``, ``total_count``)
+    #: map by softplus; the others are unconstrained already (identity), and fields that hold
+    #: a distribution or a bijector are passed through as they are.
     unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {}
+
+    @classmethod
+    def _unconstrained_map(cls) -> dict[str, _bijectors.Bijector]:
+        names = [f.name for f in dataclasses.fields(cls) if not _is_static(f)]
+        out: dict[str, _bijectors.Bijector] = {
+            name: _bijectors.Softplus() for name in names if name in _POSITIVE_FIELDS
+        }
+        out.update(cls.unconstrained_bijectors)
+        return out
 
     @classmethod
     def from_unconstrained(cls, *args: Any, **kwargs: Any) -> Any:
@@ -220,20 +282,24 @@ class Distribution(abc.ABC):
                     f"`{name}`; the parameters are {names}."
                 )
             values[name] = value
-        for name, bijector in cls.unconstrained_bijectors.items():
-            if name in values:
+        for name, bijector in cls._unconstrained_map().items():
+            if name in values and not isinstance(values[name], (Distribution, _bijectors.Bijector)):
                 values[name] = _bijectors.forward(bijector, values[name])
         return cls(**values)
 
-    def to_unconstrained(self) -> dict[str, Array]:
+    def to_unconstrained(self) -> dict[str, Any]:
         """The unconstrained arrays of the (non-static) parameters, ``name -> array``: the
         inverse of :meth:`from_unconstrained` (e.g. to initialize a variational family)."""
         out = {}
         for field in dataclasses.fields(self):
             if _is_static(field) or getattr(self, field.name) is None:  # unset optional field
                 continue
-            value = jnp.asarray(getattr(self, field.name))
-            bijector = self.unconstrained_bijectors.get(field.name)
+            value = getattr(self, field.name)
+            if isinstance(value, (Distribution, _bijectors.Bijector)):
+                out[field.name] = value
+                continue
+            value = jnp.asarray(value)
+            bijector = self._unconstrained_map().get(field.name)
             if bijector is not None:
                 value = _bijectors.inverse(bijector, value)
             out[field.name] = value
@@ -322,6 +388,23 @@ def _common(*values: ArrayLike) -> list[Array]:
     return jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in values))
 
 
+def _finite_checks(dist: Distribution, *names: str) -> list[tuple[str, Any, str]]:
+    return [(n, jnp.isfinite(jnp.asarray(getattr(dist, n))), "finite") for n in names]
+
+
+def _positive_checks(dist: Distribution, *names: str) -> list[tuple[str, Any, str]]:
+    def ok(value: Any) -> Array:
+        value = jnp.asarray(value)
+        return (value > 0) & jnp.isfinite(value)
+
+    return [(n, ok(getattr(dist, n)), "> 0 and finite") for n in names]
+
+
+def _not_nan_or_plus_inf(value: ArrayLike) -> Array:
+    value = jnp.asarray(value)
+    return ~jnp.isnan(value) & (value < jnp.inf)
+
+
 class Factorized(Distribution):
     """Base of families with independent coordinates along the event (last) axis.
 
@@ -383,9 +466,9 @@ class Normal(Factorized):
             float32) keeps exact entropies and KLs. Set by :meth:`from_log_var`; when given
             it must equal ``log(scale)`` up to rounding.
 
-    Parameter values are not checked (a negative or NaN scale gives NaN results, not an
-    error); :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
-    """
+    Parameter values are not checked: a non-positive, infinite or NaN scale or a non-finite loc
+    gives NaN or meaningless results rather than an error (shapes are checked at construction).
+    :func:`jelbo.check_parameters` checks them on demand, also under ``jit``."""
 
     loc: ArrayLike
     scale: ArrayLike
@@ -429,12 +512,22 @@ class Normal(Factorized):
     def _variance(self) -> Array:
         return self._full(jnp.square(self.scale))
 
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        checks = [*_finite_checks(self, "loc"), *_positive_checks(self, "scale")]
+        if self.log_scale is not None:
+            checks += _finite_checks(self, "log_scale")
+        return checks
+
     def _mode(self) -> Array:
         return self._full(self.loc)
 
 
 class Laplace(Factorized):
     r"""Factorized Laplace, :math:`\log p(x) = \sum_i -\log(2b_i) - |x_i-\mu_i|/b_i`.
+
+    Parameter values are not checked: a non-positive, infinite or NaN scale or a non-finite loc
+    give NaN or meaningless results rather than an error (shapes are checked at construction).
+    :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
 
     Attributes:
         loc: location :math:`\mu`, shape ``(*batch, K)``.
@@ -466,6 +559,9 @@ class Laplace(Factorized):
     def _variance(self) -> Array:
         return self._full(2.0 * jnp.square(self.scale))
 
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        return [*_finite_checks(self, "loc"), *_positive_checks(self, "scale")]
+
     def _mode(self) -> Array:
         return self._full(self.loc)
 
@@ -476,6 +572,10 @@ class StudentT(Factorized):
     :math:`\log p(x) = \sum_i \log\Gamma(\tfrac{\nu+1}2) - \log\Gamma(\tfrac\nu2)
     - \tfrac12\log(\nu\pi) - \log\sigma - \tfrac{\nu+1}2\log(1 + t_i^2/\nu)`,
     :math:`t_i = (x_i-\mu_i)/\sigma_i`.
+
+    Parameter values are not checked: ``df <= 0``, a non-positive or NaN scale or a non-finite
+    loc give NaN or meaningless results rather than an error (shapes are checked at
+    construction). :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
 
     Attributes:
         df: degrees of freedom :math:`\nu > 0`, broadcastable to ``loc``.
@@ -532,7 +632,7 @@ class StudentT(Factorized):
         )
 
     def _mean(self) -> Array:
-        # Defined for df > 1 (NaN otherwise, as in scipy).
+        # Defined for df > 1; NaN otherwise (as NumPyro and TFP; scipy returns inf).
         return self._full(jnp.where(jnp.asarray(self.df) > 1, self.loc, jnp.nan))
 
     def _variance(self) -> Array:
@@ -541,6 +641,14 @@ class StudentT(Factorized):
         safe = jnp.where(df > 2, df, 3.0)
         finite = jnp.square(self.scale) * safe / (safe - 2.0)
         return self._full(jnp.where(df > 2, finite, jnp.where(df > 1, jnp.inf, jnp.nan)))
+
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        df = jnp.asarray(self.df)
+        return [
+            ("df", (df > 0) & ~jnp.isnan(df), "> 0 (+inf allowed)"),
+            *_finite_checks(self, "loc"),
+            *_positive_checks(self, "scale"),
+        ]
 
     def _mode(self) -> Array:
         return self._full(self.loc)
@@ -555,6 +663,10 @@ class Bernoulli(Factorized):
 
     Values outside :math:`[0, 1]` (and NaN) have log-probability :math:`-\infty`. Logits
     :math:`\pm\infty` (deterministic coordinates) are allowed: :math:`0\log 0 = 0`.
+
+    Parameter values are not checked: NaN logits give NaN or meaningless results rather than an
+    error (shapes are checked at construction). :func:`jelbo.check_parameters` checks them on
+    demand, also under ``jit``.
 
     Attributes:
         logits: shape ``(*batch, K)``.
@@ -590,6 +702,9 @@ class Bernoulli(Factorized):
     def _variance(self) -> Array:
         return self._full(jax.nn.sigmoid(self.logits) * jax.nn.sigmoid(-jnp.asarray(self.logits)))
 
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        return [("logits", ~jnp.isnan(jnp.asarray(self.logits)), "not NaN (+-inf allowed)")]
+
     def _mode(self) -> Array:
         # 1 where p > 1/2; ties (logit 0) go to 0, as in NumPyro.
         return self._full(jnp.asarray(self.logits) > 0)
@@ -605,6 +720,10 @@ class Poisson(Factorized):
     integers have log-probability :math:`-\infty` (as in scipy). Samples are counts returned
     in the parameters' floating dtype (rates above :math:`2^{30}` in 32-bit mode are drawn
     from the normal approximation, whose error is far below float32 resolution there).
+
+    Parameter values are not checked: a NaN or ``+inf`` log-rate gives NaN or meaningless results
+    rather than an error (shapes are checked at construction). :func:`jelbo.check_parameters`
+    checks them on demand, also under ``jit``.
 
     Attributes:
         log_rate: shape ``(*batch, K)``.
@@ -645,6 +764,10 @@ class Poisson(Factorized):
     def _variance(self) -> Array:
         return self._full(jnp.exp(self.log_rate))
 
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        ok = _not_nan_or_plus_inf(self.log_rate)
+        return [("log_rate", ok, "< +inf and not NaN (-inf, a zero rate, allowed)")]
+
     def _mode(self) -> Array:
         # floor(rate); for an integer rate both rate - 1 and rate are modes.
         return self._full(jnp.floor(jnp.exp(self.log_rate)))
@@ -655,6 +778,10 @@ class Categorical(Distribution):
 
     :math:`\log p(x) = \mathrm{log\_softmax}(a)_x`. The event is a scalar: ``logits`` of shape
     ``(*batch, C)`` give ``batch_shape == (*batch,)`` and ``event_shape == ()``.
+
+    Parameter values are not checked: NaN or ``+inf`` logits, or a row of ``-inf`` logits only,
+    give NaN or meaningless results rather than an error (shapes are checked at construction).
+    :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
 
     Attributes:
         logits: unnormalized log-probabilities, shape ``(*batch, C)``.
@@ -711,6 +838,13 @@ class Categorical(Distribution):
         safe = jnp.where(masked, 0.0, log_p)
         return -jnp.sum(jnp.where(masked, 0.0, jnp.exp(safe) * safe), axis=-1)
 
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        logits = jnp.asarray(self.logits)
+        return [
+            ("logits", _not_nan_or_plus_inf(logits), "< +inf and not NaN (-inf masks)"),
+            ("logits", jnp.any(logits > -jnp.inf, axis=-1), "finite for at least one category"),
+        ]
+
     def _mode(self) -> Array:
         return jnp.argmax(self.logits, axis=-1)
 
@@ -720,6 +854,10 @@ class MultivariateNormalTriL(Distribution):
 
     :math:`\log p(x) = -\tfrac12\lVert L^{-1}(x-\mu)\rVert^2 - \sum_i\log|L_{ii}|
     - \tfrac K2\log 2\pi`. Only the lower triangle of ``scale_tril`` is read.
+
+    Parameter values are not checked: a singular or non-finite ``scale_tril`` or a non-finite
+    loc give NaN or meaningless results rather than an error (shapes are checked at
+    construction). :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
 
     Attributes:
         loc: mean, shape ``(*batch, K)``.
@@ -788,6 +926,14 @@ class MultivariateNormalTriL(Distribution):
         shape = self.batch_shape + self.event_shape
         return jnp.broadcast_to(jnp.asarray(self.loc, self.dtype), shape)
 
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        diag = jnp.diagonal(jnp.asarray(self.scale_tril), axis1=-2, axis2=-1)
+        return [
+            *_finite_checks(self, "loc"),
+            ("scale_tril", jnp.isfinite(jnp.tril(jnp.asarray(self.scale_tril))), "finite"),
+            ("scale_tril", (diag != 0) & jnp.isfinite(diag), "of nonzero diagonal"),
+        ]
+
     def _mode(self) -> Array:
         return self._mean()
 
@@ -802,8 +948,8 @@ class MultivariateNormalTriL(Distribution):
 
 
 def _check_distribution(dist: Any, name: str) -> None:
-    if not isinstance(dist, Distribution):
-        raise TypeError(f"`{name}` must be a jelbo distribution; got {type(dist).__name__}.")
+    # Kept for family modules written against it; new code calls _checks.check_instance.
+    _checks.check_instance(dist, Distribution, name)
 
 
 def log_prob(dist: Distribution, x: ArrayLike) -> Array:
@@ -820,7 +966,7 @@ def log_prob(dist: Distribution, x: ArrayLike) -> Array:
         ValueError: if ``x``'s trailing (event) axes differ from ``E`` or its batch axes do
             not broadcast against ``B``.
     """
-    _check_distribution(dist, "dist")
+    _checks.check_instance(dist, Distribution, "dist")
     x = jnp.asarray(x)
     event, batch = dist.event_shape, dist.batch_shape
     n_event = len(event)
@@ -850,7 +996,7 @@ def sample(key: Array, dist: Distribution, sample_shape: int | Shape = ()) -> Ar
         sample_shape: leading shape of independent draws.
     """
     _checks.check_key(key)
-    _check_distribution(dist, "dist")
+    _checks.check_instance(dist, Distribution, "dist")
     if isinstance(sample_shape, int):
         sample_shape = (sample_shape,)
     return dist._sample(key, tuple(sample_shape))
@@ -862,5 +1008,5 @@ def entropy(dist: Distribution) -> Array:
     Returns an array of shape ``dist.batch_shape``. Raises ``NotImplementedError`` for
     families without a closed form (``Poisson``).
     """
-    _check_distribution(dist, "dist")
+    _checks.check_instance(dist, Distribution, "dist")
     return dist._entropy()

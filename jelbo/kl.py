@@ -7,6 +7,7 @@ parents' pairs). :func:`mc_kl` estimates the KL of any pair by Monte Carlo.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import digamma
 
 from jelbo import _checks, _special
+from jelbo._typing import Array
 from jelbo.bijectors import same_bijector
 from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.discrete import OneHotCategorical, masked_log_softmax
@@ -27,7 +29,6 @@ from jelbo.distributions import (
     MultivariateNormalTriL,
     Normal,
     Poisson,
-    _check_distribution,
     log_prob,
     sample,
 )
@@ -35,7 +36,6 @@ from jelbo.lowrank import LowRankMultivariateNormal, trace_inverse_product
 from jelbo.spherical import HypersphericalUniform, PowerSpherical
 from jelbo.transformed import TransformedDistribution
 
-Array = jax.Array
 KLFn = Callable[[Any, Any], Array]
 _F = TypeVar("_F", bound=Callable[..., Array])
 
@@ -49,7 +49,7 @@ def register_kl(type_q: type, type_p: type) -> Callable[[_F], _F]:
 
     The function takes ``(q, p)`` and returns the KL summed over the event, with the
     broadcast batch shape. Registered pairs are used by :func:`kl_divergence` and so by
-    ``jelbo.elbo(..., kl="analytic")``. Registering an existing pair replaces it.
+    ``jelbo.ELBO(kl="analytic")``. Registering an existing pair replaces it.
 
     Example::
 
@@ -95,36 +95,33 @@ def kl_divergence(q: Distribution, p: Distribution) -> Array:
         NotImplementedError: no closed form is registered for ``(type(q), type(p))``.
         ValueError: the event shapes differ or the batch shapes do not broadcast.
     """
-    _check_distribution(q, "q")
-    _check_distribution(p, "p")
+    _checks.check_instance(q, Distribution, "q")
+    _checks.check_instance(p, Distribution, "p")
     fn = _lookup(type(q), type(p))
     if fn is None:
         nq, np_ = type(q).__name__, type(p).__name__
         raise NotImplementedError(
             f"No closed-form KL is registered for KL({nq} || {np_}). Register one with "
             f"@jelbo.register_kl({nq}, {np_}), or estimate it by Monte Carlo with "
-            "jelbo.mc_kl(key, q, p, num_samples=...) or jelbo.elbo(..., kl='mc')."
+            "jelbo.mc_kl(key, q, p, num_samples=...) or jelbo.ELBO(kl='mc')."
         )
-    check_same_event(q, p)
+    _checks.check_same_event(q, p)
     _checks.broadcast_shapes(("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape))
     return fn(q, p)
 
 
 def check_same_event(q: Distribution, p: Distribution, names: tuple[str, str] = ("q", "p")) -> None:
-    """Raises ``ValueError`` naming both shapes unless ``q`` and ``p`` share an event shape."""
-    if q.event_shape != p.event_shape:
-        raise ValueError(
-            f"Event shapes differ: `{names[0]}` ({type(q).__name__}) has event shape "
-            f"{q.event_shape} (batch {q.batch_shape}), `{names[1]}` ({type(p).__name__}) has "
-            f"event shape {p.event_shape} (batch {p.batch_shape})."
-        )
-    if isinstance(q, Categorical) and isinstance(p, Categorical):
-        if q.num_categories != p.num_categories:
-            raise ValueError(
-                f"Categorical `{names[0]}` and `{names[1]}` need the same number of categories; "
-                f"got `{names[0]}.logits` {jnp.shape(q.logits)} and `{names[1]}.logits` "
-                f"{jnp.shape(p.logits)}."
-            )
+    """Deprecated since 0.2: argument checks are internal (``jelbo._checks``).
+
+    Raises ``ValueError`` naming both shapes unless ``q`` and ``p`` share an event shape.
+    """
+    warnings.warn(
+        "jelbo.kl.check_same_event is deprecated and will be removed; jelbo's functions "
+        "check event shapes themselves.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    _checks.check_same_event(q, p, names)
 
 
 def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> Array:
@@ -136,10 +133,10 @@ def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> 
     has more batch axes than ``q``, the same draws of ``q`` serve every ``p`` in the batch.
     """
     _checks.check_key(key)
-    _check_distribution(q, "q")
-    _check_distribution(p, "p")
+    _checks.check_instance(q, Distribution, "q")
+    _checks.check_instance(p, Distribution, "p")
     num_samples = _checks.check_positive_int(num_samples, "num_samples")
-    check_same_event(q, p)
+    _checks.check_same_event(q, p)
     batch = _checks.broadcast_shapes(
         ("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape)
     )
@@ -257,35 +254,45 @@ def _as_tril(dist: Normal | MultivariateNormalTriL) -> tuple[Array, Array]:
     return loc, scale[..., :, None] * jnp.eye(loc.shape[-1], dtype=scale.dtype)
 
 
+def _gaussian_root(dist: Distribution) -> tuple[Array, Array, Array]:
+    """``(loc, S, log|Σ|)`` with ``Σ = S Sᵀ`` for the Gaussian families (S is K × m): the
+    lower-triangular scale of Normal/MultivariateNormalTriL, ``[F, diag(√d)]`` of a low-rank
+    one."""
+    if isinstance(dist, LowRankMultivariateNormal):
+        factor, diag, _ = dist.factors()
+        eye = jnp.eye(diag.shape[-1], dtype=diag.dtype)
+        root = jnp.concatenate([factor, jnp.sqrt(diag)[..., None] * eye], axis=-1)
+        return jnp.asarray(dist.loc, dist.dtype), root, dist.log_det_covariance()
+    assert isinstance(dist, (Normal, MultivariateNormalTriL))
+    loc, tril = _as_tril(dist)
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(tril, axis1=-2, axis2=-1))), axis=-1)
+    return loc, tril, log_det
+
+
 @register_kl(MultivariateNormalTriL, MultivariateNormalTriL)
 @register_kl(Normal, MultivariateNormalTriL)
 @register_kl(MultivariateNormalTriL, Normal)
-def _kl_gaussian_tril(
-    q: Normal | MultivariateNormalTriL, p: Normal | MultivariateNormalTriL
-) -> Array:
-    # KL = ½[‖Lp⁻¹Lq‖²_F + ‖Lp⁻¹(μq-μp)‖² - K] + Σ log|diag Lp| - Σ log|diag Lq|.
-    loc_q, tril_q = _as_tril(q)
-    loc_p, tril_p = _as_tril(p)
-    k = loc_q.shape[-1]
+@register_kl(LowRankMultivariateNormal, MultivariateNormalTriL)
+def _kl_gaussian_tril(q: Distribution, p: Distribution) -> Array:
+    # KL = ½[‖Lp⁻¹Sq‖²_F + ‖Lp⁻¹(μq-μp)‖² - K + log|Σp| - log|Σq|], Σq = Sq Sqᵀ.
+    loc_q, root_q, log_det_q = _gaussian_root(q)
+    loc_p, tril_p, log_det_p = _gaussian_root(p)
+    k, m = root_q.shape[-2:]
     batch = jnp.broadcast_shapes(
-        loc_q.shape[:-1], tril_q.shape[:-2], loc_p.shape[:-1], tril_p.shape[:-2]
+        loc_q.shape[:-1], root_q.shape[:-2], loc_p.shape[:-1], tril_p.shape[:-2]
     )
     tril_p = jnp.broadcast_to(tril_p, batch + (k, k))
     rhs = jnp.concatenate(
         [
-            jnp.broadcast_to(tril_q, batch + (k, k)),
+            jnp.broadcast_to(root_q, batch + (k, m)),
             jnp.broadcast_to(loc_q - loc_p, batch + (k,))[..., None],
         ],
         axis=-1,
     )
     solved = solve_triangular(tril_p, rhs, lower=True)
-    trace_term = jnp.sum(solved[..., :k] ** 2, axis=(-2, -1))
-    maha = jnp.sum(solved[..., k] ** 2, axis=-1)
-
-    def log_det(tril: Array) -> Array:
-        return jnp.sum(jnp.log(jnp.abs(jnp.diagonal(tril, axis1=-2, axis2=-1))), axis=-1)
-
-    return 0.5 * (trace_term + maha - k) + log_det(tril_p) - log_det(tril_q)
+    trace_term = jnp.sum(solved[..., :m] ** 2, axis=(-2, -1))
+    maha = jnp.sum(solved[..., m] ** 2, axis=-1)
+    return 0.5 * (trace_term + maha - k + log_det_p - log_det_q)
 
 
 @register_kl(Gamma, Gamma)
@@ -447,18 +454,6 @@ def _kl_transformed_transformed(q: Distribution, p: Distribution) -> Array:
     return kl_divergence(q.base_distribution(), p.base_distribution())
 
 
-def _gaussian_root(dist: Distribution) -> tuple[Array, Array, Array]:
-    """``(loc, S, log|Σ|)`` with ``Σ = S Sᵀ`` for the Gaussian families (S is K × m)."""
-    if isinstance(dist, LowRankMultivariateNormal):
-        factor, diag, _ = dist._parts()
-        eye = jnp.eye(diag.shape[-1], dtype=diag.dtype)
-        root = jnp.concatenate([factor, jnp.sqrt(diag)[..., None] * eye], axis=-1)
-        return jnp.asarray(dist.loc), root, dist.log_det_covariance()
-    loc, tril = _as_tril(dist)  # type: ignore[arg-type]
-    log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(tril, axis1=-2, axis2=-1))), axis=-1)
-    return loc, tril, log_det
-
-
 @register_kl(LowRankMultivariateNormal, LowRankMultivariateNormal)
 @register_kl(Normal, LowRankMultivariateNormal)
 @register_kl(MultivariateNormalTriL, LowRankMultivariateNormal)
@@ -466,14 +461,7 @@ def _kl_to_lowrank(q: Distribution, p: Distribution) -> Array:
     # KL = ½[tr(Σp⁻¹Σq) + δᵀΣp⁻¹δ - K + log|Σp| - log|Σq|], Σp⁻¹ by Woodbury (O(K m r)).
     assert isinstance(p, LowRankMultivariateNormal)
     k = p.event_shape[0]
-    if isinstance(q, Normal):
-        loc_q = jnp.broadcast_to(q.loc, q.batch_shape + q.event_shape)
-        scale = jnp.broadcast_to(q.scale, loc_q.shape)
-        # tr(Σp⁻¹ diag(σ²)) with S = diag(σ): only the diagonal of S is nonzero
-        root_q = scale[..., :, None] * jnp.eye(k, dtype=scale.dtype)
-        log_det_q = 2.0 * jnp.sum(jnp.log(scale), axis=-1)
-    else:
-        loc_q, root_q, log_det_q = _gaussian_root(q)
+    loc_q, root_q, log_det_q = _gaussian_root(q)
     delta = (jnp.asarray(p.loc) - loc_q)[..., None]
     trace = trace_inverse_product(p, root_q)
     maha = trace_inverse_product(p, delta)
@@ -484,29 +472,10 @@ def _kl_to_lowrank(q: Distribution, p: Distribution) -> Array:
 def _kl_lowrank_normal(q: Distribution, p: Distribution) -> Array:
     assert isinstance(q, LowRankMultivariateNormal) and isinstance(p, Normal)
     k = q.event_shape[0]
-    factor, diag, _ = q._parts()
+    factor, diag, _ = q.factors()
     var_p = jnp.square(jnp.asarray(p.scale))
     trace = jnp.sum((jnp.sum(jnp.square(factor), axis=-1) + diag) / var_p, axis=-1)
     maha = jnp.sum(jnp.square(jnp.asarray(p.loc) - jnp.asarray(q.loc)) / var_p, axis=-1)
-    log_det_p = jnp.sum(jnp.broadcast_to(jnp.log(var_p), jnp.shape(p.loc)), axis=-1)
+    shape = jnp.broadcast_shapes(jnp.shape(p.loc), var_p.shape)
+    log_det_p = jnp.sum(jnp.broadcast_to(jnp.log(var_p), shape), axis=-1)
     return 0.5 * (trace + maha - k + log_det_p - q.log_det_covariance())
-
-
-@register_kl(LowRankMultivariateNormal, MultivariateNormalTriL)
-def _kl_lowrank_tril(q: Distribution, p: Distribution) -> Array:
-    assert isinstance(q, LowRankMultivariateNormal) and isinstance(p, MultivariateNormalTriL)
-    k = q.event_shape[0]
-    loc_q, root_q, log_det_q = _gaussian_root(q)
-    loc_p, tril_p, log_det_p = _gaussian_root(p)
-    rhs = jnp.concatenate(
-        [root_q, jnp.broadcast_to((loc_q - loc_p)[..., None], root_q.shape[:-1] + (1,))], axis=-1
-    )
-    batch = jnp.broadcast_shapes(rhs.shape[:-2], tril_p.shape[:-2])
-    solved = solve_triangular(
-        jnp.broadcast_to(tril_p, batch + (k, k)),
-        jnp.broadcast_to(rhs, batch + rhs.shape[-2:]),
-        lower=True,
-    )
-    trace = jnp.sum(jnp.square(solved[..., :-1]), axis=(-2, -1))
-    maha = jnp.sum(jnp.square(solved[..., -1]), axis=-1)
-    return 0.5 * (trace + maha - k + log_det_p - log_det_q)

@@ -88,8 +88,9 @@ class LowRankMultivariateNormal(Distribution):
         """:math:`r`, the number of columns of ``cov_factor``."""
         return jnp.shape(self.cov_factor)[-1]
 
-    def _parts(self) -> tuple[Array, Array, Array]:
-        """``(F, d, L_C)`` broadcast to the batch, with :math:`C = I + F^\\top D^{-1} F`."""
+    def factors(self) -> tuple[Array, Array, Array]:
+        r"""``(F, d, L_C)``: ``cov_factor`` and ``cov_diag`` broadcast to the batch, and the
+        Cholesky factor of the capacitance matrix :math:`C = I_r + F^\top D^{-1} F`."""
         dtype = self.dtype
         k, r = self.event_shape[0], self.rank
         factor = jnp.broadcast_to(jnp.asarray(self.cov_factor, dtype), self.batch_shape + (k, r))
@@ -100,17 +101,17 @@ class LowRankMultivariateNormal(Distribution):
 
     def log_det_covariance(self) -> Array:
         r""":math:`\log|\Sigma| = 2\sum_j\log(L_C)_{jj} + \sum_i\log d_i`, shape ``batch``."""
-        _, diag, chol = self._parts()
+        _, diag, chol = self.factors()
         return _log_det(diag, chol)
 
     def inverse_quadratic(self, v: ArrayLike) -> Array:
         r""":math:`v^\top\Sigma^{-1}v` by Woodbury, for ``v`` of shape ``(*extra, *batch, K)``."""
-        factor, diag, chol = self._parts()
+        factor, diag, chol = self.factors()
         return _inverse_quadratic(factor, diag, chol, jnp.asarray(v, self.dtype))
 
     def _log_prob(self, x: Array) -> Array:
         k = self.event_shape[0]
-        factor, diag, chol = self._parts()
+        factor, diag, chol = self.factors()
         maha = _inverse_quadratic(factor, diag, chol, x - self.loc)
         return -0.5 * (maha + _log_det(diag, chol)) - k * _HALF_LOG_2PI
 
@@ -136,11 +137,11 @@ class LowRankMultivariateNormal(Distribution):
         return self._mean()
 
     def _variance(self) -> Array:
-        factor, diag, _ = self._parts()
+        factor, diag, _ = self.factors()
         return jnp.sum(jnp.square(factor), axis=-1) + diag
 
     def _covariance(self) -> Array:
-        factor, diag, _ = self._parts()
+        factor, diag, _ = self.factors()
         return factor @ jnp.swapaxes(factor, -1, -2) + diag[..., None] * jnp.eye(
             diag.shape[-1], dtype=diag.dtype
         )
@@ -168,7 +169,7 @@ def trace_inverse_product(p: LowRankMultivariateNormal, root: Array) -> Array:
 
     Used by the KL divergences in :mod:`jelbo.kl`.
     """
-    factor, diag, chol = p._parts()
+    factor, diag, chol = p.factors()
     batch = jnp.broadcast_shapes(root.shape[:-2], diag.shape[:-1])
     root = jnp.broadcast_to(root, batch + root.shape[-2:])
     factor = jnp.broadcast_to(factor, batch + factor.shape[-2:])

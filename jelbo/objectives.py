@@ -124,25 +124,8 @@ def _check_problem(
         _checks.check_broadcasts_to(
             prior.batch_shape, "prior.batch_shape", batch, "`q`'s batch shape"
         )
-    if data is not None:
-        for path, leaf in jax.tree_util.tree_leaves_with_path(data):
-            shape = tuple(jnp.shape(leaf))
-            if shape[: len(batch)] != batch:
-                raise ValueError(
-                    f"`data`{jax.tree_util.keystr(path)} has shape {shape}, but its leading axes "
-                    f"must equal `q`'s batch shape {batch}: one datapoint per posterior."
-                )
+    _checks.check_leading_axes(data, "data", batch)
     return _Problem(q, prior, log_likelihood, data, num_samples, chunk)
-
-
-def _check_reparameterized(q: Distribution, what: str) -> None:
-    if not q.is_reparameterized:
-        raise ValueError(
-            f"{what} differentiates through samples of q, but {type(q).__name__} cannot be "
-            "reparameterized. Use the score-function estimators, which work for any q: "
-            "jelbo.ELBO(grad_estimator='score') or jelbo.IWAE(grad_estimator='vimco'); "
-            "or a continuous q (Normal, MultivariateNormalTriL, Laplace, StudentT)."
-        )
 
 
 # --- sampling and evaluating the model ------------------------------------------------------
@@ -183,11 +166,7 @@ def _log_likelihood_flat(problem: _Problem, z: Array) -> Array:
             f"datapoint; it returned a {type(ll).__name__}: {returned}."
         )
     ll = jnp.asarray(ll)
-    if ll.shape != (n,):
-        raise ValueError(
-            "`log_likelihood` must return a scalar log p(x|z) for one latent and one "
-            f"datapoint; it returned shape {ll.shape[1:]}. Sum over the data dimensions."
-        )
+    _checks.check_scalar_per_example(ll, "log_likelihood", n)
     return ll.reshape(lead)
 
 
@@ -449,28 +428,25 @@ class ELBO(_Objective):
             log_lik, log_q, log_p = _map_over_samples(
                 problem, key, with_log_q=True, stop_q=False, stop_z=True
             )
-            log_ratio = log_q - log_p
             kl_value = None if mc else _analytic_kl(problem)
             value, expected, kl_value = score.elbo_surrogate(
                 log_lik, log_q, log_p, kl=kl_value, beta=beta, baseline=baseline
             )
+            per_sample = log_lik - beta_per_sample * (log_q - log_p) if mc else log_lik
         else:
-            _check_reparameterized(q, f"grad_estimator={self.grad_estimator!r}")
+            _checks.check_reparameterized(q, f"grad_estimator={self.grad_estimator!r}")
             if mc:
                 log_lik, log_q, log_p = _map_over_samples(
                     problem, key, with_log_q=True, stop_q=self.grad_estimator == "stl"
                 )
-                log_ratio = log_q - log_p
-                kl_value = jnp.mean(log_ratio, axis=-1)
+                kl_value = jnp.mean(log_q - log_p, axis=-1)
+                per_sample = log_lik - beta_per_sample * (log_q - log_p)
             else:
                 (log_lik,) = _map_over_samples(problem, key, with_log_q=False, stop_q=False)
-                log_ratio = None
                 kl_value = _analytic_kl(problem)
+                per_sample = log_lik  # the closed-form KL has no Monte Carlo error
             expected = jnp.mean(log_lik, axis=-1)
             value = expected - beta * kl_value
-        per_sample = log_lik
-        if mc and log_ratio is not None:
-            per_sample = log_lik - beta_per_sample * log_ratio
         return Bound(value, expected, kl_value, _stats.mean_stderr(per_sample), None)
 
 
@@ -546,11 +522,11 @@ class IWAE(_Objective):
             log_w = log_lik + log_p - log_q
             value = score.iwae_surrogate(log_w, log_q)
         elif self.grad_estimator == "reparam":
-            _check_reparameterized(q, "grad_estimator='reparam'")
+            _checks.check_reparameterized(q, "grad_estimator='reparam'")
             log_w = _log_weights(problem, key, stop_q=False)
             value = jax.nn.logsumexp(log_w, axis=-1) - log_k
         else:
-            _check_reparameterized(q, "grad_estimator='dreg'")
+            _checks.check_reparameterized(q, "grad_estimator='dreg'")
             log_w = _sg(_log_weights(problem, key, stop_q=True))
             bound = jax.nn.logsumexp(log_w, axis=-1) - log_k
             # Zero weights (log w = -inf, e.g. a likelihood with bounded support) take no part:
@@ -613,7 +589,7 @@ class Renyi(_Objective):
         problem = _check_problem(
             key, q, log_likelihood, prior, data, self.num_samples, self.sample_chunk_size
         )
-        _check_reparameterized(q, "jelbo.Renyi")
+        _checks.check_reparameterized(q, "jelbo.Renyi")
         log_w = _log_weights(problem, key, stop_q=False)
         if self.alpha == 1:
             value = jnp.mean(log_w, axis=-1)

@@ -76,7 +76,7 @@ class RelaxedBernoulli(Factorized):
         xc = jnp.clip(jnp.where(inside, x, 0.5), low, high)
         y = jnp.log(xc) - jnp.log1p(-xc)
         temperature = jnp.asarray(self.temperature, self.dtype)
-        t = jnp.asarray(self.logits) - temperature * y
+        t = jnp.asarray(self.logits, self.dtype) - temperature * y
         log_p = jnp.log(temperature) + _log_logistic_density(t) - _log_logistic_density(y)
         return jnp.where(inside, log_p, -jnp.inf)
 

@@ -34,15 +34,15 @@ not depend on :math:`z_s` may be subtracted from :math:`f(z_s)` without bias:
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jelbo import _checks
 from jelbo._typing import Array, ArrayLike
 
 __all__ = [
-    "check_baseline",
     "elbo_surrogate",
     "iwae_surrogate",
     "leave_one_out_mean",
@@ -86,17 +86,19 @@ def leave_one_out_mean(values: Array) -> Array:
 
 
 def check_baseline(baseline: ArrayLike, batch_shape: tuple[int, ...]) -> Array:
-    """Returns ``baseline`` broadcast to ``batch_shape``, or raises ``ValueError`` naming both."""
-    shape = tuple(jnp.shape(baseline))
-    try:
-        broadcast = tuple(np.broadcast_shapes(shape, batch_shape))
-    except ValueError:
-        broadcast = None
-    if broadcast != batch_shape:
-        raise ValueError(
-            f"`baseline` has shape {shape}; it must broadcast to `q`'s batch shape "
-            f"{batch_shape} (one control variate per datapoint, or one for all)."
-        )
+    """Deprecated since 0.2 (argument checks are internal): ``baseline`` broadcast to
+    ``batch_shape``, or ``ValueError`` naming both shapes."""
+    warnings.warn(
+        "jelbo.score.check_baseline is deprecated and will be removed; "
+        "jelbo.ELBO(grad_estimator='score', baseline=...) checks the baseline itself.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _broadcast_baseline(baseline, batch_shape)
+
+
+def _broadcast_baseline(baseline: ArrayLike, batch_shape: tuple[int, ...]) -> Array:
+    _checks.check_broadcasts_to(jnp.shape(baseline), "baseline", batch_shape, "`q`'s batch shape")
     return jnp.broadcast_to(jnp.asarray(baseline), batch_shape)
 
 
@@ -154,23 +156,23 @@ def elbo_surrogate(
         ``(elbo, expected_log_likelihood, kl)``, each of shape ``batch``.
     """
     num_samples = log_lik.shape[-1]
+    batch = log_lik.shape[:-1]
+    _checks.check_broadcasts_to(jnp.shape(beta), "beta", batch, "the batch shape")
     mc = kl is None
     log_ratio = log_q - log_p
-    if baseline is None:
-        if num_samples > 1:
-            b_lik = leave_one_out_mean(log_lik)
-            b_ratio = leave_one_out_mean(log_ratio) if mc else 0.0
-        else:
-            b_lik, b_ratio = 0.0, 0.0
-        c = 0.0
-    else:
-        c = check_baseline(baseline, log_lik.shape[:-1])[..., None]
+    c = None if baseline is None else _broadcast_baseline(baseline, batch)[..., None]
+    if c is not None:
         b_lik, b_ratio = c, 0.0
+    elif num_samples > 1:
+        b_lik = leave_one_out_mean(log_lik)
+        b_ratio = leave_one_out_mean(log_ratio) if mc else 0.0
+    else:
+        b_lik, b_ratio = 0.0, 0.0
 
     expected = jnp.mean(log_lik + score_term(log_lik - b_lik, log_q), axis=-1)
     if mc:
         kl = jnp.mean(_sg(log_q) - log_p + score_term(log_ratio - b_ratio, log_q), axis=-1)
-    if baseline is not None:
+    if c is not None:
         beta_per_sample = jnp.expand_dims(jnp.asarray(beta), -1)
         signal = log_lik - beta_per_sample * log_ratio if mc else log_lik
         fit = -0.5 * jnp.mean(jnp.square(_sg(signal) - c), axis=-1)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jelbo import _checks, _random, _special
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.continuous import Beta
 from jelbo.distributions import Distribution, static_field
 
 __all__ = ["HypersphericalUniform", "PowerSpherical"]
@@ -94,7 +95,7 @@ class PowerSpherical(Distribution):
               \quad \alpha = \tfrac{d-1}2 + \kappa,\ \beta = \tfrac{d-1}2,
 
     with respect to the surface measure. Reparameterized sampler (the paper's Algorithm 1):
-    :math:`t = 2z - 1` with :math:`z\sim\mathrm{Beta}(\alpha, \beta)` (``jax.random.beta``,
+    :math:`t = 2z - 1` with :math:`z\sim\mathrm{Beta}(\alpha, \beta)` (:class:`jelbo.Beta`,
     whose gradient in :math:`\kappa` is implicit, Figurnov et al. 2018), :math:`v` uniform on
     :math:`S^{d-2}`, :math:`y = (t, \sqrt{1-t^2}\,v)`, and :math:`x = H y` with the
     Householder reflection :math:`H = I - 2uu^\top/u^\top u`, :math:`u = e_1 - \mu`, which
@@ -166,10 +167,12 @@ class PowerSpherical(Distribution):
         key_beta, key_v = jax.random.split(key)
         shape = sample_shape + self.batch_shape
         alpha, beta = self._alpha_beta()
-        z = jax.random.beta(
-            key_beta, alpha, jnp.full_like(alpha, beta), shape=shape, dtype=self.dtype
+        # z ~ Beta(α, β) through jelbo's Beta: vectorized log-gamma draws with implicit
+        # gradients (jax.random.beta's per-element rejection loop is ~10x slower on CPU).
+        z = Beta(alpha[..., None], jnp.full_like(alpha[..., None], beta)).sample(
+            key_beta, sample_shape
         )
-        t = (2.0 * z - 1.0)[..., None]
+        t = 2.0 * z - 1.0
         eps = _random.normal(key_v, (math.prod(shape) * (d - 1),), self.dtype)
         eps = eps.reshape(shape + (d - 1,))
         v = eps / jnp.linalg.norm(eps, axis=-1, keepdims=True)

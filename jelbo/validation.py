@@ -8,13 +8,14 @@ negative or NaN scale, ``df <= 0``) or a meaningless finite number. To check:
 - eagerly (concrete arrays), :func:`check_parameters` raises ``ValueError`` at once, naming
   the family, the parameter, the requirement and the first offending entry;
 - under ``jit``, ``grad`` or ``vmap`` it records a :mod:`jax.experimental.checkify` check,
-  which :func:`checked` (or ``checkify.checkify``) turns into an error after the call::
+  which :func:`checked` (or ``checkify.checkify``) turns into a ``ValueError`` with the
+  same message after the call::
 
       def loss(params, key, x):
           q = jelbo.check_parameters(encoder(params, x))
           return -jelbo.elbo(key, q, log_lik, prior, x).elbo.mean()
 
-      safe_loss = jelbo.checked(jax.jit(loss))   # raises ValueError on a bad parameter
+      safe_loss = jelbo.checked(jax.jit(loss))   # raises on a bad parameter value
 
 Each family states its requirements in the hook ``Distribution._parameter_checks`` (the
 default: no parameter is NaN); families that add constraints override it.
@@ -24,11 +25,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.experimental import checkify
 
 from jelbo.distributions import Distribution, _check_distribution
@@ -39,7 +40,7 @@ D = TypeVar("D", bound=Distribution)
 
 
 def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+    return not isinstance(x, Tracer)
 
 
 def check_parameters(dist: D) -> D:
@@ -60,7 +61,7 @@ def check_parameters(dist: D) -> D:
     """
     _check_distribution(dist, "dist")
     family = type(dist).__name__
-    for name, ok, requirement in dist._parameter_checks():
+    for name, ok, requirement in cast(Any, dist)._parameter_checks():
         ok = jnp.asarray(ok, bool)
         message = f"{family} `{name}` must be {requirement}"
         if _is_concrete(ok):
@@ -83,17 +84,19 @@ def check_parameters(dist: D) -> D:
 def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` with its :func:`check_parameters` checks enforced, also under ``jit``.
 
-    Equivalent to ``checkify.checkify(fn, errors=checkify.user_checks)`` followed by
-    ``err.throw()``, which raises a ``jax.experimental.checkify.JaxRuntimeError`` carrying
-    the message. Wrap the jitted function (``checked(jax.jit(f))``), not the other way
-    round: the error is thrown outside the compiled computation.
+    ``checkify.checkify(fn, errors=checkify.user_checks)``, then ``ValueError`` with the
+    failed check's message (as :func:`check_parameters` raises eagerly). Wrap the jitted
+    function (``checked(jax.jit(f))``), not the other way round: the error is raised
+    outside the compiled computation.
     """
     checkified = checkify.checkify(fn, errors=checkify.user_checks)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         err, out = checkified(*args, **kwargs)
-        err.throw()
+        message = err.get()
+        if message is not None:
+            raise ValueError(message)
         return out
 
     return wrapper

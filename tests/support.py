@@ -152,3 +152,20 @@ def noise_elements(hlo: str) -> int:
     for match in _U32_ARRAY.finditer(hlo):
         sizes.append(int(np.prod([int(d) for d in match.group(1).split(",")])))
     return max(sizes)
+
+
+def mpmath_eval(fn: Any, *columns: Any, dps: int = 40) -> np.ndarray:
+    """``fn`` evaluated by mpmath at ``dps`` digits on each row of the float ``columns``."""
+    import mpmath as mp
+
+    with mp.workdps(dps):
+        return np.array(
+            [float(fn(*(mp.mpf(float(v)) for v in row))) for row in zip(*columns, strict=True)]
+        )
+
+
+def worst_rel_error(values: Any, ref: np.ndarray, floor: Any = 1.0) -> float:
+    """Worst ``|values - ref| / max(|ref|, floor)``, after asserting every value is finite."""
+    values = np.asarray(values, np.float64)
+    assert np.all(np.isfinite(values)), values
+    return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))

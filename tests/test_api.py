@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import re
+import sys
+import types
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -56,11 +59,37 @@ def test_classic_exports_the_recipe_names():
 
 
 def test_readme_quick_start_runs():
-    import re
-
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     code = re.search(r"## Quick start\n\n```python\n(.*?)```", readme, re.S).group(1)
     namespace: dict = {}
     exec(code, namespace)
-    assert namespace["terms"].elbo.shape == (128,)
+    assert namespace["bound"].value.shape == namespace["bound"].stderr.shape == (128,)
     assert bool(jnp.isfinite(namespace["loss"]))
+
+
+def test_readme_writing_your_own_family_runs_and_is_correct():
+    import jax
+    import numpy as np
+    import scipy.stats
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Writing your own family", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    module = types.ModuleType("readme_family")  # dataclasses look up the class's module
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(code, "README.md", "exec", dont_inherit=True), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    namespace = module.__dict__
+    logistic, q = namespace["Logistic"], namespace["q"]
+    ref = scipy.stats.logistic(np.array([0.5, -1.0]), np.array([2.0, 0.5]))
+    dist = logistic(jnp.asarray([0.5, -1.0]), jnp.asarray([2.0, 0.5]))
+    x = np.array([[0.3, 2.0], [-40.0, 40.0]])
+    np.testing.assert_allclose(dist.log_prob(x), ref.logpdf(x).sum(-1), rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(jelbo.entropy)(dist), ref.entropy().sum(), rtol=1e-12)
+    np.testing.assert_allclose(dist.mean(), ref.mean(), rtol=1e-12)
+    np.testing.assert_allclose(dist.variance(), ref.var(), rtol=1e-12)
+    assert jelbo.sample(jax.random.key(0), q, (5,)).shape == (5, 3, 2)
+    assert namespace["bound"].value.shape == (3,)
+    assert len(jax.tree.leaves(q)) == 2

@@ -18,7 +18,7 @@ from bench.workload import Size  # noqa: E402
 OPTIONAL = {"tfp", "numpyro"}
 
 
-@pytest.mark.parametrize("workload", ["gumbel"])
+@pytest.mark.parametrize("workload", families.WORKLOADS)
 def test_contenders_run_and_agree(workload):
     size = Size(16, 8, 3, 64)
     result = families.run_one(workload, size, 0.05, list(families.CONTENDERS[workload]))

@@ -18,7 +18,7 @@ import pytest
 import scipy.special
 import scipy.stats
 from conftest import tol
-from support import CLASSES, C, K, assert_within_se, make, random_tril
+from support import CLASSES, C, K, assert_within_se, make, mpmath_eval, random_tril, worst_rel_error
 
 import jelbo
 
@@ -693,6 +693,196 @@ def test_static_field_is_aux_data_not_a_leaf():
     assert jax.tree_util.tree_structure(Scaled(jnp.zeros(3), power=3)) != treedef
 
 
+# --- methods and moments (jelbo 0.2) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_methods_equal_the_free_functions(family, dtype):
+    dist, _ = make(family, np.random.default_rng(3), (2,), dtype)
+    x = jnp.asarray(random_x(family, np.random.default_rng(4), (2,), dtype))
+    key = jax.random.key(5)
+
+    @jax.jit
+    def both(dist, x):
+        pairs = [
+            (dist.log_prob(x), jelbo.log_prob(dist, x)),
+            (dist.sample(key, (4,)), jelbo.sample(key, dist, (4,))),
+            (dist.sample(key, 4), jelbo.sample(key, dist, 4)),
+        ]
+        if family != "poisson":
+            pairs.append((dist.entropy(), jelbo.entropy(dist)))
+        return pairs
+
+    for method, function in both(dist, x):
+        np.testing.assert_array_equal(np.asarray(method), np.asarray(function))
+
+
+def ref_moments(family, p):
+    """(mean, variance, mode) of ``family`` from scipy.stats, shape ``(*batch, *event)``."""
+    if family == "normal":
+        d = scipy.stats.norm(p["loc"], p["scale"])
+        return d.mean(), d.var(), np.broadcast_to(p["loc"], d.mean().shape)
+    if family == "laplace":
+        d = scipy.stats.laplace(p["loc"], p["scale"])
+        return d.mean(), d.var(), np.broadcast_to(p["loc"], d.mean().shape)
+    if family == "studentt":
+        d = scipy.stats.t(p["df"], p["loc"], p["scale"])
+        return d.mean(), d.var(), np.broadcast_to(p["loc"], d.mean().shape)
+    if family == "bernoulli":
+        d = scipy.stats.bernoulli(scipy.special.expit(p["logits"]))
+        return d.mean(), d.var(), (p["logits"] > 0).astype(float)
+    if family == "poisson":
+        rate = np.exp(p["log_rate"])
+        d = scipy.stats.poisson(rate)
+        return d.mean(), d.var(), np.floor(rate)
+    if family == "mvn":
+        cov = p["scale_tril"] @ np.swapaxes(p["scale_tril"], -1, -2)
+        return p["loc"], np.diagonal(cov, axis1=-2, axis2=-1), p["loc"]
+    raise ValueError(family)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "categorical"])
+def test_moments_match_scipy(family, dtype):
+    dist, p = make(family, np.random.default_rng(6), (2,), dtype)
+    mean, variance, mode = ref_moments(family, p)
+    got = jax.jit(lambda d: (d.mean(), d.variance(), d.stddev(), d.mode()))(dist)
+    for value, ref in zip(got, (mean, variance, np.sqrt(variance), mode), strict=True):
+        assert value.shape == (2, K)
+        np.testing.assert_allclose(np.asarray(value, np.float64), ref, **tol(dtype))
+    if family == "mvn":
+        cov = p["scale_tril"] @ np.swapaxes(p["scale_tril"], -1, -2)
+    else:  # independent coordinates: a diagonal covariance
+        cov = variance[..., :, None] * np.eye(K)
+    np.testing.assert_allclose(np.asarray(dist.covariance(), np.float64), cov, **tol(dtype))
+
+
+def test_moments_broadcast_parameters_and_edge_cases():
+    # A batch that comes from one parameter only is broadcast in every moment.
+    normal = jelbo.Normal(jnp.zeros(K), jnp.ones((2, K)))
+    assert normal.mean().shape == normal.mode().shape == normal.variance().shape == (2, K)
+    mvn = jelbo.MultivariateNormalTriL(jnp.zeros(K), jnp.broadcast_to(jnp.eye(K), (2, K, K)))
+    assert mvn.mean().shape == (2, K) and mvn.covariance().shape == (2, K, K)
+    # Student-t: the mean is undefined for df <= 1: NaN (as NumPyro and TFP; scipy says inf);
+    # the variance is infinite for 1 < df <= 2 and NaN for df <= 1 (as scipy).
+    df = np.array([0.5, 1.5, 2.0, 3.0])
+    t = jelbo.StudentT(jnp.asarray(df), 0.0, 2.0)
+    np.testing.assert_array_equal(t.mean(), [np.nan, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(t.variance(), scipy.stats.t(df, 0.0, 2.0).var(), rtol=1e-12)
+    # Categorical: the mode is the most probable index; no mean over unordered categories.
+    cat = jelbo.Categorical(jnp.asarray([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]]))
+    np.testing.assert_array_equal(cat.mode(), [1, 0])
+    with pytest.raises(NotImplementedError, match="Categorical has no closed-form mean"):
+        cat.mean()
+    # Bernoulli ties (logit 0) go to 0; moments are finite at saturated logits.
+    bern = jelbo.Bernoulli(jnp.asarray([0.0, 1e4, -1e4]))
+    np.testing.assert_array_equal(bern.mode(), [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(bern.variance(), [0.25, 0.0, 0.0])
+
+
+def test_moments_pass_through_grad_and_vmap():
+    grad = jax.grad(lambda s: jnp.sum(jelbo.Normal(jnp.zeros(K), s).stddev()))(jnp.ones(K) * 2)
+    np.testing.assert_allclose(grad, np.ones(K))
+    locs = jnp.arange(6.0).reshape(2, K)
+    means = jax.vmap(lambda loc: jelbo.Laplace(loc, 1.0).mean())(locs)
+    np.testing.assert_array_equal(means, locs)
+
+
+# --- the Distribution base ------------------------------------------------------------------
+
+
+class Shifted(jelbo.Distribution):
+    """A new family written the 0.2 way: annotated fields and the hooks, nothing else."""
+
+    loc: jax.typing.ArrayLike
+    is_reparameterized = True
+
+    @property
+    def batch_shape(self):
+        return tuple(jnp.shape(self.loc)[:-1])
+
+    @property
+    def event_shape(self):
+        return tuple(jnp.shape(self.loc)[-1:])
+
+    def _log_prob(self, x):
+        return jnp.sum(scipy_norm_logpdf(x - self.loc), axis=-1)
+
+    def _sample(self, key, sample_shape):
+        return self.loc + jax.random.normal(key, sample_shape + jnp.shape(self.loc))
+
+    def _mean(self):
+        return jnp.asarray(self.loc)
+
+
+def scipy_norm_logpdf(x):
+    return -0.5 * x * x - 0.5 * np.log(2 * np.pi)
+
+
+def test_a_new_family_is_a_frozen_dataclass_and_a_pytree():
+    dist = Shifted(jnp.ones((2, K)))
+    assert dataclasses.is_dataclass(dist)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dist.loc = jnp.zeros(K)  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del dist.loc
+    leaves, treedef = jax.tree.flatten(dist)
+    assert len(leaves) == 1 and isinstance(jax.tree.unflatten(treedef, leaves), Shifted)
+    replaced = dataclasses.replace(dist, loc=jnp.zeros((2, K)))
+    np.testing.assert_array_equal(replaced.mean(), np.zeros((2, K)))
+    x = jnp.full((2, K), 0.5)
+    np.testing.assert_allclose(
+        jax.jit(lambda d: d.log_prob(x))(dist), K * scipy.stats.norm.logpdf(-0.5) * np.ones(2)
+    )
+    assert dist.sample(jax.random.key(0), 3).shape == (3, 2, K)
+    with pytest.raises(NotImplementedError, match="Shifted has no closed-form entropy"):
+        dist.entropy()
+    with pytest.raises(ValueError, match="event"):
+        dist.log_prob(jnp.zeros(K + 1))  # the free function's checks apply to methods
+
+
+def test_missing_abstract_hooks_fail_at_instantiation():
+    class NoShapes(jelbo.Distribution):
+        loc: jax.typing.ArrayLike
+
+        def _log_prob(self, x):
+            return x
+
+        def _sample(self, key, sample_shape):
+            return self.loc
+
+    with pytest.raises(TypeError, match=r"abstract.*batch_shape.*event_shape"):
+        NoShapes(1.0)
+
+
+def test_a_01_style_family_with_its_own_dataclass_decorator_still_works():
+    """jelbo 0.1 families applied ``@dataclasses.dataclass(frozen=True)`` themselves and may
+    have left out ``_sample`` (a prior that is never sampled): both keep working."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Old(jelbo.Distribution):
+        loc: jax.typing.ArrayLike
+        batch_shape = Shifted.batch_shape  # the same hooks as above; no _sample
+        event_shape = Shifted.event_shape
+        _log_prob = Shifted._log_prob
+
+    with pytest.warns(DeprecationWarning, match="Old does not implement _sample"):
+        old = Old(jnp.zeros((2, K)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        old.loc = jnp.ones(K)  # type: ignore[misc]
+    x = jnp.ones(K)
+    np.testing.assert_allclose(
+        jax.jit(jelbo.log_prob)(old, x), K * scipy.stats.norm.logpdf(1.0) * np.ones(2)
+    )
+    np.testing.assert_allclose(old.log_prob(x), jelbo.log_prob(old, x))
+    assert jax.tree.leaves(jax.tree.map(lambda a: a + 1, old))[0].shape == (2, K)
+    with pytest.raises(NotImplementedError, match="Old does not implement _sample"):
+        old.sample(jax.random.key(0))
+    # As a prior of the ELBO with the Monte Carlo KL: only its log_prob is needed.
+    q = jelbo.Normal(jnp.zeros((2, K)), 1.0)
+    bound = jelbo.ELBO(2, kl="mc")(jax.random.key(0), q, lambda z: -jnp.sum(z**2), old)
+    assert bound.value.shape == (2,)
+
+
 # --- numerics at the edges (issue 10); references from mpmath, written independently ----------
 
 import mpmath as mp  # noqa: E402
@@ -700,18 +890,11 @@ import mpmath as mp  # noqa: E402
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def _mp_eval(fn, *columns, dps: int = 40) -> np.ndarray:
-    """``fn`` at 40 digits on each row of the float64 ``columns``, as float64."""
-    with mp.workdps(dps):
-        return np.array(
-            [float(fn(*(mp.mpf(float(v)) for v in row))) for row in zip(*columns, strict=True)]
-        )
+_mp_eval = mpmath_eval
 
 
 def _worst(values, ref, floor=1.0) -> float:
-    values = np.asarray(values, np.float64)
-    assert np.all(np.isfinite(values)), values
-    return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))
+    return worst_rel_error(values, ref, floor)
 
 
 _T_DF, _T_X = (v.ravel() for v in np.meshgrid([0.1, 0.5, 1.0, 3.5, 16.0, 1e3, 1e6, 1e8, 1e10],
@@ -930,3 +1113,75 @@ def test_from_and_to_unconstrained(dtype, rng):
     )
     with pytest.raises(TypeError, match="unexpected or repeated argument `scale`"):
         jelbo.Normal.from_unconstrained(loc, raw, scale=raw)
+
+
+def test_every_family_round_trips_its_unconstrained_parameters(rng):
+    """``type(d).from_unconstrained(**d.to_unconstrained())`` rebuilds ``d``, and arbitrary
+    unconstrained arrays give parameters on the support (positive fields > 0)."""
+    from jelbo import bijectors, continuous
+
+    k = 3
+    pos = jnp.asarray(rng.uniform(0.5, 2.0, k))
+    real = jnp.asarray(rng.normal(size=k))
+    direction = real / jnp.linalg.norm(real)
+    families = [
+        jelbo.Normal(real, pos),
+        jelbo.Laplace(real, pos),
+        jelbo.StudentT(pos, real, pos),
+        jelbo.Bernoulli(real),
+        jelbo.Categorical(real),
+        jelbo.Poisson(real),
+        jelbo.MultivariateNormalTriL(real, jnp.diag(pos) + jnp.tril(jnp.ones((k, k)), -1)),
+        jelbo.LowRankMultivariateNormal(real, jnp.ones((k, 2)), pos),
+        jelbo.LogNormal(real, pos),
+        jelbo.LKJCholesky(k, 2.0),
+        jelbo.NegativeBinomial(pos, real),
+        jelbo.OneHotCategorical(real),
+        jelbo.RelaxedBernoulli(0.5, real),
+        jelbo.RelaxedOneHotCategorical(0.5, real),
+        jelbo.PowerSpherical(direction, 3.0),
+        jelbo.Transformed(jelbo.Normal(real, pos), bijectors.Sigmoid(-1.0, 2.0)),
+        jelbo.MixtureSameFamily(real, jelbo.Normal(real[:, None], pos[:, None])),
+        continuous.Gamma(pos, pos),
+        continuous.Beta(pos, pos),
+        continuous.Dirichlet(pos),
+        continuous.Kumaraswamy(pos, pos),
+        continuous.ContinuousBernoulli(real),
+    ]
+    for dist in families:
+        raw = dist.to_unconstrained()
+        rebuilt = type(dist).from_unconstrained(**raw, **_static_fields(dist))
+        for a, b in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(dist), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=repr(dist))
+        shifted = {
+            name: (
+                value - 30.0
+                if not isinstance(value, (jelbo.Distribution, bijectors.Bijector))
+                else value
+            )
+            for name, value in raw.items()
+        }
+        extreme = type(dist).from_unconstrained(**shifted, **_static_fields(dist))
+        for name in raw:
+            if name in (
+                "scale",
+                "rate",
+                "concentration",
+                "concentration0",
+                "concentration1",
+                "df",
+                "temperature",
+                "total_count",
+                "cov_diag",
+            ):
+                assert np.all(np.asarray(getattr(extreme, name)) > 0), (repr(dist), name)
+
+
+def _static_fields(dist):
+    import dataclasses
+
+    return {
+        f.name: getattr(dist, f.name)
+        for f in dataclasses.fields(dist)
+        if f.metadata.get("static", False)
+    }

@@ -7,6 +7,7 @@ form (computed here in NumPy/SciPy, independently of jelbo).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -203,15 +204,16 @@ def test_elbo_never_exceeds_log_marginal(shift, log_var, seed):
 # --- gradient estimators --------------------------------------------------------------------
 
 
-def _bound(family, grad_estimator, key, q, ll, prior, x, num_samples):
-    """The STL family (``elbo(kl="mc")``) or the DReG family (``iwae_bound``) of bounds."""
-    if family == "stl":
-        return jelbo.elbo(
-            key, q, ll, prior, x, num_samples=num_samples, kl="mc", grad_estimator=grad_estimator
-        ).elbo
-    return jelbo.iwae_bound(
-        key, q, ll, prior, x, num_samples=num_samples, grad_estimator=grad_estimator
-    )
+# Each low-variance estimator (an objective) and the plain estimator of the same bound.
+LOW_AND_PLAIN = {
+    "stl": (jelbo.ELBO(kl="mc", grad_estimator="stl"), jelbo.ELBO(kl="mc")),
+    "dreg": (jelbo.IWAE(1, grad_estimator="dreg"), jelbo.IWAE(1)),
+}
+
+
+def _with_samples(objective, num_samples, ll, prior, x):
+    objective = dataclasses.replace(objective, num_samples=num_samples)
+    return lambda k, q: objective(k, q, ll, prior, x).value
 
 
 def _q_grads(bound, q, n_keys=3):
@@ -224,8 +226,7 @@ def _q_grads(bound, q, n_keys=3):
 def test_low_variance_gradients_vanish_at_exact_posterior(model, dtype, estimator):
     q, ll, prior, x = model.problem(dtype, "exact")
 
-    low = _q_grads(lambda k, q: _bound(estimator, estimator, k, q, ll, prior, x, 4), q)
-    plain = _q_grads(lambda k, q: _bound(estimator, "reparam", k, q, ll, prior, x, 4), q)
+    low, plain = (_q_grads(_with_samples(o, 4, ll, prior, x), q) for o in LOW_AND_PLAIN[estimator])
     atol = 1e-4 if dtype == np.float32 else 1e-10
     for leaf in jax.tree_util.tree_leaves(low):
         np.testing.assert_allclose(leaf, 0.0, atol=atol)
@@ -238,8 +239,9 @@ def test_low_variance_gradients_are_unbiased(model, estimator):
     q, ll, prior, x = model.problem(np.float64, "poor")
 
     n, s = 20_000, 2 if estimator == "stl" else 4
-    low = _q_grads(lambda k, q: _bound(estimator, estimator, k, q, ll, prior, x, s), q, n)
-    plain = _q_grads(lambda k, q: _bound(estimator, "reparam", k, q, ll, prior, x, s), q, n)
+    low, plain = (
+        _q_grads(_with_samples(o, s, ll, prior, x), q, n) for o in LOW_AND_PLAIN[estimator]
+    )
     for a, b in zip(jax.tree_util.tree_leaves(low), jax.tree_util.tree_leaves(plain), strict=True):
         se = np.hypot(np.std(a, 0), np.std(b, 0)) / math.sqrt(n)
         np.testing.assert_array_less(np.abs(np.mean(a, 0) - np.mean(b, 0)), 5 * se + 1e-12)
@@ -268,31 +270,24 @@ def test_dreg_model_gradient_equals_iwae_gradient(model):
 
 
 @pytest.mark.parametrize(
-    "call",
+    "objective",
     [
-        lambda k, q, ll, p, x, c: jelbo.elbo(k, q, ll, p, x, num_samples=7, sample_chunk_size=c),
-        lambda k, q, ll, p, x, c: jelbo.elbo(
-            k, q, ll, p, x, num_samples=7, kl="mc", grad_estimator="stl", sample_chunk_size=c
-        ),
-        lambda k, q, ll, p, x, c: jelbo.iwae_bound(
-            k, q, ll, p, x, num_samples=7, sample_chunk_size=c
-        ),
-        lambda k, q, ll, p, x, c: jelbo.iwae_bound(
-            k, q, ll, p, x, num_samples=7, grad_estimator="dreg", sample_chunk_size=c
-        ),
-        lambda k, q, ll, p, x, c: jelbo.renyi_bound(
-            k, q, ll, p, x, alpha=0.3, num_samples=7, sample_chunk_size=c
-        ),
+        jelbo.ELBO(7),
+        jelbo.ELBO(7, kl="mc", grad_estimator="stl"),
+        jelbo.IWAE(7),
+        jelbo.IWAE(7, grad_estimator="dreg"),
+        jelbo.Renyi(0.3, 7),
     ],
     ids=["elbo", "elbo-stl", "iwae", "iwae-dreg", "renyi"],
 )
 @pytest.mark.parametrize("chunk", [1, 3])
-def test_chunked_equals_unchunked_values_and_gradients(model, call, chunk):
+def test_chunked_equals_unchunked_values_and_gradients(model, objective, chunk):
     ll, prior, x = model.log_likelihood(np.float64), std_prior(np.float64), model.data(np.float64)
     key = jax.random.key(2)
 
     def total(q, c):
-        return jnp.sum(jnp.asarray(jax.tree_util.tree_leaves(call(key, q, ll, prior, x, c))))
+        bound = dataclasses.replace(objective, sample_chunk_size=c)(key, q, ll, prior, x)
+        return jnp.sum(jnp.asarray(jax.tree_util.tree_leaves(bound)))
 
     q = model.poor_q(np.float64)
     v_ref, g_ref = jax.jit(jax.value_and_grad(total), static_argnums=1)(q, None)

@@ -161,7 +161,9 @@ def test_a_few_steps_raise_the_elbo_below_the_exact_log_likelihood():
         exact = fld.exact_quantities(fld.export_params(state.params, std), x_train)
         # jelbo's average train ELBO: 8 independent estimates of 16 samples per datapoint.
         mc = [
-            np.mean(fld.evaluate_elbo(state.params, std, eval_key, x_all, r, num_samples=16)[:n])
+            np.mean(
+                fld.evaluate_elbo(state.params, std, eval_key, x_all, r, num_samples=16).value[:n]
+            )
             for r in range(8)
         ]
         stderr = np.std(mc, ddof=1) / math.sqrt(len(mc))
@@ -242,6 +244,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert (summary["n_train"], summary["n_test"], summary["steps"]) == (300, 100, 4 * 4)
     assert summary["gap"] == pytest.approx(summary["ppca_optimum"] - summary["train_elbo"])
     assert summary["train_elbo_exact"] <= summary["train_log_likelihood"] <= summary["ppca_optimum"]
+    # jelbo.Bound's standard error, from the per-sample terms, is in summary.json
+    assert 0 < summary["train_elbo_bound_stderr"] < 1
     params = arrays(out / "params.npz")
     assert params["W"].shape == (64, 2) and params["b"].shape == (64,)
     assert params["sigma2"].shape == () and params["sigma2"] > 0

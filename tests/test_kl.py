@@ -8,6 +8,7 @@ numerical integration (``scipy.integrate.quad``), Poisson by summing the series.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import jax
@@ -21,7 +22,7 @@ from conftest import tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from support import N_SIGMA, C, K, build, random_params
+from support import N_SIGMA, C, K, build, mpmath_eval, random_params, worst_rel_error
 
 import jelbo
 import jelbo.kl
@@ -550,3 +551,170 @@ def test_registered_pairs_are_jittable(registry):
     q = jelbo.StudentT(jnp.full(3, 3.0), jnp.arange(3.0), jnp.ones(3))
     p = jelbo.StudentT(jnp.full(3, 3.0), jnp.zeros(3), jnp.ones(3))
     assert float(jax.jit(jelbo.kl_divergence)(q, p)) == 5.0
+
+
+# --- numerics at the edges (issue 10); references from mpmath, written independently ----------
+
+import mpmath  # noqa: E402
+
+mp = mpmath
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+_mp_eval = mpmath_eval
+
+
+def _rel(values, ref, floor=1e-300) -> float:
+    return worst_rel_error(values, ref, floor)
+
+
+def _mp_sigmoid(a):
+    return 1 / (1 + mp.exp(-a))
+
+
+def _mp_softplus(a):
+    return mp.log1p(mp.exp(a))
+
+
+_SIDE = np.array([10.0, 25.0, 45.0, 60.0])
+_GAP = np.array([-1.0, -1e-3, 0.1, 2.0])
+_A = np.concatenate([np.repeat(_SIDE, 4), -np.repeat(_SIDE, 4), [0.0, 3.0, -40.0, 40.0]])
+_B = np.concatenate([np.repeat(_SIDE, 4) + np.tile(_GAP, 4), -np.repeat(_SIDE, 4)
+                     - np.tile(_GAP, 4), [-1000.0, -3.0, 40.0, -40.0]])  # fmt: skip
+
+
+@jax.jit
+def _bernoulli_kl_and_grads(a, b):
+    def kl(a, b):
+        return jelbo.kl_divergence(jelbo.Bernoulli(a[None]), jelbo.Bernoulli(b[None]))
+
+    return jax.vmap(jax.value_and_grad(kl, argnums=(0, 1)))(a, b)
+
+
+def test_bernoulli_kl_keeps_relative_precision_far_out(dtype):
+    # Both logits 10-60 on one side: KL ~ e^-|a| (b - a)^2/2 down to 1e-29, with gradients
+    # sigma'(a)(a - b) and sigma(b) - sigma(a); the reference cancels to 1e-33 of its terms,
+    # so it is evaluated at 160 digits.
+    a, b = _A.astype(dtype), _B.astype(dtype)
+    kl, (da, db) = _bernoulli_kl_and_grads(a, b)
+
+    def ref(a, b):
+        return _mp_sigmoid(a) * (a - b) - _mp_softplus(a) + _mp_softplus(b)
+
+    want = _mp_eval(ref, a, b, dps=160)
+    want_da = _mp_eval(lambda a, b: _mp_sigmoid(a) * _mp_sigmoid(-a) * (a - b), a, b, dps=60)
+    want_db = _mp_eval(lambda a, b: _mp_sigmoid(b) - _mp_sigmoid(a), a, b, dps=60)
+    rtol = 1e-14 if dtype == np.float64 else 8 * EPS32
+    floor = 1e-300 if dtype == np.float64 else 1e-30  # float32: flush-to-zero range
+    assert _rel(kl, want, floor) <= rtol
+    same = slice(0, 32)  # gradients to relative precision where both logits share a side
+    assert _rel(da[same], want_da[same], floor) <= 10 * rtol
+    assert _rel(db[same], want_db[same], floor) <= 10 * rtol
+    # opposite sides: O(1) terms cancel in the gradient, so absolute precision there
+    assert _rel(da, want_da, floor=1.0) <= 10 * rtol and _rel(db, want_db, floor=1.0) <= 10 * rtol
+
+
+def test_bernoulli_kl_with_deterministic_coordinates():
+    a = jnp.array([jnp.inf, jnp.inf, -jnp.inf, jnp.inf, 0.0, 2.0])
+    b = jnp.array([3.0, jnp.inf, jnp.inf, -jnp.inf, jnp.inf, -jnp.inf])
+
+    def kl(a, b):
+        return jelbo.kl_divergence(jelbo.Bernoulli(a[None]), jelbo.Bernoulli(b[None]))
+
+    kl = jax.vmap(kl)(a, b)
+    np.testing.assert_allclose(kl, [np.log1p(np.exp(-3.0)), 0.0, np.inf, np.inf, np.inf, np.inf])
+
+
+def test_poisson_kl_for_any_log_rate_gap(dtype):
+    etas = np.array([-90.0, -45.0, -1.0, 0.0, 1e-6, 1.0, 45.0])
+    eq, ep = (v.ravel().astype(dtype) for v in np.meshgrid(etas, etas))
+
+    @jax.jit
+    def kl_and_grads(eq, ep):
+        def kl(eq, ep):
+            return jelbo.kl_divergence(jelbo.Poisson(eq[None]), jelbo.Poisson(ep[None]))
+
+        return jax.vmap(jax.value_and_grad(kl, argnums=(0, 1)))(eq, ep)
+
+    kl, (dq, dp) = kl_and_grads(eq, ep)
+    want = _mp_eval(lambda q, p: mp.exp(q) * (q - p - 1) + mp.exp(p), eq, ep)
+    want_dq = _mp_eval(lambda q, p: mp.exp(q) * (q - p), eq, ep)
+    want_dp = _mp_eval(lambda q, p: mp.exp(p) - mp.exp(q), eq, ep)
+    # KL(0 || -90) = 89, KL(45 || -45) = 89 e^45 + e^-45 ~ 3.1e21, both finite in float32
+    rtol = 1e-14 if dtype == np.float64 else 4 * EPS32
+    floor = 1e-300 if dtype == np.float64 else 1e-30
+    assert _rel(kl, want, floor) <= rtol
+    assert _rel(dq, want_dq, floor) <= rtol and _rel(dp, want_dp, floor) <= rtol
+
+
+def test_gaussian_and_laplace_kl_exact_near_equal_scales_and_underflowed_scales(dtype):
+    log_vars = np.array([-180.0, -10.0, -1e-7, 0.0, 2e-7, 10.0], dtype)
+    lq, lp = (v.ravel() for v in np.meshgrid(log_vars, log_vars))
+    q = jelbo.Normal.from_log_var(jnp.zeros((lq.size, 1), dtype), lq[:, None])
+    p = jelbo.Normal.from_log_var(jnp.zeros((lp.size, 1), dtype), lp[:, None])
+    kl = jax.jit(jelbo.kl_divergence)(q, p)
+    want = _mp_eval(lambda u, v: (mp.exp(u - v) - 1 - (u - v)) / 2, lq, lp)
+    # float32: e^190 overflows (the reference too); elsewhere a few ulps
+    finite = np.abs(want) < np.finfo(dtype).max
+    assert _rel(np.asarray(kl)[finite], want[finite]) <= (
+        5e-14 if dtype == np.float64 else 4 * EPS32
+    )
+    # Laplace: scale ratio near 1 and |loc gap| 0-10
+    sq, d = (v.ravel() for v in np.meshgrid([1e-6, 1 - 1e-7, 1.0, 2.0, 1e3], [0.0, 1e-8, 10.0]))
+    sq, d = sq.astype(dtype), d.astype(dtype)
+    lap = jax.jit(jelbo.kl_divergence)(
+        jelbo.Laplace(d[:, None], sq[:, None]), jelbo.Laplace(jnp.zeros((d.size, 1), dtype), 1.0)
+    )
+    want = _mp_eval(lambda s, d: -mp.log(s) + abs(d) + s * mp.exp(-abs(d) / s) - 1, sq, d)
+    assert _rel(lap, want, 1e-300 if dtype == np.float64 else 1e-30) <= (
+        1e-14 if dtype == np.float64 else 4 * EPS32
+    )
+
+
+def test_categorical_kl_with_masked_categories():
+    q_logits = jnp.array([0.0, -jnp.inf, 1.0])
+    uniform = jelbo.Categorical(jnp.zeros(3))
+
+    def kl(logits, p):
+        return jelbo.kl_divergence(jelbo.Categorical(logits), p)
+
+    value, grad = jax.value_and_grad(kl)(q_logits, uniform)
+    probs = scipy.special.softmax([0.0, 1.0])
+    np.testing.assert_allclose(value, np.log(3) + np.sum(probs * np.log(probs)), rtol=1e-14)
+    assert grad[1] == 0.0 and np.all(np.isfinite(grad))
+    value, grad = jax.value_and_grad(kl)(q_logits, jelbo.Categorical(q_logits))
+    assert value == 0.0 and grad[1] == 0.0
+    np.testing.assert_allclose(grad, 0.0, atol=1e-15)
+    # q puts mass where p has none: +inf
+    assert kl(jnp.zeros(3), jelbo.Categorical(q_logits)) == np.inf
+    # nearly deterministic q: the entropy keeps relative precision (log1p in log_softmax)
+    h = jelbo.entropy(jelbo.Categorical(jnp.array([0.0, -30.0])))
+    p = 1 / (1 + np.exp(30.0))
+    np.testing.assert_allclose(h, -(p * np.log(p) + (1 - p) * np.log1p(-p)), rtol=1e-14)
+
+
+def test_mc_kl_broadcasts_an_unbatched_q_against_a_batch_of_p():
+    q = jelbo.Normal(jnp.zeros(2), jnp.ones(2))
+    p = jelbo.Normal(jnp.arange(6.0).reshape(3, 2), jnp.ones((3, 2)))
+    key = jax.random.key(0)
+    for n in (1, 3):
+        shape = jax.eval_shape(functools.partial(jelbo.mc_kl, q=q, p=p, num_samples=n), key)
+        assert shape.shape == (3,)
+    estimate = jelbo.mc_kl(key, q, p, num_samples=20_000)
+    np.testing.assert_allclose(estimate, jelbo.kl_divergence(q, p), atol=0.3)  # sd <= 0.05
+    np.testing.assert_allclose(jelbo.kl_divergence(q, p), [0.5, 6.5, 20.5])
+
+
+def test_monte_carlo_kl_refuses_categoricals_with_different_categories():
+    q, p = jelbo.Categorical(jnp.zeros(5)), jelbo.Categorical(jnp.zeros(3))
+    key = jax.random.key(0)
+    for fn in (
+        lambda: jelbo.kl_divergence(q, p),
+        lambda: jelbo.mc_kl(key, q, p, num_samples=2),
+        lambda: jelbo.elbo(
+            key, q, lambda z: 0.0 * z, p, num_samples=2, kl="mc", grad_estimator="score"
+        ),
+    ):
+        with pytest.raises(ValueError, match="same number of categories"):
+            fn()

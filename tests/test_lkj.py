@@ -64,18 +64,23 @@ def test_through_corr_cholesky_jit_vmap_grad():
     dim = 3
     d = jelbo.LKJCholesky(dim, 2.0)
     L = jelbo.sample(jax.random.key(0), d, (5,))
-    u = B.inverse(B.CorrCholesky(), L)
-    via_u = jax.vmap(lambda v: d.log_prob(B.forward(B.CorrCholesky(), v)))(u)
-    np.testing.assert_allclose(via_u, d.log_prob(L), rtol=1e-10)
-    grads = jax.jit(jax.grad(lambda e: jnp.sum(jelbo.LKJCholesky(dim, e).log_prob(L))))(2.0)
-    eps = 1e-6
-    numeric = (
-        jnp.sum(jelbo.LKJCholesky(dim, 2.0 + eps).log_prob(L))
-        - jnp.sum(jelbo.LKJCholesky(dim, 2.0 - eps).log_prob(L))
-    ) / (2 * eps)
-    np.testing.assert_allclose(grads, numeric, rtol=1e-6)
-    batched = jax.vmap(lambda e: jelbo.LKJCholesky(dim, e).log_prob(L[0]))(jnp.array([1.0, 2.0]))
-    np.testing.assert_allclose(batched[1], d.log_prob(L[0]), rtol=1e-12)
+
+    @jax.jit
+    def checks(L):
+        u = B.inverse(B.CorrCholesky(), L)
+        via_u = jax.vmap(lambda v: d.log_prob(B.forward(B.CorrCholesky(), v)))(u)
+        total = lambda e: jnp.sum(jelbo.LKJCholesky(dim, e).log_prob(L))
+        eps = 1e-6
+        numeric = (total(2.0 + eps) - total(2.0 - eps)) / (2 * eps)
+        batched = jax.vmap(lambda e: jelbo.LKJCholesky(dim, e).log_prob(L[0]))(
+            jnp.array([1.0, 2.0])
+        )
+        return via_u, d.log_prob(L), jax.grad(total)(2.0), numeric, batched
+
+    via_u, direct, grad, numeric, batched = checks(L)
+    np.testing.assert_allclose(via_u, direct, rtol=1e-10)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6)
+    np.testing.assert_allclose(batched[1], direct[0], rtol=1e-12)
 
 
 def test_errors():

@@ -9,8 +9,6 @@ the bound over many keys for its standard error.
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +16,9 @@ import numpy as np
 import pytest
 import scipy.stats
 from conftest import tol
+from support import ppca
 
 import jelbo
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import ppca
 
 K, D, B = 2, 4, 3
 

@@ -80,24 +80,31 @@ def test_layout_and_shapes():
     assert "beta1: interval[]" in repr(SPACE)
 
 
+CONSTRAIN = jax.jit(SPACE.constrain)
+UNCONSTRAIN = jax.jit(SPACE.unconstrain)
+
+
 def test_round_trip_log_det_and_batching(dtype, rng):
     u = jnp.asarray(rng.normal(size=(3, DIM)), dtype)
-    params, log_det = SPACE.constrain(u)
+    params, log_det = CONSTRAIN(u)
     check_constraints({k: np.asarray(v, np.float64) for k, v in params.items()})
-    np.testing.assert_allclose(SPACE.unconstrain(params), u, **tol(dtype))
+    np.testing.assert_allclose(UNCONSTRAIN(params), u, **tol(dtype))
     # log-det of the whole flat map (its Jacobian is block lower triangular)
-    u64 = np.asarray(u, np.float64)
-    jac = jax.vmap(jax.jacfwd(lambda v: free_vector(SPACE.constrain(v)[0])))(jnp.asarray(u64))
+    u64 = jnp.asarray(u, np.float64)
+    jac = jax.jit(jax.vmap(jax.jacfwd(lambda v: free_vector(SPACE.constrain(v)[0]))))(u64)
     assert jac.shape == (3, DIM, DIM)
     np.testing.assert_allclose(log_det, np.linalg.slogdet(np.asarray(jac))[1], **tol(dtype))
-    # batched == per row, jit == eager
-    row_params, row_log_det = jax.jit(SPACE.constrain)(u[1])
+    # eager == jit, batched == per row == vmapped
+    eager_params, eager_log_det = SPACE.constrain(u)
+    np.testing.assert_allclose(eager_log_det, log_det, **tol(dtype))
+    row_params, row_log_det = CONSTRAIN(u[1])
     np.testing.assert_allclose(row_log_det, log_det[1], **tol(dtype))
+    vparams, vlog_det = jax.jit(jax.vmap(SPACE.constrain))(u)
+    np.testing.assert_allclose(vlog_det, log_det, **tol(dtype))
     for name in SPACE.names:
         np.testing.assert_allclose(row_params[name], params[name][1], **tol(dtype))
-    vparams, vlog_det = jax.vmap(SPACE.constrain)(u)
-    np.testing.assert_allclose(vlog_det, log_det, **tol(dtype))
-    np.testing.assert_allclose(jax.vmap(SPACE.unconstrain)(vparams), u, **tol(dtype))
+        np.testing.assert_allclose(eager_params[name], params[name], **tol(dtype))
+        np.testing.assert_allclose(vparams[name], params[name], **tol(dtype))
 
 
 def test_grad_and_extreme_points():
@@ -105,8 +112,9 @@ def test_grad_and_extreme_points():
         params, log_det = SPACE.constrain(v)
         return log_det + sum(jnp.sum(x) for x in params.values())
 
+    value_and_grad = jax.jit(jax.value_and_grad(f))
     for u in (jnp.full(DIM, -30.0), jnp.full(DIM, 30.0), jnp.zeros(DIM)):
-        value, grad = jax.jit(jax.value_and_grad(f))(u)
+        value, grad = value_and_grad(u)
         assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 

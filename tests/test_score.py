@@ -15,6 +15,7 @@ reject an estimator with zero q-gradient, so they can fail.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -107,31 +108,12 @@ class Model:
         return jnp.sum(prob * bound)
 
 
-def _elbo(model, **options):
+def _bound(model, objective):
+    """``f(key, params)``: the summed bound of ``objective`` (score or VIMCO) on ``model``."""
+
     def bound(key, params):
         q, prior = model.dists(params)
-        terms = jelbo.elbo(
-            key, q, model.log_likelihood(params), prior, model.x, grad_estimator="score", **options
-        )
-        return jnp.sum(terms.elbo)
-
-    return bound
-
-
-def _vimco(model, **options):
-    def bound(key, params):
-        q, prior = model.dists(params)
-        return jnp.sum(
-            jelbo.iwae_bound(
-                key,
-                q,
-                model.log_likelihood(params),
-                prior,
-                model.x,
-                grad_estimator="vimco",
-                **options,
-            )
-        )
+        return jnp.sum(objective(key, q, model.log_likelihood(params), prior, model.x).value)
 
     return bound
 
@@ -178,21 +160,23 @@ def _expected_log_lik(model):
 
 N_DRAWS = 5000  # per case; the 5-SE band excludes a zero q-gradient by a factor 5 to 30
 
-# name: (family, estimator, options as a function of the model)
+ELBO, IWAE = jelbo.ELBO, jelbo.IWAE
+
+# name: (family, the objective as a function of the model)
 CASES = {
-    "analytic-loo": ("bernoulli", "score", lambda m: {"num_samples": 4, "kl": "analytic"}),
-    "mc-loo": ("bernoulli", "score", lambda m: {"num_samples": 4, "kl": "mc"}),
-    "mc-plain": ("bernoulli", "score", lambda m: {"num_samples": 4, "kl": "mc", "baseline": 0.0}),
-    "mc-single-beta": ("bernoulli", "score", lambda m: {"num_samples": 1, "kl": "mc", "beta": 0.5}),
-    "analytic-single": ("bernoulli", "score", lambda m: {"num_samples": 1}),
+    "analytic-loo": ("bernoulli", lambda m: ELBO(4, kl="analytic", grad_estimator="score")),
+    "mc-loo": ("bernoulli", lambda m: ELBO(4, kl="mc", grad_estimator="score")),
+    "mc-plain": ("bernoulli", lambda m: ELBO(4, kl="mc", grad_estimator="score", baseline=0.0)),
+    "mc-single-beta": ("bernoulli", lambda m: ELBO(1, kl="mc", grad_estimator="score", beta=0.5)),
+    "analytic-single": ("bernoulli", lambda m: ELBO(1, grad_estimator="score")),
     "analytic-single-baseline": (
         "bernoulli",
-        "score",
-        lambda m: {"num_samples": 1, "baseline": _expected_log_lik(m)},
+        lambda m: ELBO(1, grad_estimator="score", baseline=_expected_log_lik(m)),
     ),
-    "categorical-mc-loo": ("categorical", "score", lambda m: {"num_samples": 5, "kl": "mc"}),
-    "vimco": ("bernoulli", "vimco", lambda m: {"num_samples": 4}),
-    "iwae-plain-score": ("bernoulli", "plain-iwae", lambda m: {"num_samples": 4}),
+    "categorical-mc-loo": ("categorical", lambda m: ELBO(5, kl="mc", grad_estimator="score")),
+    "vimco": ("bernoulli", lambda m: IWAE(4, grad_estimator="vimco")),
+    # the IWAE bound, with its gradient replaced by the plain score function (_plain_score_iwae)
+    "iwae-plain-score": ("bernoulli", lambda m: IWAE(4)),
 }
 
 
@@ -201,19 +185,18 @@ def _all_cases():
     """``{case: (draws, exact gradient)}``, computed once: all cases go through ONE jit, as
     compiling the samplers dominates the cost of these tests."""
     bounds, exact_bounds, params = {}, {}, {}
-    for name, (family, estimator, options) in CASES.items():
+    for name, (family, make_objective) in CASES.items():
         model = Model(family)
-        options = options(model)
+        objective = make_objective(model)
         params[name] = model.params
-        if estimator == "score":
-            bounds[name] = _elbo(model, **options)
-            beta = options.get("beta", 1.0)
+        if isinstance(objective, ELBO):
+            bounds[name] = _bound(model, objective)
+            beta = objective.beta
             exact_bounds[name] = lambda p, model=model, beta=beta: model.exact_elbo(p, beta)
         else:
-            k = options["num_samples"]
-            bounds[name] = (
-                _vimco(model, **options) if estimator == "vimco" else _plain_score_iwae(model, k)
-            )
+            k = objective.num_samples
+            plain = name == "iwae-plain-score"
+            bounds[name] = _plain_score_iwae(model, k) if plain else _bound(model, objective)
             exact_bounds[name] = lambda p, model=model, k=k: model.exact_iwae(p, k)
 
     @jax.jit
@@ -378,22 +361,22 @@ def test_values_match_pathwise_estimators_on_a_gaussian_q():
 
 def test_chunked_equals_unchunked_in_value_and_gradient():
     model = Model("bernoulli")
-    makers = {
-        "score-mc": lambda **o: _elbo(model, kl="mc", **o),
-        "vimco": lambda **o: _vimco(model, **o),
+    objectives = {
+        "score-mc": ELBO(7, kl="mc", grad_estimator="score"),
+        "vimco": IWAE(7, grad_estimator="vimco"),
     }
 
     @jax.jit
     def both(key, params):
         out = {}
-        for name, make in makers.items():
+        for name, objective in objectives.items():
             for chunk in (None, 3):
-                bound = make(num_samples=7, sample_chunk_size=chunk)
+                bound = _bound(model, dataclasses.replace(objective, sample_chunk_size=chunk))
                 out[f"{name}-{chunk}"] = jax.value_and_grad(bound, argnums=1)(key, params)
         return out
 
     out = both(jax.random.key(8), model.params)
-    for name in makers:
+    for name in objectives:
         whole = jax.tree_util.tree_leaves(out[f"{name}-None"])
         chunked = jax.tree_util.tree_leaves(out[f"{name}-3"])
         for u, v in zip(whole, chunked, strict=True):
