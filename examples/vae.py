@@ -110,7 +110,8 @@ class VAE(nnx.Module):
         self.encoder = MLP((64, args.hidden, args.hidden, out), rngs)
         self.decoder = MLP((size, args.hidden, args.hidden, 64), rngs)
         # Start the decoder at the mean image.
-        self.decoder.layers[-1].bias.value = jnp.asarray(pixel_logit, jnp.float32)
+        last = self.decoder.layers[-1]
+        last.bias = nnx.Param(jnp.asarray(pixel_logit, jnp.float32))
 
     def posterior(self, x: jax.Array, temperature: jax.Array) -> jelbo.Distribution:
         h = self.encoder(x)
@@ -149,7 +150,7 @@ def likelihood(args: argparse.Namespace, logits: jax.Array) -> jelbo.Distributio
 
 def load_data(likelihood_name: str) -> tuple[np.ndarray, np.ndarray]:
     """Train/test digits (a fixed 80/20 split): 0/1 pixels or grey levels in [0, 1]."""
-    pixels = load_digits().data / 16.0
+    pixels = np.asarray(load_digits(return_X_y=True)[0]) / 16.0
     if likelihood_name == "bernoulli":
         pixels = (pixels >= 0.5).astype(np.float64)
     order = np.random.default_rng(0).permutation(len(pixels))
@@ -207,6 +208,7 @@ def train(args: argparse.Namespace) -> dict:
     key = jax.random.key(args.seed)
     x_train_j = jnp.asarray(x_train)
     history = []
+    value = jnp.nan
     start = time.perf_counter()
     step = 0
     for _ in (bar := tqdm(range(args.epochs), disable=args.quiet, desc=f"{args.latent}")):
@@ -321,7 +323,7 @@ def figure(args, model, x_test, temperature, path) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--latent", choices=LATENTS, default="gaussian")
     p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
     p.add_argument("--objective", choices=OBJECTIVES, default="elbo")
