@@ -21,7 +21,8 @@ def mean_stderr(values: Array) -> Array:
     if n < 2:
         return jnp.full(values.shape[:-1], jnp.nan, values.dtype)
     centered = values - jnp.mean(values, axis=-1, keepdims=True)
-    return jnp.sqrt(jnp.sum(centered * centered, axis=-1) / ((n - 1) * n))
+    # A Python float: the int (n - 1) * n overflows int32 from ~46,000 samples.
+    return jnp.sqrt(jnp.sum(centered * centered, axis=-1) / (float(n - 1) * n))
 
 
 def log_mean_stderr(log_v: Array) -> Array:
@@ -37,7 +38,7 @@ def log_mean_stderr(log_v: Array) -> Array:
     if k < 2:
         return jnp.full(log_v.shape[:-1], jnp.nan, log_v.dtype)
     normalized = jax.nn.softmax(log_v, axis=-1)
-    variance = (k * jnp.sum(normalized * normalized, axis=-1) - 1.0) / (k - 1)
+    variance = (float(k) * jnp.sum(normalized * normalized, axis=-1) - 1.0) / float(k - 1)
     return jnp.sqrt(jnp.maximum(variance, 0.0))
 
 

@@ -516,3 +516,16 @@ def test_elbo_gradient_at_a_tiny_log_variance_is_finite():
 
     grad = jax.jit(jax.grad(elbo))(jnp.full(2, -92.0, jnp.float32))
     np.testing.assert_allclose(grad, [0.5, 0.5], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "objective", [jelbo.ELBO(num_samples=10**6, sample_chunk_size=10**4), jelbo.IWAE(10**6)]
+)
+def test_a_million_samples_trace(objective):
+    # The standard error's sample-count arithmetic must not overflow int32 (it did at 1e6).
+    q = jelbo.Normal(jnp.zeros(2), jnp.ones(2))
+    with jax.enable_x64(False):  # the default 32-bit mode
+        bound = jax.eval_shape(
+            lambda key: objective(key, q, lambda z: -jnp.sum(z**2), q), jax.random.key(0)
+        )
+    assert bound.stderr.shape == ()
