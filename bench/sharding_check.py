@@ -1,8 +1,8 @@
 """Correctness record for data-parallel training: do 1, 2, 4 and 8 devices give the same numbers?
 
 Runs (in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``) one
-``value_and_grad`` of the negative mean bound of the linear-decoder VAE of
-``examples/sharded_training.py`` on a global batch of digits, on one device without a mesh
+``value_and_grad`` of the negative mean bound of the linear-decoder VAE of the examples
+(``examples/_linear.py``) on a global batch of digits, on one device without a mesh
 and with the batch sharded over 1, 2, 4 and 8 devices (mesh axis ``"data"``, default
 ``AxisType.Explicit`` and ``AxisType.Auto``), for three estimators and in float32 and
 float64, and records the largest absolute difference of the loss and of the gradients from
@@ -53,24 +53,20 @@ def worker() -> dict:
     from jax.sharding import AxisType
 
     sys.path.insert(0, str(ROOT / "examples"))
-    import sharded_training as example
+    import _linear as linear
 
     import jelbo
 
     jax.config.update("jax_enable_x64", True)
-    data = example.load_digits()
+    data = linear.load_data().astype(np.float32)  # sklearn's digits
     rows = np.random.default_rng(0).permutation(data.shape[0])[:BATCH]
 
     objectives = {
-        name: eval(f"jelbo.{expr}", {"jelbo": jelbo}) for name, expr in ESTIMATORS.items()
+        name: getattr(jelbo, cls)(**options) for name, (cls, options) in ESTIMATORS.items()
     }
 
-    def loss(params, key, x, estimator):
-        q = example.encoder(params, x)
-        ll = lambda z, xi: example.log_likelihood(params, z, xi)
-        prior = jelbo.Normal(jnp.zeros(LATENT, x.dtype), 1.0)
-        values = objectives[estimator](key, q, ll, prior, x).value
-        return -jnp.mean(values)
+    def loss(params, std, key, x, estimator):
+        return -jnp.mean(linear.bound(objectives[estimator], params, std, key, x).value)
 
     def max_abs_diff(a, b):
         return max(
@@ -82,27 +78,25 @@ def worker() -> dict:
     hlo_out = []
     for dtype in ("float32", "float64"):
         x = data[rows].astype(dtype)
-        params = jax.tree.map(
-            lambda a, dt=dtype: jnp.asarray(a, dt),
-            example.init_params(jax.random.key(1), x, LATENT),
-        )
+        params = linear.init_params(jax.random.key(1), x.shape[1], LATENT, dtype)
+        std = linear.standardizer(x)
         # Move away from the initialization so that every gradient is non-trivial.
         params["A"] = params["A"] + 0.01
         key = jax.random.key(2)
         for estimator in ESTIMATORS:
-            fn = jax.jit(jax.value_and_grad(loss), static_argnums=3)
-            ref_loss, ref_grads = fn(params, key, x, estimator)
+            fn = jax.jit(jax.value_and_grad(loss), static_argnums=4)
+            ref_loss, ref_grads = fn(params, std, key, x, estimator)
             grad_scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(ref_grads))
             for axis_type in ("explicit", "auto"):
                 kind = {"explicit": AxisType.Explicit, "auto": AxisType.Auto}[axis_type]
                 for n in DEVICE_COUNTS:
                     mesh = jelbo.data_parallel_mesh(n, axis_type=kind)
                     with jax.set_mesh(mesh):
-                        ps = jelbo.replicate(params, mesh)
+                        ps, ss = jelbo.replicate((params, std), mesh)
                         xs = jelbo.shard_batch(x, mesh)
-                        value, grads = fn(ps, key, xs, estimator)
+                        value, grads = fn(ps, ss, key, xs, estimator)
                         if n == DEVICE_COUNTS[-1] and dtype == "float32":
-                            hlo = fn.lower(ps, key, xs, estimator).compile().as_text()
+                            hlo = fn.lower(ps, ss, key, xs, estimator).compile().as_text()
                             hlo_out.append(
                                 {
                                     "estimator": estimator,
@@ -136,7 +130,7 @@ def worker() -> dict:
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "batch": BATCH,
         "latent_dim": LATENT,
-        "model": "linear-decoder VAE of examples/sharded_training.py on sklearn digits",
+        "model": "linear-decoder VAE of examples/_linear.py on sklearn digits",
         "estimators": {name: _describe(*spec) for name, spec in ESTIMATORS.items()},
         "comparisons": rows_out,
         "hlo": hlo_out,

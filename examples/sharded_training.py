@@ -1,14 +1,15 @@
 r"""Data-parallel training of the linear-decoder VAE on several devices.
 
-The model of the main example (``examples/fit_linear_decoder.py``) on scikit-learn's digits:
-prior :math:`\mathcal N(0, I_K)`, decoder :math:`p(x|z) = \mathcal N(Wz + b, \sigma^2 I)`
-with :math:`\sigma^2 = \mathrm{softplus}(s)`, amortized encoder
-:math:`q(z|x) = \mathcal N(Ax + a, \mathrm{diag}(\mathrm{softplus}(Cx + c)))`, trained by
-maximizing ``jelbo.elbo`` with ``optax.adam``.
+The model of the main example, ``_linear.py`` (shared with ``fit_linear_decoder.py`` and the
+tests), on scikit-learn's digits: prior :math:`\mathcal N(0, I_K)`, decoder
+:math:`p(x|z) = \mathcal N(Wz + b, \sigma^2 I)`, amortized encoder
+:math:`q(z|x) = \mathcal N(Ax + a, \mathrm{diag}(\mathrm{softplus}(Cx + c)))`, its
+parameters in units standardized by the data's mean and scale, trained by maximizing the
+ELBO (``jelbo.ELBO``) with ``optax.adam``.
 
 Each minibatch is split over a 1-D device mesh with axis ``"data"``
-(:func:`jelbo.shard_batch`); the parameters, the optimizer state and the PRNG key are
-replicated (:func:`jelbo.replicate`). The train step is the same ``jax.jit``-compiled
+(:func:`jelbo.shard_batch`); the parameters, the standardizer, the optimizer state and the
+PRNG key are replicated (:func:`jelbo.replicate`). The train step is the same ``jax.jit``-compiled
 function that runs on one device: XLA partitions it from the shardings of its inputs and
 inserts the all-reduce of the gradients. The same seed gives the same parameters for any
 number of devices (``--compare-single-device`` checks it).
@@ -68,7 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--coordinator-address", default=None, help="host:port of process 0")
     parser.add_argument("--num-processes", type=int, default=None)
     parser.add_argument("--process-id", type=int, default=None)
-    parser.add_argument("--save-params", default=None, metavar="PATH.npz", help="(process 0)")
+    parser.add_argument(
+        "--save-params",
+        default=None,
+        metavar="PATH.npz",
+        help="W, b, sigma2, A, a, C, c (process 0)",
+    )
     args = parser.parse_args(argv)
     if args.distributed and args.compare_single_device:
         parser.error("--compare-single-device needs a single process (no --distributed)")
@@ -86,6 +92,7 @@ import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
+import _linear as linear  # noqa: E402  (the model, next to this file)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -95,68 +102,33 @@ from jax.sharding import AxisType, Mesh  # noqa: E402
 import jelbo  # noqa: E402
 
 Array = jax.Array
-Params = dict[str, Array]
 AXIS_TYPES = {"explicit": AxisType.Explicit, "auto": AxisType.Auto}
 
 
-def load_digits() -> np.ndarray:
-    """scikit-learn's 1797 × 64 handwritten digits, raw pixel values (0–16) as float32."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    return sklearn_digits().data.astype(np.float32)
-
-
-def init_params(key: Array, x: np.ndarray, latent_dim: int) -> Params:
-    """Decoder near the data mean with small random weights; encoder near the prior."""
-    k_w, k_a = jax.random.split(key)
-    d = x.shape[1]
-    return {
-        "W": 0.1 * jax.random.normal(k_w, (d, latent_dim)),
-        "b": jnp.asarray(x.mean(axis=0)),
-        "s": jnp.asarray(np.log(np.expm1(x.var())), jnp.float32),  # softplus(s) = var(x)
-        "A": 0.01 * jax.random.normal(k_a, (latent_dim, d)),
-        "a": jnp.zeros(latent_dim),
-        "C": jnp.zeros((latent_dim, d)),
-        "c": jnp.zeros(latent_dim),
-    }
-
-
-def encoder(params: Params, x: Array) -> jelbo.Normal:
-    """Amortized Gaussian posterior, one per row of ``x``."""
-    var = jax.nn.softplus(x @ params["C"].T + params["c"])
-    return jelbo.Normal(x @ params["A"].T + params["a"], jnp.sqrt(var))
-
-
-def log_likelihood(params: Params, z: Array, x: Array) -> Array:
-    """:math:`\\log \\mathcal N(x; Wz + b, \\sigma^2 I)` for one latent and one datapoint."""
-    scale = jnp.sqrt(jax.nn.softplus(params["s"]))
-    return jelbo.log_prob(jelbo.Normal(params["W"] @ z + params["b"], scale), x)
-
-
-def per_datapoint_elbo(params: Params, key: Array, x: Array, *, num_samples: int = 1) -> Array:
-    """The ELBO of every row of ``x``, shape ``(B,)``; sharded like ``x``."""
-    prior = jelbo.Normal(jnp.zeros(params["a"].shape), 1.0)
-    ll = lambda z, xi: log_likelihood(params, z, xi)
-    return jelbo.elbo(key, encoder(params, x), ll, prior, x, num_samples=num_samples).elbo
-
-
-def loss_fn(params: Params, key: Array, x: Array, *, num_samples: int = 1) -> Array:
-    """Negative mean ELBO per datapoint (the mean runs over the global batch)."""
-    return -jnp.mean(per_datapoint_elbo(params, key, x, num_samples=num_samples))
+def loss_fn(
+    params: linear.Params, std: linear.Standardizer, key: Array, x: Array, objective: Any
+) -> Array:
+    """Negative mean bound per datapoint (the mean runs over the global batch)."""
+    return -jnp.mean(linear.bound(objective, params, std, key, x).value)
 
 
 def make_train_step(optimizer: optax.GradientTransformation, *, num_samples: int = 1) -> Any:
     """The jit-compiled train step, identical for one device and for a sharded batch.
 
     Returns:
-        ``train_step(params, opt_state, key, x) -> (params, opt_state, loss)``.
+        ``train_step(params, opt_state, std, key, x) -> (params, opt_state, loss)``.
     """
+    objective = jelbo.ELBO(num_samples)
 
     @jax.jit
     def train_step(
-        params: Params, opt_state: optax.OptState, key: Array, x: Array
-    ) -> tuple[Params, optax.OptState, Array]:
-        loss, grads = jax.value_and_grad(loss_fn)(params, key, x, num_samples=num_samples)
+        params: linear.Params,
+        opt_state: optax.OptState,
+        std: linear.Standardizer,
+        key: Array,
+        x: Array,
+    ) -> tuple[linear.Params, optax.OptState, Array]:
+        loss, grads = jax.value_and_grad(loss_fn)(params, std, key, x, objective)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -181,7 +153,7 @@ def train(
     num_samples: int = 1,
     seed: int = 0,
     verbose: bool = True,
-) -> tuple[Params, list[float]]:
+) -> tuple[linear.Params, list[float]]:
     """Trains on ``mesh``: batch sharded over ``"data"``, everything else replicated.
 
     Every process passes the same ``x`` (the full data set); process ``p`` of ``P`` feeds
@@ -203,7 +175,8 @@ def train(
     train_step = make_train_step(optimizer, num_samples=num_samples)
     history = []
     with jax.set_mesh(mesh):
-        params = jelbo.replicate(init_params(init_key, x, latent_dim), mesh)
+        std = jelbo.replicate(linear.standardizer(x), mesh)
+        params = jelbo.replicate(linear.init_params(init_key, x.shape[1], latent_dim), mesh)
         opt_state = jelbo.replicate(optimizer.init(params), mesh)
         for epoch in range(epochs):
             epoch_key, key = jax.random.split(jax.random.fold_in(key, epoch))
@@ -212,7 +185,7 @@ def train(
             for step, rows in batches(perm_key, x.shape[0], batch_size):
                 xb = jelbo.shard_batch(x[rows[pid * local : (pid + 1) * local]], mesh)
                 step_key = jelbo.replicate(jax.random.fold_in(step_keys, step), mesh)
-                params, opt_state, loss = train_step(params, opt_state, step_key, xb)
+                params, opt_state, loss = train_step(params, opt_state, std, step_key, xb)
                 total, count = total - float(loss), count + 1
             history.append(total / count)
             if verbose:
@@ -232,7 +205,7 @@ def main(args: argparse.Namespace) -> None:
             process_id=args.process_id,
         )
     mesh = jelbo.data_parallel_mesh(args.devices, axis_type=AXIS_TYPES[args.axis_type])
-    x = load_digits()
+    x = linear.load_data().astype(np.float32)  # scikit-learn's digits
     if jax.process_index() == 0:
         print(
             f"{mesh.size} {jax.devices()[0].platform} device(s) on mesh axis 'data' "
@@ -249,8 +222,8 @@ def main(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     params, _ = train(x, mesh, verbose=jax.process_index() == 0, **options)
-    if args.save_params and jax.process_index() == 0:
-        np.savez(args.save_params, **params)
+    if args.save_params and jax.process_index() == 0:  # raw units, like fit_linear_decoder.py's
+        np.savez(args.save_params, **linear.export(params, linear.standardizer(x)))
     if args.compare_single_device:
         single = jelbo.data_parallel_mesh(1)
         reference, _ = train(x, single, verbose=False, **options)

@@ -5,8 +5,9 @@ subprocess (this file run as a script with ``XLA_FLAGS=--xla_force_host_platform
 that prints its measurements as JSON; the tests below assert on them. The rest of the suite
 keeps its single device.
 
-The model is the linear-decoder VAE of the examples (Gaussian encoder, decoder
-``N(Wz + b, σ²I)``), trained with ``jelbo.elbo`` and ``optax.adam`` in float32. Every
+The model is the linear-decoder VAE of the examples (``examples/_linear.py``: Gaussian
+encoder, decoder ``N(Wz + b, σ²I)``), trained with ``jelbo.ELBO`` and ``optax.adam`` in
+float32. Every
 configuration compares against the same train step run on one device without a mesh, for
 the default mesh (``AxisType.Explicit``) and for ``AxisType.Auto``.
 """
@@ -41,6 +42,7 @@ RTOL = 2e-5
 
 
 def _worker() -> dict:
+    import _linear as linear  # examples/ is on sys.path (support)
     import jax.numpy as jnp
     import optax
     from jax.sharding import AxisType
@@ -49,14 +51,13 @@ def _worker() -> dict:
     inspected: dict[str, list[str]] = {}
     label = ["single"]  # the configuration being compiled, for inspect_array_sharding
 
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH, DIM)).astype(np.float32) * 2.0 + 1.0
+    std = linear.standardizer(x)  # a constant of the compiled steps, replicated
+
     def per_datapoint_elbo(params, key, x, objective=None):
         objective = jelbo.ELBO(SAMPLES) if objective is None else objective
-        var = jax.nn.softplus(x @ params["C"].T + params["c"])
-        q = jelbo.Normal(x @ params["A"].T + params["a"], jnp.sqrt(var))
-        scale = jnp.sqrt(jax.nn.softplus(params["s"]))
-        ll = lambda z, xi: jelbo.log_prob(jelbo.Normal(params["W"] @ z + params["b"], scale), xi)
-        prior = jelbo.Normal(jnp.zeros(LATENT), 1.0)
-        return objective(key, q, ll, prior, x).value
+        return linear.bound(objective, params, std, key, x).value
 
     def loss_fn(params, key, x):
         values = per_datapoint_elbo(params, key, x)
@@ -73,12 +74,10 @@ def _worker() -> dict:
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, grads, values
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(BATCH, DIM)).astype(np.float32) * 2.0 + 1.0
-    params = {
+    params = {  # in the standardized units of _linear, away from its initialization
         "W": rng.normal(size=(DIM, LATENT)),
-        "b": x.mean(0),
-        "s": np.asarray(0.5),
+        "b": 0.1 * rng.normal(size=DIM),
+        "rho": np.asarray(0.5),
         "A": 0.1 * rng.normal(size=(LATENT, DIM)),
         "a": np.zeros(LATENT),
         "C": 0.1 * rng.normal(size=(LATENT, DIM)),
