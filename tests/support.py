@@ -5,8 +5,10 @@ Import as ``from support import ...`` (pytest puts ``tests/`` on ``sys.path``). 
 - random parameters of the families and the distributions built from them
   (:func:`random_params`, :func:`build`, :func:`make`, :data:`CLASSES`);
 - Monte Carlo assertions in standard errors (:func:`assert_within_se`, :data:`N_SIGMA`);
-- the closed-form PPCA references of ``examples/ppca.py`` (:data:`ppca`), and the examples'
-  directory on ``sys.path`` so that tests import the examples' modules by name;
+- the closed-form PPCA references of ``examples/ppca.py`` (:data:`ppca`), the linear VAE of
+  the examples (:data:`linear`, ``examples/_linear.py``: its decoder
+  ``linear.log_likelihood(W, b, sigma2)`` is the tests' linear-Gaussian model too), and the
+  examples' directory on ``sys.path`` so that tests import the examples' modules by name;
 - compiled-output inspection (:func:`noise_elements`).
 
 Add a helper here as soon as two test modules need it, and a new family to
@@ -30,6 +32,7 @@ EXAMPLES = ROOT / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
+import _linear as linear  # noqa: E402  (examples/_linear.py: the linear VAE of the examples)
 import ppca  # noqa: E402  (examples/ppca.py: closed-form PPCA, float64 NumPy)
 
 K = 3  # event size of the vector-valued families
@@ -55,6 +58,7 @@ __all__ = [
     "K",
     "assert_within_se",
     "build",
+    "linear",
     "make",
     "noise_elements",
     "ppca",

@@ -17,7 +17,7 @@ import pytest
 from conftest import tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import ppca
+from support import linear, ppca
 
 import jelbo
 
@@ -49,12 +49,7 @@ class PPCA:
     def log_likelihood(self, dtype, W=None):
         W = jnp.asarray(self.W, dtype) if W is None else W
         b, s2 = jnp.asarray(self.b, dtype), jnp.asarray(self.s2, dtype)
-
-        def log_lik(z, x):
-            r = x - W @ z - b
-            return -0.5 * jnp.sum(r * r) / s2 - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi * s2)
-
-        return log_lik
+        return linear.log_likelihood(W, b, s2)  # the examples' decoder
 
     def exact_q(self, dtype) -> jelbo.MultivariateNormalTriL:
         mean, cov = self.posterior()
@@ -175,10 +170,7 @@ def test_elbo_le_iwae_le_log_marginal_and_iwae_monotone_in_k(model):
 @jax.jit
 def _elbo_draws(loc, log_var, W, b, x, keys):
     q = jelbo.Normal.from_log_var(loc, log_var)
-
-    def ll(z, x):
-        return jnp.sum(jax.scipy.stats.norm.logpdf(x, W @ z + b, jnp.sqrt(0.5)))
-
+    ll = linear.log_likelihood(W, b, jnp.asarray(0.5, W.dtype))
     draw = lambda k: jelbo.elbo(k, q, ll, std_prior(np.float64), x, num_samples=64).elbo
     return jax.vmap(draw)(keys)
 

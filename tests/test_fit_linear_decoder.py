@@ -28,12 +28,11 @@ import pytest
 import scipy.optimize
 import scipy.stats
 from sklearn.decomposition import PCA
-from support import ppca  # first: support puts examples/ on sys.path
+from support import linear, ppca  # first: support puts examples/ on sys.path
 
 import jelbo
 
 # isort: split
-import _linear as linear  # the model
 import _training as tr  # options, checkpoints, atomic files
 import fit_linear_decoder as fld  # the example under test
 
