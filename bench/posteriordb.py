@@ -151,27 +151,32 @@ def _draw_q(q) -> Callable:
     return draw
 
 
+def adam_scan(loss: Callable, init, key: jax.Array, cfg: Config):
+    """``cfg.steps`` Adam steps on ``loss(params, key)`` in one ``lax.scan``: (params, losses)."""
+    opt = optimizer(cfg)
+
+    def step(carry, k):
+        p, s = carry
+        value, g = jax.value_and_grad(loss)(p, k)
+        updates, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, updates), s), value
+
+    keys = jax.random.split(key, cfg.steps)
+    (p, _), losses = jax.lax.scan(step, (init, opt.init(init)), keys)
+    return p, losses
+
+
 def jelbo_method(family: str, kind: str, estimator: str) -> Callable:
     def build(log_joint, dim, cfg: Config) -> Fitted:
-        init, make_q = _jelbo_family(family, dim, cfg)
-        opt = optimizer(cfg)
+        init, q_of = _jelbo_family(family, dim, cfg)
         bound = _bound(kind, estimator, cfg.num_samples)
-        q_of = make_q
 
         def loss(p, key):
             return -bound(key, q_of(p), log_joint)
 
         @jax.jit
         def fit(key):
-            def step(carry, k):
-                p, s = carry
-                value, g = jax.value_and_grad(loss)(p, k)
-                updates, s = opt.update(g, s, p)
-                return (optax.apply_updates(p, updates), s), value
-
-            keys = jax.random.split(key, cfg.steps)
-            (p, _), losses = jax.lax.scan(step, (init, opt.init(init)), keys)
-            return p, losses
+            return adam_scan(loss, init, key, cfg)
 
         def draw(key, p, n):
             return _draw_q(q_of(p))(key, p, n)
@@ -283,7 +288,6 @@ def jelbo_initialized(multistart: bool) -> Callable:
     """
 
     def build(log_joint, dim, cfg: Config) -> Fitted:
-        opt = optimizer(cfg)
         bound = _bound("elbo", "stl", cfg.num_samples)
 
         @jax.jit
@@ -298,14 +302,7 @@ def jelbo_initialized(multistart: bool) -> Callable:
             def loss(p, k):
                 return -bound(k, jelbo.preconditioned_q(p, lap), log_joint)
 
-            def step(carry, k):
-                p, s = carry
-                value, g = jax.value_and_grad(loss)(p, k)
-                updates, s = opt.update(g, s, p)
-                return (optax.apply_updates(p, updates), s), value
-
-            keys = jax.random.split(key, cfg.steps)
-            (p, _), losses = jax.lax.scan(step, (init, opt.init(init)), keys)
+            p, losses = adam_scan(loss, init, key, cfg)
             return (p, lap), losses
 
         def draw(key, state, n):
@@ -329,7 +326,6 @@ def logjoint_floor(log_joint, dim, cfg: Config) -> Fitted:
     bounds from below what any library can reach; its "fit" (a fixed-scale ``q``) is not
     meant to be accurate.
     """
-    opt = optimizer(cfg)
 
     def loss(loc, key):
         eps = jax.random.normal(key, (cfg.num_samples, dim), loc.dtype)
@@ -337,16 +333,7 @@ def logjoint_floor(log_joint, dim, cfg: Config) -> Fitted:
 
     @jax.jit
     def fit(key):
-        def step(carry, k):
-            loc, s = carry
-            value, g = jax.value_and_grad(loss)(loc, k)
-            updates, s = opt.update(g, s, loc)
-            return (optax.apply_updates(loc, updates), s), value
-
-        loc = jnp.zeros(dim)
-        keys = jax.random.split(key, cfg.steps)
-        (loc, _), losses = jax.lax.scan(step, (loc, opt.init(loc)), keys)
-        return loc, losses
+        return adam_scan(loss, jnp.zeros(dim), key, cfg)
 
     def draw(key, loc, n):
         return _draw_q(jelbo.Normal(loc, jnp.full(dim, cfg.init_scale)))(key, loc, n)

@@ -151,14 +151,7 @@ def laplace_approximation(
     Raises:
         ValueError: if ``init`` is not a vector or ``log_joint`` does not return a scalar.
     """
-    z0 = jnp.asarray(init)
-    if not jnp.issubdtype(z0.dtype, jnp.floating):
-        z0 = z0.astype(jnp.result_type(float))
-    if z0.ndim != 1:
-        raise ValueError(
-            f"laplace_approximation: `init` must be one unconstrained vector (D,); got shape "
-            f"{z0.shape}. vmap over starting points instead."
-        )
+    z0 = _start_vector(init, "laplace_approximation", " vmap over starting points instead.")
     out = jax.eval_shape(log_joint, jax.ShapeDtypeStruct(z0.shape, z0.dtype))
     if getattr(out, "shape", None) != ():
         raise ValueError(
@@ -243,14 +236,7 @@ def multistart_laplace(
     Raises:
         ValueError: if ``init`` is not a vector or ``num_starts`` is not a positive integer.
     """
-    centre = jnp.asarray(init)
-    if not jnp.issubdtype(centre.dtype, jnp.floating):
-        centre = centre.astype(jnp.result_type(float))
-    if centre.ndim != 1:
-        raise ValueError(
-            f"multistart_laplace: `init` must be one unconstrained vector (D,); got shape "
-            f"{centre.shape}."
-        )
+    centre = _start_vector(init, "multistart_laplace")
     if not isinstance(num_starts, int) or num_starts < 1:
         raise ValueError(
             f"multistart_laplace: `num_starts` must be a positive int; got {num_starts!r}."
@@ -270,6 +256,18 @@ def multistart_laplace(
     )
     chosen = jax.tree.map(lambda leaf: leaf[best], every)
     return chosen, every
+
+
+def _start_vector(init: ArrayLike, caller: str, hint: str = "") -> Array:
+    """``init`` as a floating vector ``(D,)``, or a ValueError naming ``caller``."""
+    z0 = jnp.asarray(init)
+    if not jnp.issubdtype(z0.dtype, jnp.floating):
+        z0 = z0.astype(jnp.result_type(float))
+    if z0.ndim != 1:
+        raise ValueError(
+            f"{caller}: `init` must be one unconstrained vector (D,); got shape {z0.shape}.{hint}"
+        )
+    return z0
 
 
 def _scale_tril_from_precision(precision: Array, min_ratio: float) -> tuple[Array, Array]:
