@@ -115,10 +115,10 @@ def _jelbo_family(family: str, dim: int, cfg: Config):
     s0 = _inv_softplus(cfg.init_scale)
     loc = jnp.zeros(dim)
     if family == "meanfield":
-        # A diagonal Gaussian with a VECTOR event (the log joint takes the whole vector):
-        # MultivariateNormalTriL with a diagonal scale, only the diagonal is a parameter.
-        return {"loc": loc, "raw": jnp.full(dim, s0)}, lambda p: jelbo.MultivariateNormalTriL(
-            p["loc"], jnp.diag(jax.nn.softplus(p["raw"]))
+        # jelbo.Normal: the last axis is the event, so log_prob sums over the dim coordinates
+        # and the log joint sees the whole vector.
+        return {"loc": loc, "raw": jnp.full(dim, s0)}, lambda p: jelbo.Normal(
+            p["loc"], jax.nn.softplus(p["raw"])
         )
     if family == "fullrank":
         init = {"loc": loc, "unit": jnp.zeros((dim, dim)), "scale": jnp.full(dim, s0)}
@@ -151,27 +151,32 @@ def _draw_q(q) -> Callable:
     return draw
 
 
+def adam_scan(loss: Callable, init, key: jax.Array, cfg: Config):
+    """``cfg.steps`` Adam steps on ``loss(params, key)`` in one ``lax.scan``: (params, losses)."""
+    opt = optimizer(cfg)
+
+    def step(carry, k):
+        p, s = carry
+        value, g = jax.value_and_grad(loss)(p, k)
+        updates, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, updates), s), value
+
+    keys = jax.random.split(key, cfg.steps)
+    (p, _), losses = jax.lax.scan(step, (init, opt.init(init)), keys)
+    return p, losses
+
+
 def jelbo_method(family: str, kind: str, estimator: str) -> Callable:
     def build(log_joint, dim, cfg: Config) -> Fitted:
-        init, make_q = _jelbo_family(family, dim, cfg)
-        opt = optimizer(cfg)
+        init, q_of = _jelbo_family(family, dim, cfg)
         bound = _bound(kind, estimator, cfg.num_samples)
-        q_of = make_q
 
         def loss(p, key):
             return -bound(key, q_of(p), log_joint)
 
         @jax.jit
         def fit(key):
-            def step(carry, k):
-                p, s = carry
-                value, g = jax.value_and_grad(loss)(p, k)
-                updates, s = opt.update(g, s, p)
-                return (optax.apply_updates(p, updates), s), value
-
-            keys = jax.random.split(key, cfg.steps)
-            (p, _), losses = jax.lax.scan(step, (init, opt.init(init)), keys)
-            return p, losses
+            return adam_scan(loss, init, key, cfg)
 
         def draw(key, p, n):
             return _draw_q(q_of(p))(key, p, n)
@@ -273,36 +278,65 @@ def blackjax_pathfinder(log_joint, dim, cfg: Config) -> Fitted:
 # --- jelbo with a Laplace/Pathfinder initialization (psis's library function) -------------
 
 
-def jelbo_initialized(log_joint, dim, cfg: Config) -> Fitted:
+def jelbo_initialized(multistart: bool) -> Callable:
     """Full-rank STL from the Laplace approximation, preconditioned (``jelbo.laplace``).
 
     The compiled fit is the L-BFGS mode search and Hessian (``jelbo.laplace_approximation``
-    from 0) followed by the same Adam steps on :func:`jelbo.preconditioned_q`'s parameters.
+    from 0, or ``jelbo.multistart_laplace`` from 8 starts uniform in [-2, 2]^D, the most
+    probable mode kept) followed by the same Adam steps on :func:`jelbo.preconditioned_q`'s
+    parameters.
     """
-    opt = optimizer(cfg)
-    bound = _bound("elbo", "stl", cfg.num_samples)
+
+    def build(log_joint, dim, cfg: Config) -> Fitted:
+        bound = _bound("elbo", "stl", cfg.num_samples)
+
+        @jax.jit
+        def fit(key):
+            start_key, key = jax.random.split(key)
+            if multistart:
+                lap, _ = jelbo.multistart_laplace(start_key, log_joint, jnp.zeros(dim))
+            else:
+                lap = jelbo.laplace_approximation(log_joint, jnp.zeros(dim))
+            init = jelbo.preconditioned_init(lap)
+
+            def loss(p, k):
+                return -bound(k, jelbo.preconditioned_q(p, lap), log_joint)
+
+            p, losses = adam_scan(loss, init, key, cfg)
+            return (p, lap), losses
+
+        def draw(key, state, n):
+            p, lap = state
+            return _draw_q(jelbo.preconditioned_q(p, lap))(key, state, n)
+
+        return Fitted(fit, draw)
+
+    return build
+
+
+# --- the floor: what every Gaussian VI step pays ------------------------------------------
+
+
+def logjoint_floor(log_joint, dim, cfg: Config) -> Fitted:
+    """Timing reference, not a VI method: the model's gradient at ``num_samples`` points + Adam.
+
+    Each step draws ``num_samples`` standard normal vectors, evaluates the log joint and its
+    gradient at ``loc + init_scale * eps`` (vmapped, as every contender does) and takes an Adam
+    step on ``loc`` only. Every Gaussian VI step above does at least this much work, so its time
+    bounds from below what any library can reach; its "fit" (a fixed-scale ``q``) is not
+    meant to be accurate.
+    """
+
+    def loss(loc, key):
+        eps = jax.random.normal(key, (cfg.num_samples, dim), loc.dtype)
+        return -jnp.mean(jax.vmap(log_joint)(loc + cfg.init_scale * eps))
 
     @jax.jit
     def fit(key):
-        lap = jelbo.laplace_approximation(log_joint, jnp.zeros(dim))
-        init = jelbo.preconditioned_init(lap)
+        return adam_scan(loss, jnp.zeros(dim), key, cfg)
 
-        def loss(p, k):
-            return -bound(k, jelbo.preconditioned_q(p, lap), log_joint)
-
-        def step(carry, k):
-            p, s = carry
-            value, g = jax.value_and_grad(loss)(p, k)
-            updates, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, updates), s), value
-
-        keys = jax.random.split(key, cfg.steps)
-        (p, _), losses = jax.lax.scan(step, (init, opt.init(init)), keys)
-        return (p, lap), losses
-
-    def draw(key, state, n):
-        p, lap = state
-        return _draw_q(jelbo.preconditioned_q(p, lap))(key, state, n)
+    def draw(key, loc, n):
+        return _draw_q(jelbo.Normal(loc, jnp.full(dim, cfg.init_scale)))(key, loc, n)
 
     return Fitted(fit, draw)
 
@@ -318,7 +352,9 @@ METHODS: dict[str, Callable] = {
     "jelbo-iwae-dreg": jelbo_method("fullrank", "iwae", "dreg"),
     "blackjax-meanfield": blackjax_meanfield,
     "blackjax-pathfinder": blackjax_pathfinder,
-    "jelbo-fullrank-init": jelbo_initialized,
+    "jelbo-fullrank-init": jelbo_initialized(multistart=False),
+    "jelbo-fullrank-multistart": jelbo_initialized(multistart=True),
+    "floor-logjoint": logjoint_floor,
 }
 # Adam-based methods (same optimizer, steps and samples per step); the others are reported
 # for accuracy only.

@@ -28,6 +28,7 @@ from jelbo.laplace import (
     LaplaceApproximation,
     PreconditionedParams,
     laplace_approximation,
+    multistart_laplace,
     preconditioned_init,
     preconditioned_q,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "laplace_approximation",
     "log_prob",
     "mc_kl",
+    "multistart_laplace",
     "objectives",
     "parameters",
     "posterior_summary",

@@ -126,6 +126,56 @@ def test_laplace_bad_input():
         jelbo.preconditioned_q(jelbo.PreconditionedParams(jnp.zeros(3), jnp.zeros((2, 2))), lap)
 
 
+def test_log_evidence_of_a_gaussian_is_its_normalizer(gaussian_laplace):
+    # log_joint = -d'Pd/2 integrates to (2 pi)^(D/2) |COV|^(1/2).
+    _, logdet = np.linalg.slogdet(COV)
+    expected = 0.5 * DIM * np.log(2 * np.pi) + 0.5 * logdet
+    np.testing.assert_allclose(gaussian_laplace.log_evidence, expected, rtol=1e-12, atol=1e-9)
+
+
+def _two_modes(z, dtype):
+    """Mass 0.3 in a tall narrow mode at -3 (sd 0.1), 0.7 in a low wide one at +3 (sd 1)."""
+    x = z[0]
+    comps = jnp.stack(
+        [
+            jnp.log(0.3) - 0.5 * ((x + 3) / 0.1) ** 2 - jnp.log(0.1 * jnp.sqrt(2 * jnp.pi)),
+            jnp.log(0.7) - 0.5 * (x - 3) ** 2 - jnp.log(jnp.sqrt(2 * jnp.pi)),
+        ]
+    )
+    return jax.nn.logsumexp(comps).astype(dtype) - 0.5 * z[1] ** 2
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_multistart_laplace_picks_the_most_probable_mode_not_the_highest(dtype):
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        pytest.skip("float64 needs jax_enable_x64")
+    run = jax.jit(
+        lambda k: jelbo.multistart_laplace(
+            k, lambda z: _two_modes(z, dtype), jnp.zeros(2, dtype), num_starts=16, radius=5.0
+        )
+    )
+    best, every = run(jax.random.key(0))
+    assert every.loc.shape == (16, 2) and every.loc.dtype == dtype
+    found = np.asarray(every.loc[:, 0])
+    # Both basins were visited; the tall mode is higher but holds less mass.
+    assert np.any(np.abs(found + 3) < 1e-3) and np.any(np.abs(found - 3) < 1e-3)
+    assert float(jnp.max(every.log_joint)) > float(best.log_joint)
+    np.testing.assert_allclose(best.loc, [3.0, 0.0], atol=1e-3 if dtype == jnp.float32 else 1e-6)
+    # Laplace's mass of a Gaussian mode is exact: log(0.7) + log(2 pi)/2 from the z[1] factor.
+    rtol = 1e-5 if dtype == jnp.float32 else 1e-9
+    np.testing.assert_allclose(best.log_evidence, np.log(0.7) + 0.5 * np.log(2 * np.pi), rtol=rtol)
+    assert bool(best.hessian_ok)
+
+
+def test_multistart_laplace_bad_input():
+    with pytest.raises(ValueError, match="init"):
+        jelbo.multistart_laplace(jax.random.key(0), gaussian_log_joint, jnp.zeros((2, DIM)))
+    with pytest.raises(ValueError, match="num_starts"):
+        jelbo.multistart_laplace(
+            jax.random.key(0), gaussian_log_joint, jnp.zeros(DIM), num_starts=0
+        )
+
+
 def test_preconditioned_q_parameterization(gaussian_laplace):
     lap = gaussian_laplace
     params = jelbo.preconditioned_init(lap)
