@@ -231,12 +231,15 @@ def load_checkpoint(path: str | os.PathLike, template: T, fingerprint: dict[str,
         leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
         restored = []
         for keys, leaf in leaves:
-            value = f[jax.tree_util.keystr(keys, simple=True, separator="/")]
+            name = jax.tree_util.keystr(keys, simple=True, separator="/")
+            if name not in f.files:
+                raise ValueError(f"{path} has no {name!r}: it holds another model or optimizer.")
+            value = f[name]
             if _is_key(leaf):
                 restored.append(jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf)))
             elif isinstance(leaf, jax.Array | np.ndarray):
                 if value.dtype != leaf.dtype:
-                    raise ValueError(f"{path}: {keys} is {value.dtype}, expected {leaf.dtype}.")
+                    raise ValueError(f"{path}: {name!r} is {value.dtype}, expected {leaf.dtype}.")
                 restored.append(jnp.asarray(value) if isinstance(leaf, jax.Array) else value)
             else:
                 restored.append(type(leaf)(value))
