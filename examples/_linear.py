@@ -66,7 +66,7 @@ def load_data(path: str | None = None) -> np.ndarray:
     if path is None:
         from sklearn.datasets import load_digits
 
-        x = load_digits().data
+        x = load_digits(return_X_y=True)[0]
     else:
         x = np.load(path, allow_pickle=False)
     x = np.asarray(x, dtype=np.float64)

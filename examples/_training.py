@@ -195,7 +195,7 @@ class TrainState(NamedTuple):
 
 
 def _is_key(leaf: Any) -> bool:
-    return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 def save_checkpoint(path: str | os.PathLike, state: Any, fingerprint: dict[str, Any]) -> None:

@@ -147,7 +147,7 @@ def main(
 ) -> dict[str, Any]:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``); returns ``summary.json``."""
     start = time.perf_counter()
-    config = tr.parse(Config, argv, __doc__.split("\n\n")[0])
+    config = tr.parse(Config, argv, (__doc__ or "").split("\n\n")[0])
     x = linear.load_data(config.data)
     if config.latent_dim >= x.shape[1]:
         raise SystemExit(f"--latent-dim must be < D = {x.shape[1]}")
