@@ -27,6 +27,7 @@ COLUMNS = (
 )
 FULL, NUMPYRO_FULL = "jelbo-fullrank-stl", "numpyro-mvn"
 REPARAM, INIT = "jelbo-fullrank-reparam", "jelbo-fullrank-init"
+MULTI, FLOOR = "jelbo-fullrank-multistart", "floor-logjoint"
 TIME_PAIRS = (
     ("jelbo-fullrank-stl", "numpyro-mvn"),
     ("jelbo-fullrank-reparam", "numpyro-mvn"),
@@ -153,22 +154,22 @@ def targets(records) -> list[str]:
         "## Targets per model",
         "",
         "full = jelbo full-rank STL, AMVN = NumPyro AutoMultivariateNormal, reparam = jelbo "
-        "full-rank reparam, init = jelbo full-rank from the Laplace initialization; mean err "
+        "full-rank reparam, init = jelbo full-rank from the Laplace initialization (multistart: "
+        "from jelbo.multistart_laplace's 8 starts); mean err "
         "medians (min–max over seeds). ✓/✗: full ≤ AMVN and STL ≤ reparam within the seed "
         "spread (median ≤ the other's max); init within 0.25 sd and sd ratio 0.8–1.25 "
         "(log-sd err ≤ 0.223) on every seed; PSIS: every fit with k̂ < 0.7 has PSIS mean err "
         "≤ 0.1, every fit with mean err > 0.5 has k̂ > 0.7.",
         "",
         "| model | full | AMVN | full ≤ AMVN | reparam | STL ≤ reparam | init mean / log-sd err "
-        "| init ok | k̂ full (min–max) | PSIS rule (fits ok / all) |",
-        "|---" * 10 + "|",
+        "| init ok | multistart mean / log-sd err | multistart ok | k̂ full (min–max) "
+        "| PSIS rule (fits ok / all) |",
+        "|---" * 12 + "|",
     ]
     for model in models:
         full = _values(records, model, FULL, "mean_err")
         amvn = _values(records, model, NUMPYRO_FULL, "mean_err")
         rep = _values(records, model, REPARAM, "mean_err")
-        init_m = _values(records, model, INIT, "mean_err")
-        init_s = _values(records, model, INIT, "sd_err")
         k = _values(records, model, FULL, "khat")
 
         def cmp(a, b):
@@ -176,23 +177,33 @@ def targets(records) -> list[str]:
                 return "—"
             return "✓" if np.median(a) <= b.max() else "✗"
 
-        init_ok = "—"
-        if init_m.size:
-            init_ok = "✓" if np.all(init_m <= 0.25) and np.all(init_s <= math.log(1.25)) else "✗"
+        init_cell, init_ok = _init_cells(records, model, INIT)
+        multi_cell, multi_ok = _init_cells(records, model, MULTI)
         rs = [r for r in records if r["model"] == model and r["method"] not in NOT_VI]
         ok = sum(
             (r["khat"] >= 0.7 or r["psis_mean_err"] <= 0.1)
             and (r["mean_err"] <= 0.5 or r["khat"] > 0.7)
             for r in rs
         )
-        init_cell = f"{_cell(init_m, '{:.2f}')} / {_cell(init_s, '{:.2f}')}" if init_m.size else "—"
         lines.append(
             f"| {model} | {_cell(full, '{:.2f}')} | {_cell(amvn, '{:.2f}')} | {cmp(full, amvn)} "
             f"| {_cell(rep, '{:.2f}')} | {cmp(full, rep)} | {init_cell} | {init_ok} "
+            f"| {multi_cell} | {multi_ok} "
             f"| {_cell(k, '{:.2f}')} | {ok} / {len(rs)} |"
         )
     lines.append("")
     return lines
+
+
+def _init_cells(records, model, method) -> tuple[str, str]:
+    """``mean / log-sd err`` cells of an initialized fit, and whether every seed met the
+    target (mean within 0.25 sd, sd ratio within 0.8-1.25)."""
+    m = _values(records, model, method, "mean_err")
+    s = _values(records, model, method, "sd_err")
+    if not m.size:
+        return "—", "—"
+    ok = np.all(m <= 0.25) and np.all(s <= math.log(1.25))
+    return f"{_cell(m, '{:.2f}')} / {_cell(s, '{:.2f}')}", "✓" if ok else "✗"
 
 
 def summary_table(records) -> list[str]:
@@ -200,8 +211,9 @@ def summary_table(records) -> list[str]:
     models = list(dict.fromkeys(r["model"] for r in records))
     lines = [
         "| model | d | full-rank STL | NumPyro AMVN | full-rank reparam | Laplace-init "
-        "(mean / log-sd err) | k̂ STL | PSIS mean err STL | time STL / AMVN |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "(mean / log-sd err) | multistart-init | k̂ STL | PSIS mean err STL "
+        "| time STL / AMVN | floor / AMVN |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for model in models:
         dim = next(r["dim"] for r in records if r["model"] == model)
@@ -209,14 +221,18 @@ def summary_table(records) -> list[str]:
         def med(method, key, model=model):
             return _median(records, model, method, key)
 
-        init = f"{_fmt(med(INIT, 'mean_err'), '{:.2f}')} / {_fmt(med(INIT, 'sd_err'), '{:.2f}')}"
+        def errs(method):
+            mean, sd = med(method, "mean_err"), med(method, "sd_err")
+            return f"{_fmt(mean, '{:.2f}')} / {_fmt(sd, '{:.2f}')}"
+
         ratio = med(FULL, "ms_per_step") / med(NUMPYRO_FULL, "ms_per_step")
+        floor = med(FLOOR, "ms_per_step") / med(NUMPYRO_FULL, "ms_per_step")
         lines.append(
             f"| {model.split('-', 1)[1]} | {dim} | {_fmt(med(FULL, 'mean_err'), '{:.2f}')} "
             f"| {_fmt(med(NUMPYRO_FULL, 'mean_err'), '{:.2f}')} "
-            f"| {_fmt(med(REPARAM, 'mean_err'), '{:.2f}')} | {init} "
+            f"| {_fmt(med(REPARAM, 'mean_err'), '{:.2f}')} | {errs(INIT)} | {errs(MULTI)} "
             f"| {_fmt(med(FULL, 'khat'), '{:.2f}')} | {_fmt(med(FULL, 'psis_mean_err'), '{:.2f}')} "
-            f"| {_fmt(ratio, '{:.2f}')} |"
+            f"| {_fmt(ratio, '{:.2f}')} | {_fmt(floor, '{:.2f}')} |"
         )
     return lines
 
