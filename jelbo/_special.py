@@ -39,6 +39,7 @@ __all__ = [
     "lbeta",
     "lgamma_correction",
     "log1p_square",
+    "log_gamma_bregman",
     "log_gamma_difference",
     "log_gamma_ratio_excess",
     "log_softmax",
@@ -134,9 +135,12 @@ def _ratio_parts(x: Array, y: Array) -> tuple[Array, Array, Array]:
     big = y >= _STIRLING_THRESHOLD
     y_small = jnp.where(big, 1.0, y)
     shifted = jnp.where(big, y, y + _STIRLING_THRESHOLD)
-    steps = sum(jnp.log1p(x / (y_small + j)) for j in range(int(_STIRLING_THRESHOLD)))
-    rest = _ratio_big(x, shifted) - jnp.where(big, 0.0, steps)
-    shift = jnp.where(big, 0.0, x * jnp.log1p(_STIRLING_THRESHOLD / y_small))
+    # x_small = 0 on the unused branch: log1p(x / (1 + j)) is NaN there for x < -1 (and its
+    # NaN gradient would leak through the where).
+    x_small = jnp.where(big, 0.0, x)
+    steps = sum(jnp.log1p(x_small / (y_small + j)) for j in range(int(_STIRLING_THRESHOLD)))
+    rest = _ratio_big(x, shifted) - steps
+    shift = x_small * jnp.log1p(_STIRLING_THRESHOLD / y_small)
     return shifted, rest, shift
 
 
@@ -171,6 +175,31 @@ def log_gamma_difference(x: ArrayLike, y: ArrayLike) -> Array:
     x, y = _float(x, y)
     shifted, rest, _ = _ratio_parts(x, y)
     return -(x * jnp.log(shifted) + rest)
+
+
+def _digamma_minus_log(y: Array) -> Array:
+    r""":math:`\psi(y) - \log y = \delta'(y) - \tfrac1{2y}`, from the derivative of
+    :func:`lgamma_correction` (the asymptotic series for :math:`y \ge 8`, so the small value
+    :math:`\approx -1/(2y)` keeps full relative precision)."""
+    d_delta = jax.jvp(lgamma_correction, (y,), (jnp.ones_like(y),))[1]
+    return d_delta - 0.5 / y
+
+
+def log_gamma_bregman(x: ArrayLike, y: ArrayLike) -> Array:
+    r"""The Bregman remainder :math:`R(x, y) = \log\Gamma(y+x) - \log\Gamma(y) -
+    x\,\psi(y) \ge 0` (:math:`\log\Gamma` is convex), for :math:`y > 0`, :math:`x + y > 0`.
+
+    The gamma-family KL divergences are sums of such remainders (e.g. Dirichlet‖Dirichlet is
+    :math:`\sum_i R(\beta_i-\alpha_i, \alpha_i) - R(\beta_0-\alpha_0, \alpha_0)`), which
+    keeps them accurate when the two distributions are close: each term is
+    :math:`\approx x^2\psi'(y)/2`, computed as :func:`log_gamma_ratio_excess`
+    :math:`(x, y) - x(\psi(y) - \log y)` with both parts accurate to relative precision, so
+    no two log-gammas of size :math:`y\log y` are subtracted. The parts cancel to
+    :math:`x^2/(2y)` from :math:`\pm x/(2y)` when :math:`|x| \ll 1`, costing a relative
+    :math:`\approx 1/|x|` ulps there.
+    """
+    x, y = _float(x, y)
+    return log_gamma_ratio_excess(x, y) - x * _digamma_minus_log(y)
 
 
 def digamma_difference(x: ArrayLike, y: ArrayLike) -> Array:

@@ -313,28 +313,33 @@ def _kl_gamma_gamma(q: Gamma, p: Gamma) -> Array:
 
 @register_kl(Beta, Beta)
 def _kl_beta_beta(q: Beta, p: Beta) -> Array:
-    # KL_i = lnB(ap,bp) - lnB(aq,bq) + (aq-ap)[psi(aq) - psi(sq)] + (bq-bp)[psi(bq) - psi(sq)],
-    # sq = aq + bq; the digamma differences come from _special (accurate for large sq).
+    # The two-component Dirichlet: R(ap - aq, aq) + R(bp - bq, bq) - R(sp - sq, sq) with the
+    # Bregman remainders R of log-gamma (_special.log_gamma_bregman), accurate also for q ~ p.
     dtype = jnp.result_type(q.dtype, p.dtype)
     aq, bq = jnp.asarray(q.concentration1, dtype), jnp.asarray(q.concentration0, dtype)
     ap, bp = jnp.asarray(p.concentration1, dtype), jnp.asarray(p.concentration0, dtype)
+    da, db = ap - aq, bp - bq
     kl = (
-        _special.betaln(ap, bp)
-        - _special.betaln(aq, bq)
-        + (aq - ap) * _special.digamma_difference(bq, aq)
-        + (bq - bp) * _special.digamma_difference(aq, bq)
+        _special.log_gamma_bregman(da, aq)
+        + _special.log_gamma_bregman(db, bq)
+        - _special.log_gamma_bregman(da + db, aq + bq)
     )
     return jnp.sum(kl, axis=-1)
 
 
 @register_kl(Dirichlet, Dirichlet)
 def _kl_dirichlet_dirichlet(q: Dirichlet, p: Dirichlet) -> Array:
-    # KL = lnB(ap) - lnB(aq) + sum_i (aq_i - ap_i)[psi(aq_i) - psi(aq_0)].
+    # KL = lnB(ap) - lnB(aq) + sum_i (aq_i - ap_i)[psi(aq_i) - psi(aq_0)]
+    #    = sum_i R(d_i, aq_i) - R(d_0, aq_0),  d = ap - aq, d_0 = sum_i d_i,
+    # with R(x, y) = lgamma(y + x) - lgamma(y) - x psi(y) >= 0 (_special.log_gamma_bregman):
+    # no log-gammas of size a log a are subtracted, so a p close to q keeps its small KL.
     dtype = jnp.result_type(q.dtype, p.dtype)
     aq, ap = jnp.asarray(q.concentration, dtype), jnp.asarray(p.concentration, dtype)
-    rest = jnp.sum(aq, axis=-1, keepdims=True) - aq
-    psi_gap = _special.digamma_difference(rest, aq)
-    return _special.lbeta(ap) - _special.lbeta(aq) + jnp.sum((aq - ap) * psi_gap, axis=-1)
+    aq, ap = jnp.broadcast_arrays(aq, ap)
+    d = ap - aq
+    return jnp.sum(_special.log_gamma_bregman(d, aq), axis=-1) - _special.log_gamma_bregman(
+        jnp.sum(d, axis=-1), jnp.sum(aq, axis=-1)
+    )
 
 
 @register_kl(ContinuousBernoulli, ContinuousBernoulli)

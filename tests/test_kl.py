@@ -718,3 +718,42 @@ def test_monte_carlo_kl_refuses_categoricals_with_different_categories():
     ):
         with pytest.raises(ValueError, match="same number of categories"):
             fn()
+
+
+def test_dirichlet_and_beta_kl_keep_precision_when_q_is_close_to_p():
+    """KL(Dir(a) || Dir(a + d)) is O(d^2) while its log-gamma terms are O(a log a): written as
+    Bregman remainders of log-gamma it keeps its relative precision (before: 7e3x off in
+    float32 at a = 1000, d = 0.5; TFP is 2.7e4x off there). References: mpmath, 40 digits."""
+    import mpmath as mp
+
+    mp.mp.dps = 40
+
+    def ref(aq, ap):
+        aq, ap = [mp.mpf(float(v)) for v in aq], [mp.mpf(float(v)) for v in ap]
+        a0, b0 = sum(aq), sum(ap)
+        value = mp.loggamma(a0) - mp.loggamma(b0)
+        value += sum(mp.loggamma(y) - mp.loggamma(x) for x, y in zip(aq, ap, strict=True))
+        value += sum(
+            (x - y) * (mp.digamma(x) - mp.digamma(a0)) for x, y in zip(aq, ap, strict=True)
+        )
+        return float(value)
+
+    cases = [  # (aq, ap, float32 tolerance, float64 tolerance), relative; measured / ~3
+        (np.full(8, 1000.0), np.full(8, 1000.5), 6e-4, 1e-9),
+        (np.full(8, 30.0), np.full(8, 31.0), 4e-5, 1e-12),
+        (np.array([200.0, 3, 1, 1]), np.full(4, 0.5), 1e-5, 1e-13),
+        (np.full(3, 0.3), np.array([0.5, 2.0, 7.0]), 1e-6, 1e-13),
+    ]
+    for aq, ap, tol32, tol64 in cases:
+        for dtype, rtol in ((np.float32, tol32), (np.float64, tol64)):
+            if dtype == np.float64 and not jax.config.jax_enable_x64:
+                continue
+            q, p = aq.astype(dtype), ap.astype(dtype)
+            expected = ref(q, p)
+            got = float(jelbo.kl_divergence(jelbo.Dirichlet(q), jelbo.Dirichlet(p)))
+            assert abs(got - expected) <= rtol * abs(expected), (aq[0], ap[0], dtype, got, expected)
+            if len(q) == 2 or (len(q) == 8 and q[0] == q[1]):
+                # Beta is the two-component Dirichlet.
+                b = float(jelbo.kl_divergence(jelbo.Beta(q[:1], q[1:2]), jelbo.Beta(p[:1], p[1:2])))
+                b_ref = ref(q[:2], p[:2])
+                assert abs(b - b_ref) <= rtol * abs(b_ref), (aq[0], dtype, b, b_ref)
