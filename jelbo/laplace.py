@@ -204,7 +204,10 @@ def multistart_laplace(
     *,
     num_starts: int = 8,
     radius: float = 2.0,
-    **options: float,
+    max_steps: int = 1000,
+    tol: float = 1e-6,
+    memory_size: int = 10,
+    min_eigenvalue_ratio: float = 1e-8,
 ) -> tuple[LaplaceApproximation, LaplaceApproximation]:
     r"""Laplace approximations from several starts; the one at the most probable mode first.
 
@@ -226,8 +229,8 @@ def multistart_laplace(
         init: the centre of the starts, shape ``(D,)``.
         num_starts: how many starts (static).
         radius: half-width of the uniform box around ``init``.
-        **options: passed to :func:`laplace_approximation` (``max_steps``, ``tol``,
-            ``memory_size``, ``min_eigenvalue_ratio``).
+        max_steps, tol, memory_size, min_eigenvalue_ratio: as in
+            :func:`laplace_approximation`, for every start.
 
     Returns:
         ``(best, all)``: the chosen :class:`LaplaceApproximation`, and every start's (leading
@@ -245,7 +248,16 @@ def multistart_laplace(
         key, (num_starts, *centre.shape), centre.dtype, minval=-radius, maxval=radius
     )
     starts = centre + offsets
-    every = jax.vmap(lambda z: laplace_approximation(log_joint, z, **options))(starts)
+    every = jax.vmap(
+        lambda z: laplace_approximation(
+            log_joint,
+            z,
+            max_steps=max_steps,
+            tol=tol,
+            memory_size=memory_size,
+            min_eigenvalue_ratio=min_eigenvalue_ratio,
+        )
+    )(starts)
     evidence = every.log_evidence
     usable = every.hessian_ok & jnp.isfinite(evidence)
     finite_height = jnp.where(jnp.isfinite(every.log_joint), every.log_joint, -jnp.inf)
