@@ -292,10 +292,10 @@ def jelbo_initialized(multistart: bool) -> Callable:
 
         @jax.jit
         def fit(key):
-            start_key, key = jax.random.split(key)
             if multistart:
+                start_key, key = jax.random.split(key)
                 lap, _ = jelbo.multistart_laplace(start_key, log_joint, jnp.zeros(dim))
-            else:
+            else:  # the fit key as it was before multistart existed (same recorded results)
                 lap = jelbo.laplace_approximation(log_joint, jnp.zeros(dim))
             init = jelbo.preconditioned_init(lap)
 
