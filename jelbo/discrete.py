@@ -8,6 +8,8 @@ score-function estimators (``jelbo.elbo(..., grad_estimator="score")``) or a rel
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -16,6 +18,8 @@ from jelbo._typing import Array, ArrayLike, Shape
 from jelbo.distributions import Distribution, Factorized
 
 __all__ = ["NegativeBinomial", "OneHotCategorical"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def masked_log_softmax(logits: ArrayLike) -> tuple[Array, Array]:
@@ -59,12 +63,10 @@ class OneHotCategorical(Distribution):
         return tuple(jnp.shape(self.logits)[-1:])
 
     def _log_prob(self, x: Array) -> Array:
+        # sum_k x_k log p_k with 0 log 0 = 0 (a one-hot x on a masked category gives -inf);
+        # the x-derivative log p_k is kept where x_k = 0 (relaxed/straight-through inputs).
         log_p = _special.log_softmax(jnp.asarray(self.logits, self.dtype), axis=-1)
-        chosen = x != 0
-        safe = jnp.where(chosen, log_p, 0.0)
-        return jnp.sum(jnp.where(chosen, x * safe, 0.0), axis=-1) + jnp.where(
-            jnp.any(chosen & jnp.isneginf(log_p), axis=-1), -jnp.inf, 0.0
-        )
+        return jnp.sum(_special.xlog(x, log_p), axis=-1)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         index = jax.random.categorical(
@@ -72,8 +74,12 @@ class OneHotCategorical(Distribution):
         )
         return jax.nn.one_hot(index, self.event_shape[0], dtype=self.dtype)
 
+    def _log_probs(self) -> Array:
+        return _special.log_softmax(jnp.asarray(self.logits, self.dtype), axis=-1)
+
     def _probs(self) -> Array:
-        return jax.nn.softmax(jnp.asarray(self.logits, self.dtype), axis=-1)
+        # exp(log_softmax): relative precision for small p_k and for its derivative.
+        return jnp.exp(self._log_probs())
 
     def _entropy(self) -> Array:
         log_p, mask = masked_log_softmax(jnp.asarray(self.logits, self.dtype))
@@ -83,12 +89,15 @@ class OneHotCategorical(Distribution):
         return self._probs()
 
     def _variance(self) -> Array:
-        p = self._probs()
-        return p * (1.0 - p)
+        # p (1 - p) with 1 - p = -expm1(log p): 1 - p rounded to 0 for p ~ 1 - 1e-13.
+        log_p = self._log_probs()
+        return jnp.exp(log_p) * -jnp.expm1(log_p)
 
     def _covariance(self) -> Array:
         p = self._probs()
-        return p[..., :, None] * (jnp.eye(p.shape[-1], dtype=p.dtype) - p[..., None, :])
+        eye = jnp.eye(p.shape[-1], dtype=bool)
+        outer = -p[..., :, None] * p[..., None, :]
+        return jnp.where(eye, self._variance()[..., None, :], outer)
 
     def _mode(self) -> Array:
         return jax.nn.one_hot(
@@ -124,12 +133,27 @@ class NegativeBinomial(Factorized):
         a = jnp.asarray(self.logits, self.dtype)
         inside = (x >= 0) & (x == jnp.floor(x))
         k = jnp.where(inside, x, 0.0)
-        log_p = (
-            -_special.betaln(k + 1.0, r)
-            - jnp.log(k + r)
-            + k * jax.nn.log_sigmoid(a)
-            + r * jax.nn.log_sigmoid(-a)
+        r, a, k = jnp.broadcast_arrays(r, a, k)
+        log_p, log_q = jax.nn.log_sigmoid(a), jax.nn.log_sigmoid(-a)
+        # k >= 1: log C(k + r - 1, k) = -log k - log B(k, r) with Stirling's log B (exact
+        # corrections delta), paired with k log p + r log(1 - p) into
+        #   -k phi(p s/k) - r phi((1 - p) s/r) + log(r/(k s))/2 - log(2 pi)/2
+        #   - delta(k) - delta(r) + delta(s),  s = k + r,  phi(u) = u - 1 - log u >= 0
+        # (the linear parts cancel exactly), so no terms of size k log k cancel (the direct
+        # sum lost 2 digits in float32 at k = r = 1e6). k = 0: r log(1 - p), exactly.
+        positive = k >= 1
+        kp = jnp.where(positive, k, 1.0)
+        s = kp + r
+        counts = (
+            -kp * _special.expm1_plus(-(log_p + jnp.log(s / kp)))
+            - r * _special.expm1_plus(-(log_q + jnp.log(s / r)))
+            + 0.5 * (jnp.log(r) - jnp.log(kp) - jnp.log(s))
+            - _HALF_LOG_2PI
+            - _special.lgamma_correction(kp)
+            - _special.lgamma_correction(r)
+            + _special.lgamma_correction(s)
         )
+        log_p = jnp.where(positive, counts, r * log_q)
         return jnp.where(inside, log_p, -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:

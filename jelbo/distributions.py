@@ -495,8 +495,10 @@ class Normal(Factorized):
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         x, loc, scale = _common(x, self.loc, self.scale)
-        z = _special.standardize(x, loc, scale)
-        return -0.5 * z * z - self._log_scale() - _HALF_LOG_2PI
+        # z² with a zero derivative at x == loc also when the scale underflowed (log_scale).
+        return (
+            -0.5 * _special.squared_standardize(x, loc, scale) - self._log_scale() - _HALF_LOG_2PI
+        )
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         shape = sample_shape + self.param_shape
@@ -677,10 +679,11 @@ class Bernoulli(Factorized):
     def _log_prob_elementwise(self, x: Array) -> Array:
         a = jnp.asarray(self.logits, self.dtype)
         x = jnp.asarray(x, jnp.result_type(x, a))
-        # x log sigma(a) + (1 - x) log sigma(-a), each product 0 where its weight is 0 (so a
-        # saturated or infinite logit gives 0 log 0 = 0, with zero gradients).
-        ones = x * jnp.where(x == 0, 0.0, jax.nn.log_sigmoid(a))
-        zeros = (1.0 - x) * jnp.where(x == 1, 0.0, jax.nn.log_sigmoid(-a))
+        # x log sigma(a) + (1 - x) log sigma(-a) with 0 log 0 = 0 for infinite logits; the
+        # x-derivative is a = log sigma(a) - log sigma(-a) also at x = 0 and 1 (a `where` on x
+        # zeroed one of its terms there).
+        ones = _special.xlog(x, jax.nn.log_sigmoid(a))
+        zeros = _special.xlog(1.0 - x, jax.nn.log_sigmoid(-a))
         return jnp.where((x >= 0) & (x <= 1), ones + zeros, -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
@@ -697,10 +700,13 @@ class Bernoulli(Factorized):
         return jnp.where(finite, h, 0.0)
 
     def _mean(self) -> Array:
-        return self._full(jax.nn.sigmoid(self.logits))
+        # exp(log sigmoid(a)): its derivative sigma(a) sigma(-a) keeps the small factor
+        # (sigmoid's own, sigma(a)(1 - sigma(a)), is 0 from a ~ 37 in float64).
+        return self._full(jnp.exp(jax.nn.log_sigmoid(jnp.asarray(self.logits, self.dtype))))
 
     def _variance(self) -> Array:
-        return self._full(jax.nn.sigmoid(self.logits) * jax.nn.sigmoid(-jnp.asarray(self.logits)))
+        a = jnp.asarray(self.logits, self.dtype)
+        return self._full(jnp.exp(jax.nn.log_sigmoid(a) + jax.nn.log_sigmoid(-a)))
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         return [("logits", ~jnp.isnan(jnp.asarray(self.logits)), "not NaN (+-inf allowed)")]
