@@ -706,3 +706,17 @@ def test_bad_input_raises_naming_the_argument():
         jelbo.log_prob(jelbo.Dirichlet(jnp.ones(3)), jnp.ones(2) / 2)
     with pytest.raises(ValueError, match="Event shapes differ"):
         jelbo.kl_divergence(jelbo.Dirichlet(jnp.ones(3)), jelbo.Dirichlet(jnp.ones(2)))
+
+
+def test_float32_moment_gradients_do_not_overflow_at_huge_concentrations():
+    # Var = m(1 - m)/(s + 1): the s^2 (s + 1) denominator's square overflowed float32 in the
+    # quotient rule from s ~ 1e6 (the sweep found d Var_0/d alpha_1 with the wrong sign).
+    alpha = jnp.full(3, 1e6, jnp.float32)
+    jac = jax.jacrev(lambda a: jelbo.Dirichlet(a).variance())(alpha)
+    ref = jax.jacrev(lambda a: jelbo.Dirichlet(a).variance())(alpha.astype(np.float64))
+    # The diagonal nearly vanishes (8e-21, cancelling): absolute at 1e-4 of the largest.
+    np.testing.assert_allclose(jac, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+    assert np.all(np.asarray(jac)[~np.eye(3, dtype=bool)] < 0)
+    # Beta(a, a): Var = 1/(4(2a + 1)), d/da = -1/(2(2a + 1)^2).
+    grads = jax.grad(lambda a: jelbo.Beta(a, a).variance()[0])(jnp.full(1, 1e7, jnp.float32))
+    np.testing.assert_allclose(grads, -0.5 / (2e7 + 1) ** 2, rtol=1e-4)
