@@ -49,6 +49,7 @@ __all__ = [
     "log_sinhc",
     "log_softmax",
     "squared_standardize",
+    "stacked",
     "standardize",
     "x_minus_log1p",
     "xlog",
@@ -77,6 +78,16 @@ _STIRLING_COEFFS = (
 def _float(*xs: ArrayLike) -> list[Array]:
     dtype = jnp.result_type(float, *xs)
     return [jnp.asarray(x, dtype) for x in xs]
+
+
+def stacked(fn, *args: ArrayLike) -> list[Array]:
+    """``[fn(a) for a in args]`` through one call of the elementwise ``fn`` on the arguments
+    broadcast and stacked: one copy of ``fn``'s graph (and of its derivatives) in a compiled
+    program instead of one per argument (the special functions here are hundreds of
+    operations each)."""
+    arrays = jnp.broadcast_arrays(*_float(*args))
+    out = fn(jnp.stack(arrays))
+    return [out[i] for i in range(len(arrays))]
 
 
 def _stirling_series(x: Array) -> Array:

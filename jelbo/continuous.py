@@ -213,11 +213,8 @@ class Beta(Factorized):
         # paired into -a phi(x s/a) - b phi((1 - x) s/b), phi(u) = u - 1 - log u >= 0 (their
         # linear parts cancel exactly), so no terms of size a log a cancel: the textbook sum
         # lost 4 digits in float32 at a = b = 1e6.
-        corrections = (
-            _special.lgamma_correction(a)
-            + _special.lgamma_correction(b)
-            - _special.lgamma_correction(s)
-        )
+        delta_a, delta_b, delta_s = _special.stacked(_special.lgamma_correction, a, b, s)
+        corrections = delta_a + delta_b - delta_s
         inside = (x > 0) & (x < 1)
         xi = jnp.where(inside, x, 0.5)
         log1m_xi = jnp.log1p(-xi)
@@ -230,10 +227,17 @@ class Beta(Factorized):
             - _HALF_LOG_2PI
             - corrections
         )
-        # 0 and 1 (and outside): the textbook sum with 0 log 0 = 0 at a or b = 1.
-        boundary = (
-            _special.xlogy(a - 1.0, x) + _special.xlog1py(b - 1.0, -x) - _special.betaln(a, b)
+        # 0 and 1 (and outside): the textbook sum with 0 log 0 = 0 at a or b = 1, log B(a, b)
+        # from the same Stirling form (its log(a/s), log(b/s) need only absolute precision
+        # here) rather than a second, separately compiled betaln.
+        log_beta = (
+            (a - 0.5) * jnp.log(a / s)
+            + (b - 0.5) * jnp.log(b / s)
+            - 0.5 * jnp.log(s)
+            + _HALF_LOG_2PI
+            + corrections
         )
+        boundary = _special.xlogy(a - 1.0, x) + _special.xlog1py(b - 1.0, -x) - log_beta
         return jnp.where(inside, interior, boundary)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
@@ -251,12 +255,8 @@ class Beta(Factorized):
         a = jnp.asarray(self.concentration1, self.dtype)
         b = jnp.asarray(self.concentration0, self.dtype)
         s = a + b
-        return (
-            _special.gamma_entropy(a)
-            + _special.gamma_entropy(b)
-            - _special.gamma_entropy(s)
-            - digamma(s)
-        )
+        g_a, g_b, g_s = _special.stacked(_special.gamma_entropy, a, b, s)
+        return g_a + g_b - g_s - digamma(s)
 
     def _mean(self) -> Array:
         a, b = self.concentration1, self.concentration0
@@ -340,11 +340,8 @@ class Dirichlet(Distribution):
         alpha = self._alpha()
         k = alpha.shape[-1]
         total = jnp.sum(alpha, axis=-1)
-        return (
-            jnp.sum(_special.gamma_entropy(alpha), axis=-1)
-            - _special.gamma_entropy(total)
-            - (k - 1) * digamma(total)
-        )
+        g = _special.gamma_entropy(jnp.concatenate([alpha, total[..., None]], axis=-1))
+        return jnp.sum(g[..., :-1], axis=-1) - g[..., -1] - (k - 1) * digamma(total)
 
     def _mean(self) -> Array:
         alpha = self._alpha()
@@ -434,16 +431,21 @@ class Kumaraswamy(Factorized):
         b = jnp.asarray(self.concentration0, self.dtype)
         return (1.0 - 1.0 / b) + (1.0 - 1.0 / a) * _harmonic(b) - jnp.log(a * b)
 
-    def _moment(self, n: float) -> Array:
+    def _moments(self) -> tuple[Array, Array]:
+        """E[x] and E[x^2] = b B(1 + n/a, b), n = 1, 2, from one (stacked) betaln."""
         a = jnp.asarray(self.concentration1, self.dtype)
         b = jnp.asarray(self.concentration0, self.dtype)
-        return jnp.exp(jnp.log(b) + _special.betaln(1.0 + n / a, b))
+        a, b = jnp.broadcast_arrays(a, b)
+        first = jnp.stack([1.0 + 1.0 / a, 1.0 + 2.0 / a])
+        moments = jnp.exp(jnp.log(b) + _special.betaln(first, jnp.stack([b, b])))
+        return moments[0], moments[1]
 
     def _mean(self) -> Array:
-        return self._full(self._moment(1.0))
+        return self._full(self._moments()[0])
 
     def _variance(self) -> Array:
-        return self._full(self._moment(2.0) - jnp.square(self._moment(1.0)))
+        m1, m2 = self._moments()
+        return self._full(m2 - jnp.square(m1))
 
     def _mode(self) -> Array:
         # ((a-1)/(ab-1))^(1/a) for a >= 1, b >= 1, not both 1; NaN otherwise.

@@ -33,6 +33,11 @@ def masked_log_softmax(logits: ArrayLike) -> tuple[Array, Array]:
     return jnp.where(mask, 0.0, log_p), mask
 
 
+def _deltas(*args: Array) -> list[Array]:
+    """Stirling's corrections of the arguments, from one (stacked) lgamma_correction."""
+    return _special.stacked(_special.lgamma_correction, *args)
+
+
 class OneHotCategorical(Distribution):
     r"""Categorical distribution over one-hot vectors :math:`x \in \{e_1, \dots, e_C\}`.
 
@@ -149,9 +154,7 @@ class NegativeBinomial(Factorized):
             - r * _special.expm1_plus(-(log_q + jnp.log(s / r)))
             + 0.5 * (jnp.log(r) - jnp.log(kp) - jnp.log(s))
             - _HALF_LOG_2PI
-            - _special.lgamma_correction(kp)
-            - _special.lgamma_correction(r)
-            + _special.lgamma_correction(s)
+            - sum(sign * d for sign, d in zip((1, 1, -1), _deltas(kp, r, s), strict=True))
         )
         log_p = jnp.where(positive, counts, r * log_q)
         return jnp.where(inside, log_p, -jnp.inf)

@@ -327,12 +327,11 @@ def _kl_beta_beta(q: Beta, p: Beta) -> Array:
     aq, bq = jnp.asarray(q.concentration1, dtype), jnp.asarray(q.concentration0, dtype)
     ap, bp = jnp.asarray(p.concentration1, dtype), jnp.asarray(p.concentration0, dtype)
     da, db = ap - aq, bp - bq
-    kl = (
-        _special.log_gamma_bregman(da, aq)
-        + _special.log_gamma_bregman(db, bq)
-        - _special.log_gamma_bregman(da + db, aq + bq)
-    )
-    return jnp.sum(kl, axis=-1)
+    # The three remainders from one (stacked) log_gamma_bregman: one copy of its graph.
+    x = jnp.stack(jnp.broadcast_arrays(da, db, da + db))
+    y = jnp.stack(jnp.broadcast_arrays(aq, bq, aq + bq))
+    r = _special.log_gamma_bregman(x, y)
+    return jnp.sum(r[0] + r[1] - r[2], axis=-1)
 
 
 @register_kl(Dirichlet, Dirichlet)
@@ -345,9 +344,11 @@ def _kl_dirichlet_dirichlet(q: Dirichlet, p: Dirichlet) -> Array:
     aq, ap = jnp.asarray(q.concentration, dtype), jnp.asarray(p.concentration, dtype)
     aq, ap = jnp.broadcast_arrays(aq, ap)
     d = ap - aq
-    return jnp.sum(_special.log_gamma_bregman(d, aq), axis=-1) - _special.log_gamma_bregman(
-        jnp.sum(d, axis=-1), jnp.sum(aq, axis=-1)
-    )
+    # The totals are appended as one more coordinate: one log_gamma_bregman in the graph.
+    x = jnp.concatenate([d, jnp.sum(d, axis=-1, keepdims=True)], axis=-1)
+    y = jnp.concatenate([aq, jnp.sum(aq, axis=-1, keepdims=True)], axis=-1)
+    r = _special.log_gamma_bregman(x, y)
+    return jnp.sum(r[..., :-1], axis=-1) - r[..., -1]
 
 
 @register_kl(ContinuousBernoulli, ContinuousBernoulli)
@@ -383,12 +384,20 @@ _KUMARASWAMY_TERMS = 64
 _BERNOULLI_2K = (1.0 / 6.0, -1.0 / 30.0, 1.0 / 42.0)
 
 
-def _kumaraswamy_series(a: Array, b: Array) -> Array:
-    """``T(a, b) = sum_{m>=1} B(m/a, b+1)`` (see above), elementwise."""
+def _kumaraswamy_series(a: Array, b: Array, alpha: Array, beta: Array) -> tuple[Array, Array]:
+    """``(T(a, b), log B(alpha, beta))`` with ``T(a, b) = sum_{m>=1} B(m/a, b+1)`` (see
+    above), elementwise; the second betaln rides along in the head's (one copy of betaln's
+    graph in a compiled gradient instead of two)."""
     n = _KUMARASWAMY_TERMS
     c = b + 1.0
     m = jnp.arange(1, n, dtype=a.dtype)
-    head = jnp.sum(jnp.exp(_special.betaln(m / a[..., None], c[..., None])), axis=-1)
+    alpha, beta = jnp.broadcast_to(alpha, a.shape), jnp.broadcast_to(beta, a.shape)
+    first = jnp.concatenate([m / a[..., None], alpha[..., None]], axis=-1)
+    second = jnp.concatenate(
+        [jnp.broadcast_to(c[..., None], a.shape + (n - 1,)), beta[..., None]], -1
+    )
+    log_b = _special.betaln(first, second)
+    head = jnp.sum(jnp.exp(log_b[..., :-1]), axis=-1)
     h = -0.5 * b
     b3 = h * (h - 0.5) * (h - 1.0)  # Bernoulli polynomials B_3, B_5, B_7 at h
     b5 = h**5 - 2.5 * h**4 + (5.0 / 3.0) * h**3 - h / 6.0
@@ -410,7 +419,7 @@ def _kumaraswamy_series(a: Array, b: Array) -> Array:
             rising = rising * (p + 2 * k - 1) * (p + 2 * k)
             fact = fact * (2 * k + 1) * (2 * k + 2)
         tail = tail + coeff * zeta
-    return head + jnp.exp(jax.lax.lgamma(c)) * tail
+    return head + jnp.exp(jax.lax.lgamma(c)) * tail, log_b[..., -1]
 
 
 @register_kl(Kumaraswamy, Beta)
@@ -424,12 +433,13 @@ def _kl_kumaraswamy_beta(q: Kumaraswamy, p: Beta) -> Array:
     alpha = jnp.asarray(p.concentration1, dtype)
     beta = jnp.asarray(p.concentration0, dtype)
     harmonic = digamma(b + 1.0) + 0.5772156649015329
+    series, log_beta = _kumaraswamy_series(a, b, alpha, beta)
     kl = (
         jnp.log(a * b)
         - (b - 1.0) / b
         + harmonic * (alpha / a - 1.0)
-        + (beta - 1.0) * _kumaraswamy_series(a, b) / a
-        + _special.betaln(alpha, beta)
+        + (beta - 1.0) * series / a
+        + log_beta
     )
     return jnp.sum(kl, axis=-1)
 
