@@ -131,7 +131,7 @@ class KLPair:
     p: Family
     ref: Callable[[list, list], Any]
     points: tuple[Point, ...]
-    dps: int = 40
+    dps: int = 30
 
     @property
     def name(self) -> str:
@@ -214,7 +214,7 @@ def family(**kwargs: Any) -> Family:
     return entry
 
 
-def kl_pair(q: Family, p: Family, ref: Callable, points: Sequence[Point], dps: int = 40) -> KLPair:
+def kl_pair(q: Family, p: Family, ref: Callable, points: Sequence[Point], dps: int = 30) -> KLPair:
     entry = KLPair(q, p, ref, tuple(points), dps)
     KL_PAIRS.append(entry)
     return entry

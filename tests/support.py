@@ -287,20 +287,20 @@ def _agree(a: Any, b: Any, digits: int, scale: Any = 0) -> bool:
 
 
 def mp_reference(
-    fn: Any, args: tuple[float, ...], diff: tuple[bool, ...], dps: int = 40
+    fn: Any, args: tuple[float, ...], diff: tuple[bool, ...], dps: int = 30
 ) -> list[tuple[float, float, np.ndarray]]:
     """``[(value, scale, gradient), ...]``, one per output of the mpmath transcription ``fn``.
 
     ``fn`` maps a list of mpf (``args``, exactly as floats) to an mpf, a :class:`Terms` or a
     list of them (a vector-valued method). ``scale`` is the :class:`Terms` scale (0 for a
-    plain value: pure relative precision); ``gradient[j]`` is ``mpmath.diff`` with respect to
-    ``args[j]`` where ``diff[j]`` (NaN where it is not finite, or not asked for; at a kink
-    ``gradient`` has a second and third row, the left and right derivatives). The value
-    is computed at ``dps`` and ``dps + 20`` digits; where they disagree beyond 25 digits
-    (cancellation inside the formula) both value and derivatives are recomputed with the
-    precision doubled, up to 8x. The differences are taken at twice the precision with a
-    step below it (:func:`_partial`), so the derivatives keep about as many digits as the
-    value.
+    plain value: pure relative precision); ``gradient[j]`` is the derivative with respect to
+    ``args[j]`` where ``diff[j]`` (:func:`_partial`; NaN where it is not finite, or not
+    asked for; ``gradient`` has a second and third row, the left and right derivatives,
+    which differ at a kink). The value is computed at ``dps`` and ``dps + 20`` digits; where
+    they disagree beyond ``min(25, dps - 5)`` digits (cancellation inside the formula) value
+    and derivatives are recomputed with the precision doubled, up to 8x. The differences
+    are taken at three times the precision with steps below it, so the derivatives keep
+    about as many digits as the value.
     """
     import mpmath as mp
 
@@ -311,7 +311,8 @@ def mp_reference(
         with mp.workdps(digits + 20):
             point = [mp.mpf(float(a)) for a in args]
             check = [_safe_value(v) for v in _outputs(fn, point)]
-        if all(_agree(a[0], b[0], 25, a[1]) for a, b in zip(values, check, strict=True)):
+        agree = min(25, digits - 5)
+        if all(_agree(a[0], b[0], agree, a[1]) for a, b in zip(values, check, strict=True)):
             break
     else:
         raise AssertionError(f"mpmath reference did not converge at {args} ({fn})")
