@@ -35,6 +35,7 @@ from jelbo.laplace import (
 from jelbo.lkj import LKJCholesky
 from jelbo.lowrank import LowRankMultivariateNormal
 from jelbo.mixture import MixtureSameFamily
+from jelbo.module import Module, static_field
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
 from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
@@ -71,6 +72,7 @@ __all__ = [
     "LogNormal",
     "LowRankMultivariateNormal",
     "MixtureSameFamily",
+    "Module",
     "MultivariateNormalTriL",
     "NegativeBinomial",
     "Normal",
@@ -112,5 +114,6 @@ __all__ = [
     "replicate",
     "sample",
     "shard_batch",
+    "static_field",
     "sharding",
 ]

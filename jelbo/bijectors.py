@@ -28,17 +28,16 @@ Lewandowski, Kurowicka and Joe (2009) for the correlation transform.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, dataclass_transform
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jelbo import _checks
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.module import Module
 
 __all__ = [
     "Affine",
@@ -63,12 +62,12 @@ __all__ = [
 _LOG2 = math.log(2.0)
 
 
-@dataclass_transform(frozen_default=True, eq_default=False)
-class Bijector(abc.ABC):
+class Bijector(Module, abc.ABC):
     r"""Base class of bijectors: subclass it and declare the parameters as annotated fields.
 
-    Every field is a pytree leaf (an array, a Python number or another pytree such as a
-    bijector). Subclasses implement ``_forward(x)``, ``_inverse(y)`` and
+    A bijector is a :class:`jelbo.Module`: every field is a pytree child (an array, a Python
+    number or another pytree such as a bijector) unless marked with
+    :func:`jelbo.static_field`. Subclasses implement ``_forward(x)``, ``_inverse(y)`` and
     ``_forward_log_det_jacobian(x)`` (summed over the event, batch shape), and optionally
     ``_inverse_log_det_jacobian(y)`` (default: minus the forward one at ``inverse(y)``).
     A bijector that changes the event's shape sets ``event_ndims_in``/``event_ndims_out``
@@ -79,15 +78,6 @@ class Bijector(abc.ABC):
     event_ndims_out: ClassVar[int] = 1
     #: Elementwise maps also take scalars in forward/inverse (the log-dets need the event).
     elementwise: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
-        jax.tree_util.register_pytree_node(
-            cls,
-            lambda b: (tuple(getattr(b, name) for name in _field_names(b)), None),
-            lambda _, leaves: _unflatten(cls, leaves),  # type: ignore[arg-type, return-value]
-        )
 
     # --- hooks ------------------------------------------------------------------------------
 
@@ -128,32 +118,6 @@ class Bijector(abc.ABC):
     def inverse_log_det_jacobian(self, y: ArrayLike) -> Array:
         r""":math:`\log|\det \partial f^{-1}/\partial y|`, batch shape."""
         return inverse_log_det_jacobian(self, y)
-
-    def __repr__(self) -> str:
-        params = ", ".join(
-            f"{name}={_describe(getattr(self, name))}" for name in _field_names(self)
-        )
-        return f"{type(self).__name__}({params})"
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (Bijector, tuple, list)) or value is None:
-        return repr(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return _checks.describe(value)
-
-
-def _field_names(obj: Any) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(obj))
-
-
-def _unflatten(cls: type, leaves: Any) -> Any:
-    # Bypasses __init__: JAX rebuilds pytrees with placeholder leaves that must not be checked.
-    bij = object.__new__(cls)
-    for name, leaf in zip(_field_names(cls), leaves, strict=True):
-        object.__setattr__(bij, name, leaf)
-    return bij
 
 
 # --- free functions -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import abc
 import dataclasses
 import math
 import warnings
-from typing import Any, ClassVar, dataclass_transform
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,7 @@ from jax.scipy.linalg import solve_triangular
 from jelbo import _checks, _random, _special
 from jelbo import bijectors as _bijectors
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.module import Module, is_static, static_field
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -44,22 +45,6 @@ __all__ = [
 ]
 
 
-def static_field(**kwargs: Any) -> Any:
-    """A dataclass field kept as static pytree aux data instead of a traced leaf.
-
-    Use it for structural options of a family (a dimension, a flag) that must stay Python
-    values under ``jax.jit``/``jax.vmap``: they become part of the treedef (so they must be
-    hashable), are not converted to arrays and are not differentiated. Example::
-
-        class MyFamily(Distribution):
-            loc: ArrayLike
-            dim: int = static_field()
-    """
-    metadata = dict(kwargs.pop("metadata", None) or {})
-    metadata["static"] = True
-    return dataclasses.field(metadata=metadata, **kwargs)
-
-
 _POSITIVE_FIELDS = frozenset(
     {
         "scale",
@@ -74,16 +59,11 @@ _POSITIVE_FIELDS = frozenset(
 )
 
 
-def _is_static(field: dataclasses.Field) -> bool:
-    return bool(field.metadata.get("static", False))
-
-
 # Hooks that jelbo 0.1 families could leave out (see Distribution.__new__).
 _LENIENT_HOOKS = frozenset({"_log_prob", "_sample"})
 
 
-@dataclass_transform(frozen_default=True, eq_default=False)
-class Distribution(abc.ABC):
+class Distribution(Module, abc.ABC):
     r"""Base class of jelbo's distributions: subclass it and a family is a frozen dataclass
     and a JAX pytree in one step.
 
@@ -111,22 +91,6 @@ class Distribution(abc.ABC):
     """
 
     is_reparameterized: ClassVar[bool] = False
-    # Every subclass is a dataclass (see __init_subclass__); declared so that type checkers
-    # accept dataclasses.fields(self).
-    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
-        # Immutability comes from Distribution.__setattr__, not from a per-class frozen
-        # __setattr__, so that 0.1 families that also apply @dataclasses.dataclass(frozen=True)
-        # themselves keep working.
-        for name in ("__setattr__", "__delattr__"):
-            if name in cls.__dict__:
-                delattr(cls, name)
-        jax.tree_util.register_pytree_node(
-            cls, _flatten, lambda static, leaves: _unflatten(cls, static, leaves)
-        )
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         missing = cls.__abstractmethods__
@@ -142,17 +106,9 @@ class Distribution(abc.ABC):
             cls.__abstractmethods__ = frozenset()
         return super().__new__(cls)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise dataclasses.FrozenInstanceError(
-            f"{type(self).__name__} is immutable; build a new one (dataclasses.replace)."
-        )
-
-    def __delattr__(self, name: str) -> None:
-        raise dataclasses.FrozenInstanceError(f"{type(self).__name__} is immutable.")
-
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            if _is_static(field):
+            if is_static(field):
                 continue
             value = getattr(self, field.name)
             if isinstance(value, (list, tuple)):  # Python scalars stay weakly typed
@@ -179,7 +135,7 @@ class Distribution(abc.ABC):
         checks = []
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if _is_static(field) or value is None:
+            if is_static(field) or value is None:
                 continue
             checks.append((field.name, ~jnp.isnan(jnp.asarray(value)), "not NaN"))
         return checks
@@ -248,7 +204,7 @@ class Distribution(abc.ABC):
 
     @classmethod
     def _unconstrained_map(cls) -> dict[str, _bijectors.Bijector]:
-        names = [f.name for f in dataclasses.fields(cls) if not _is_static(f)]
+        names = [f.name for f in dataclasses.fields(cls) if not is_static(f)]
         out: dict[str, _bijectors.Bijector] = {
             name: _bijectors.Softplus() for name in names if name in _POSITIVE_FIELDS
         }
@@ -292,7 +248,7 @@ class Distribution(abc.ABC):
         inverse of :meth:`from_unconstrained` (e.g. to initialize a variational family)."""
         out = {}
         for field in dataclasses.fields(self):
-            if _is_static(field) or getattr(self, field.name) is None:  # unset optional field
+            if is_static(field) or getattr(self, field.name) is None:  # unset optional field
                 continue
             value = getattr(self, field.name)
             if isinstance(value, (Distribution, _bijectors.Bijector)):
@@ -337,40 +293,13 @@ class Distribution(abc.ABC):
         """A most probable value, shape ``batch_shape + event_shape``."""
         return self._mode()
 
-    def __repr__(self) -> str:
-        params = ", ".join(
-            f"{f.name}={_checks.describe(getattr(self, f.name))}"
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) is not None  # optional parameters left unset
-        )
-        return f"{type(self).__name__}({params})"
-
-
-def _flatten(dist: Distribution) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    fields = dataclasses.fields(dist)
-    children = tuple(getattr(dist, f.name) for f in fields if not _is_static(f))
-    static = tuple(getattr(dist, f.name) for f in fields if _is_static(f))
-    return children, static
-
-
-def _unflatten(cls: type, static: tuple[Any, ...], leaves: Any) -> Distribution:
-    # Bypasses __init__: JAX rebuilds pytrees with placeholder leaves that must not be checked.
-    dist = object.__new__(cls)
-    fields = dataclasses.fields(cls)
-    dynamic = [f for f in fields if not _is_static(f)]
-    for field, leaf in zip(dynamic, leaves, strict=True):
-        object.__setattr__(dist, field.name, leaf)
-    for field, value in zip([f for f in fields if _is_static(f)], static, strict=True):
-        object.__setattr__(dist, field.name, value)
-    return dist
-
 
 def _param_shape(dist: Distribution) -> Shape:
     """Broadcast shape of all parameters of a family whose last axis is the event axis."""
     named = [
         (f.name, jnp.shape(getattr(dist, f.name)))
         for f in dataclasses.fields(dist)
-        if not _is_static(f) and getattr(dist, f.name) is not None
+        if not is_static(f) and getattr(dist, f.name) is not None
     ]
     shape = _checks.broadcast_shapes(*named)
     if len(shape) < 1:

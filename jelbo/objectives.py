@@ -36,10 +36,9 @@ the KL term becomes :math:`\mathbb E_q[\log q] = -H(q)` and the log weights
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, dataclass_transform
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +47,7 @@ from jelbo import _checks, _random, _stats, score
 from jelbo._typing import Array, ArrayLike, PyTree
 from jelbo.distributions import Distribution, entropy, log_prob, sample
 from jelbo.kl import kl_divergence
+from jelbo.module import Module, static_field
 
 LogLikelihood = Callable[..., Array]
 
@@ -263,41 +263,14 @@ def _analytic_kl(problem: _Problem) -> Array:
 # --- the objectives -------------------------------------------------------------------------
 
 
-@dataclass_transform(frozen_default=True)
-class _Objective:
-    """Shared machinery: pytree registration with static options and traced leaves.
+class _Objective(Module, eq=True):
+    """Shared base of the objectives: a :class:`jelbo.Module` with value equality.
 
-    Subclasses are frozen dataclasses; ``_leaves`` names the fields that are pytree leaves
-    (may be traced), every other field is static auxiliary data (hashable Python values,
-    part of the compiled function's identity).
+    The options that change the program (``num_samples``, ``kl``, ``grad_estimator``,
+    ``alpha``, ``sample_chunk_size``) are static fields (hashable Python values, part of
+    the compiled function's identity); ``beta`` and ``baseline`` are children (may be
+    traced). Objectives compare and hash by their fields.
     """
-
-    _leaves: ClassVar[tuple[str, ...]] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        dataclasses.dataclass(frozen=True)(cls)
-        names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-        leaves = cls._leaves
-        static = tuple(name for name in names if name not in leaves)
-
-        def flatten_with_keys(obj: Any) -> tuple[Any, tuple[Any, ...]]:
-            children = tuple((jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in leaves)
-            return children, tuple(getattr(obj, n) for n in static)
-
-        def flatten(obj: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-            return tuple(getattr(obj, n) for n in leaves), tuple(getattr(obj, n) for n in static)
-
-        def unflatten(aux: tuple[Any, ...], children: Any) -> Any:
-            # Bypasses __init__: JAX rebuilds pytrees with placeholder leaves.
-            obj = object.__new__(cls)
-            for name, value in zip(static, aux, strict=True):
-                object.__setattr__(obj, name, value)
-            for name, value in zip(leaves, children, strict=True):
-                object.__setattr__(obj, name, value)
-            return obj
-
-        jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
 
 
 class ELBO(_Objective):
@@ -352,13 +325,11 @@ class ELBO(_Objective):
     Calling it: see :meth:`__call__`.
     """
 
-    _leaves: ClassVar[tuple[str, ...]] = ("beta", "baseline")
-
-    num_samples: int = 1
-    kl: str = "analytic"
-    grad_estimator: str = "reparam"
+    num_samples: int = static_field(default=1)
+    kl: str = static_field(default="analytic")
+    grad_estimator: str = static_field(default="reparam")
     beta: ArrayLike = 1.0
-    sample_chunk_size: int | None = None
+    sample_chunk_size: int | None = static_field(default=None)
     baseline: ArrayLike | None = None
 
     def __post_init__(self) -> None:
@@ -482,9 +453,9 @@ class IWAE(_Objective):
             non-positive ``num_samples``, or ``"vimco"`` with one sample.
     """
 
-    num_samples: int
-    grad_estimator: str = "reparam"
-    sample_chunk_size: int | None = None
+    num_samples: int = static_field()
+    grad_estimator: str = static_field(default="reparam")
+    sample_chunk_size: int | None = static_field(default=None)
 
     def __post_init__(self) -> None:
         _set(self, "num_samples", _checks.check_positive_int(self.num_samples, "num_samples"))
@@ -563,9 +534,9 @@ class Renyi(_Objective):
             number >= 0 or a non-positive ``num_samples``.
     """
 
-    alpha: float
-    num_samples: int
-    sample_chunk_size: int | None = None
+    alpha: float = static_field()
+    num_samples: int = static_field()
+    sample_chunk_size: int | None = static_field(default=None)
 
     def __post_init__(self) -> None:
         _set(self, "alpha", _checks.check_alpha(self.alpha))
