@@ -6,18 +6,41 @@ where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 README for the math and a quick start.
 """
 
-from jelbo import bijectors, classic, continuous, objectives, parameters, sharding
-from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
-from jelbo.discrete import NegativeBinomial, OneHotCategorical
+from jelbo import (
+    _deprecation,
+    bijectors,
+    classic,
+    distributions,
+    objectives,
+    parameters,
+    sharding,
+)
 from jelbo.distributions import (
     Bernoulli,
+    Beta,
     Categorical,
+    ContinuousBernoulli,
+    Dirichlet,
     Distribution,
+    Factorized,
+    Gamma,
+    HypersphericalUniform,
+    Kumaraswamy,
     Laplace,
+    LKJCholesky,
+    LogNormal,
+    LowRankMultivariateNormal,
+    MixtureSameFamily,
     MultivariateNormalTriL,
+    NegativeBinomial,
     Normal,
+    OneHotCategorical,
     Poisson,
+    PowerSpherical,
+    RelaxedBernoulli,
+    RelaxedOneHotCategorical,
     StudentT,
+    Transformed,
     entropy,
     log_prob,
     sample,
@@ -32,22 +55,16 @@ from jelbo.laplace import (
     preconditioned_init,
     preconditioned_q,
 )
-from jelbo.lkj import LKJCholesky
-from jelbo.lowrank import LowRankMultivariateNormal
-from jelbo.mixture import MixtureSameFamily
 from jelbo.module import Module, static_field
 from jelbo.objectives import ELBO, IWAE, Bound, Renyi
 from jelbo.parameters import ParameterSpace
 from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
-from jelbo.relaxed import RelaxedBernoulli, RelaxedOneHotCategorical
 from jelbo.sharding import (
     check_partitionable_threefry,
     data_parallel_mesh,
     replicate,
     shard_batch,
 )
-from jelbo.spherical import HypersphericalUniform, PowerSpherical
-from jelbo.transformed import LogNormal, Transformed
 from jelbo.validation import check_parameters, checked
 
 __version__ = "0.1.0"
@@ -63,6 +80,7 @@ __all__ = [
     "Dirichlet",
     "Distribution",
     "ELBOTerms",
+    "Factorized",
     "Gamma",
     "HypersphericalUniform",
     "Kumaraswamy",
@@ -92,8 +110,8 @@ __all__ = [
     "check_partitionable_threefry",
     "checked",
     "classic",
-    "continuous",
     "data_parallel_mesh",
+    "distributions",
     "elbo",
     "entropy",
     "iwae_bound",
@@ -114,6 +132,13 @@ __all__ = [
     "replicate",
     "sample",
     "shard_batch",
-    "static_field",
     "sharding",
+    "static_field",
 ]
+
+_deprecation.install()
+
+
+def __getattr__(name: str) -> object:
+    # jelbo 0.2 names that moved (old module paths, the sharding helpers): see _deprecation.
+    return _deprecation.moved_attribute(name)

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 
 from jelbo import bijectors as _bij
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.distributions import Distribution, Normal, entropy, log_prob, sample
+from jelbo.distributions.base import Distribution, entropy, log_prob, sample
+from jelbo.distributions.continuous import Normal
 
 __all__ = ["LogNormal", "Transformed", "TransformedDistribution"]
 
