@@ -6,15 +6,31 @@ where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 README for the math and a quick start.
 """
 
+import importlib.metadata as _metadata
+
 from jelbo import (
     _deprecation,
     bijectors,
     classic,
+    diagnostics,
     distributions,
+    kl,
+    laplace,
+    module,
     objectives,
     parameters,
+    results,
+    score,
     sharding,
+    validation,
 )
+
+# The 0.1 bound functions: deprecated (they warn when called), not in __all__.
+from jelbo.compat import ELBOTerms as ELBOTerms
+from jelbo.compat import elbo as elbo
+from jelbo.compat import iwae_bound as iwae_bound
+from jelbo.compat import renyi_bound as renyi_bound
+from jelbo.diagnostics import PosteriorSummary, posterior_summary, psis, psis_tail_length
 from jelbo.distributions import (
     Bernoulli,
     Beta,
@@ -45,7 +61,6 @@ from jelbo.distributions import (
     log_prob,
     sample,
 )
-from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
 from jelbo.laplace import (
     LaplaceApproximation,
@@ -56,18 +71,15 @@ from jelbo.laplace import (
     preconditioned_q,
 )
 from jelbo.module import Module, static_field
-from jelbo.objectives import ELBO, IWAE, Bound, Renyi
+from jelbo.objectives import ELBO, IWAE, Renyi
 from jelbo.parameters import ParameterSpace
-from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
-from jelbo.sharding import (
-    check_partitionable_threefry,
-    data_parallel_mesh,
-    replicate,
-    shard_batch,
-)
+from jelbo.results import Bound
 from jelbo.validation import check_parameters, checked
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("jelbo")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ELBO",
@@ -79,7 +91,6 @@ __all__ = [
     "ContinuousBernoulli",
     "Dirichlet",
     "Distribution",
-    "ELBOTerms",
     "Factorized",
     "Gamma",
     "HypersphericalUniform",
@@ -107,18 +118,18 @@ __all__ = [
     "Transformed",
     "bijectors",
     "check_parameters",
-    "check_partitionable_threefry",
     "checked",
     "classic",
-    "data_parallel_mesh",
+    "diagnostics",
     "distributions",
-    "elbo",
     "entropy",
-    "iwae_bound",
+    "kl",
     "kl_divergence",
+    "laplace",
     "laplace_approximation",
     "log_prob",
     "mc_kl",
+    "module",
     "multistart_laplace",
     "objectives",
     "parameters",
@@ -128,12 +139,12 @@ __all__ = [
     "psis",
     "psis_tail_length",
     "register_kl",
-    "renyi_bound",
-    "replicate",
+    "results",
     "sample",
-    "shard_batch",
+    "score",
     "sharding",
     "static_field",
+    "validation",
 ]
 
 _deprecation.install()

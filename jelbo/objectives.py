@@ -38,57 +38,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 
 from jelbo import _checks, _random, _stats, score
 from jelbo._typing import Array, ArrayLike, PyTree
-from jelbo.distributions import Distribution, entropy, log_prob, sample
+from jelbo.distributions.base import Distribution, entropy, log_prob, sample
 from jelbo.kl import kl_divergence
 from jelbo.module import Module, static_field
+from jelbo.results import Bound as Bound  # its 0.2 home; jelbo.Bound is the public path
 
 LogLikelihood = Callable[..., Array]
 
-__all__ = ["ELBO", "IWAE", "Bound", "Renyi"]
+#: ``kl`` of :class:`ELBO`: closed form (or the closed-form entropy without a prior) or Monte
+#: Carlo on the bound's own samples.
+KLEstimator = Literal["analytic", "mc"]
+#: ``grad_estimator`` of :class:`ELBO`.
+ELBOGradEstimator = Literal["reparam", "stl", "score"]
+#: ``grad_estimator`` of :class:`IWAE`.
+IWAEGradEstimator = Literal["reparam", "dreg", "vimco"]
+
+__all__ = ["ELBO", "IWAE", "ELBOGradEstimator", "IWAEGradEstimator", "KLEstimator", "Renyi"]
 
 _sg = jax.lax.stop_gradient
-
-
-class Bound(NamedTuple):
-    r"""A variational bound and its diagnostics, each with ``q``'s batch shape.
-
-    Attributes:
-        value: the bound per datapoint (for the score-function estimators, a surrogate
-            whose value is the bound and whose gradient is the estimator).
-        expected_log_likelihood: :class:`ELBO` only (else ``None``): the Monte Carlo
-            estimate of :math:`\mathbb E_q[\log p(x\mid z)]` (of :math:`\mathbb E_q[\log
-            p(x, z)]` with ``prior=None``).
-        kl: :class:`ELBO` only (else ``None``): :math:`\mathrm{KL}(q\|p)`, closed form or
-            Monte Carlo; :math:`-H(q)` resp. :math:`\frac1S\sum_s\log q(z_s)` with
-            ``prior=None``.
-        stderr: Monte Carlo standard error of ``value`` per datapoint, estimated from the
-            same samples (no extra model evaluations; no gradient flows through it). For
-            the ELBO, :math:`\mathrm{sd}(f_s)/\sqrt S` over the per-sample terms
-            :math:`f_s = \log p(x|z_s) - \beta(\log q(z_s) - \log p(z_s))` (only the
-            likelihood varies with the analytic KL). For the importance-weighted bounds
-            the delta method on :math:`\log\bar v`, :math:`\bar v = \frac1K\sum_k v_k`:
-            :math:`\mathrm{se} = \frac{1}{|1-\alpha|}\sqrt{(K\sum_k\tilde v_k^2 - 1)/(K-1)}`
-            with the normalized :math:`\tilde v_k \propto v_k = w_k^{1-\alpha}`
-            (:math:`\alpha = 0` for IWAE). It is a first-order estimate: with heavy-tailed
-            weights it understates the error, as does the ESS. With one sample there is
-            no spread to estimate it from and it is ``nan``.
-        ess: importance-weighted bounds only (else ``None``): the effective sample size
-            :math:`1/\sum_k\tilde w_k^2` of the normalized importance weights
-            :math:`\tilde w_k = w_k/\sum_j w_j`, between 1 and ``num_samples``.
-    """
-
-    value: Array
-    expected_log_likelihood: Array | None
-    kl: Array | None
-    stderr: Array
-    ess: Array | None
 
 
 # --- checked arguments ----------------------------------------------------------------------
@@ -326,8 +300,8 @@ class ELBO(_Objective):
     """
 
     num_samples: int = static_field(default=1)
-    kl: str = static_field(default="analytic")
-    grad_estimator: str = static_field(default="reparam")
+    kl: KLEstimator = static_field(default="analytic")
+    grad_estimator: ELBOGradEstimator = static_field(default="reparam")
     beta: ArrayLike = 1.0
     sample_chunk_size: int | None = static_field(default=None)
     baseline: ArrayLike | None = None
@@ -335,8 +309,8 @@ class ELBO(_Objective):
     def __post_init__(self) -> None:
         _set(self, "num_samples", _checks.check_positive_int(self.num_samples, "num_samples"))
         _set(self, "sample_chunk_size", _check_chunk(self.sample_chunk_size))
-        _checks.check_choice(self.kl, "kl", ("analytic", "mc"))
-        _checks.check_choice(self.grad_estimator, "grad_estimator", ("reparam", "stl", "score"))
+        _checks.check_choice(self.kl, "kl", get_args(KLEstimator))
+        _checks.check_choice(self.grad_estimator, "grad_estimator", get_args(ELBOGradEstimator))
         if self.kl == "analytic" and self.grad_estimator == "stl":
             raise ValueError(
                 "grad_estimator='stl' drops the score term of log q(z), which only exists in "
@@ -454,13 +428,13 @@ class IWAE(_Objective):
     """
 
     num_samples: int = static_field()
-    grad_estimator: str = static_field(default="reparam")
+    grad_estimator: IWAEGradEstimator = static_field(default="reparam")
     sample_chunk_size: int | None = static_field(default=None)
 
     def __post_init__(self) -> None:
         _set(self, "num_samples", _checks.check_positive_int(self.num_samples, "num_samples"))
         _set(self, "sample_chunk_size", _check_chunk(self.sample_chunk_size))
-        _checks.check_choice(self.grad_estimator, "grad_estimator", ("reparam", "dreg", "vimco"))
+        _checks.check_choice(self.grad_estimator, "grad_estimator", get_args(IWAEGradEstimator))
         if self.grad_estimator == "vimco" and self.num_samples < 2:
             raise ValueError(
                 "grad_estimator='vimco' uses the other samples as control variates: it needs "
@@ -571,14 +545,14 @@ class Renyi(_Objective):
 
 
 def _renyi(log_w: Array, beta: float) -> tuple[Array, Array]:
-    r"""Rényi bound :math:`rac1eta\lograc1K\sum_k w_k^eta` (:math:`eta = 1-lpha`)
-    and its delta-method standard error, exact also as :math:`eta	o0`.
+    r"""Rényi bound :math:`\frac1\beta\log\frac1K\sum_k w_k^\beta` (:math:`\beta = 1-\alpha`)
+    and its delta-method standard error, exact also as :math:`\beta\to0`.
 
     The direct form divides a ``logsumexp`` that is :math:`\log K` plus a term of order
-    :math:`eta` by :math:`eta`, losing :math:`\epsilon\log K/|eta|` (0.1 nats in
-    float32 at :math:`lpha = 1 - 10^{-6}`). Where every :math:`|eta(\log w_k - m)| < 1`,
+    :math:`\beta` by :math:`\beta`, losing :math:`\epsilon\log K/|\beta|` (0.1 nats in
+    float32 at :math:`\alpha = 1 - 10^{-6}`). Where every :math:`|\beta(\log w_k - m)| < 1`,
     with :math:`m` the mean log-weight, it is evaluated centred instead:
-    :math:`m + \mathrm{log1p}(\overline{\mathrm{expm1}(eta(\log w - m))})/eta`, which tends
+    :math:`m + \mathrm{log1p}(\overline{\mathrm{expm1}(\beta(\log w - m))})/\beta`, which tends
     to the ELBO :math:`m` with full precision.
     """
     k = log_w.shape[-1]

@@ -144,7 +144,7 @@ def test_subclass_of_a_subclass_is_a_registered_dataclass():
 
 def test_modules_are_immutable():
     m = Affine1(jnp.ones(2), jnp.zeros(2))
-    with pytest.raises(dataclasses.FrozenInstanceError, match="immutable.*replace"):
+    with pytest.raises(dataclasses.FrozenInstanceError, match=r"immutable.*replace"):
         m.scale = jnp.zeros(2)  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         del m.shift

@@ -46,8 +46,8 @@ import numpy as np
 
 from jelbo import _checks, _stats
 from jelbo._typing import Array, ArrayLike, PyTree
-from jelbo.distributions import Distribution, log_prob, sample
-from jelbo.objectives import Bound
+from jelbo.distributions.base import Distribution, log_prob, sample
+from jelbo.results import Bound
 
 __all__ = ["PosteriorSummary", "posterior_summary", "psis", "psis_tail_length"]
 
