@@ -60,6 +60,7 @@ from jelbo.distributions import (
     entropy,
     log_prob,
     sample,
+    sample_and_log_prob,
 )
 from jelbo.kl import kl_divergence, mc_kl, register_kl
 from jelbo.laplace import (
@@ -141,6 +142,7 @@ __all__ = [
     "register_kl",
     "results",
     "sample",
+    "sample_and_log_prob",
     "score",
     "sharding",
     "static_field",

@@ -20,7 +20,7 @@ from jelbo import _checks, _special
 from jelbo._typing import Array
 from jelbo.bijectors import same_bijector
 from jelbo.distributions._util import common_float, log_scale, masked_log_softmax
-from jelbo.distributions.base import Distribution, log_prob, sample
+from jelbo.distributions.base import Distribution, log_prob, sample_and_log_prob
 from jelbo.distributions.continuous import (
     Beta,
     ContinuousBernoulli,
@@ -143,11 +143,12 @@ def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> 
     batch = _checks.broadcast_shapes(
         ("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape)
     )
-    z = sample(key, q, (num_samples,))
+    z, log_q = sample_and_log_prob(key, q, (num_samples,))
     # Line q's draws up with the joint batch: (S, 1, ..., 1, *q.batch_shape, *event).
     extra = len(batch) - len(q.batch_shape)
     z = z.reshape((num_samples,) + (1,) * extra + z.shape[1:])
-    kl = jnp.mean(log_prob(q, z) - log_prob(p, z), axis=0)
+    log_q = log_q.reshape((num_samples,) + (1,) * extra + log_q.shape[1:])
+    kl = jnp.mean(log_q - log_prob(p, z), axis=0)
     return jnp.broadcast_to(kl, batch)
 
 

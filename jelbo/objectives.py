@@ -45,7 +45,14 @@ import jax.numpy as jnp
 
 from jelbo import _checks, _random, _stats, score
 from jelbo._typing import Array, ArrayLike, PyTree
-from jelbo.distributions.base import Distribution, entropy, log_prob, sample
+from jelbo.distributions.base import (
+    Distribution,
+    entropy,
+    log_prob,
+    sample,
+    sample_and_log_prob,
+    sample_and_stopped_log_prob,
+)
 from jelbo.kl import kl_divergence
 from jelbo.module import Module, static_field
 from jelbo.results import Bound as Bound  # its 0.2 home; jelbo.Bound is the public path
@@ -163,17 +170,30 @@ def _sample_terms(
     """
     q, prior = problem.q, problem.prior
     n_batch = len(q.batch_shape)
-    q_for_log_q = _sg(q) if stop_q else q
 
     def per_key(key: Array, weight: Array | None) -> tuple[Array, ...]:
-        z = sample(key, q)
-        if stop_z:
-            z = _sg(z)
-        if weight is not None:
-            z = _scale_gradient(z, jnp.reshape(weight, weight.shape + (1,) * len(q.event_shape)))
+        # log q at q's own draw comes with the draw (sample_and_log_prob: no bijector inverse
+        # for a Transformed q), except for the score-function estimators, whose log q is taken
+        # at a stop-gradiented z (its gradient must reach q's parameters directly).
+        log_q = None
         if not with_log_q:
+            z = sample(key, q)
+        elif stop_z:
+            z = _sg(sample(key, q))
+            log_q = log_prob(q, z)
+        elif stop_q:
+            z, log_q = sample_and_stopped_log_prob(key, q)
+        else:
+            z, log_q = sample_and_log_prob(key, q)
+        if weight is not None:
+            # DReG: every gradient that reaches z is scaled by its weight; log q (parameters
+            # stopped) depends on the parameters through z only, so its gradient is scaled
+            # as a whole.
+            z = _scale_gradient(z, jnp.reshape(weight, weight.shape + (1,) * len(q.event_shape)))
+            if log_q is not None:
+                log_q = _scale_gradient(log_q, weight)
+        if log_q is None:
             return (z,)
-        log_q = log_prob(q_for_log_q, z)
         log_p = jnp.zeros_like(log_q) if prior is None else log_prob(prior, z)
         return z, log_q, log_p
 

@@ -23,7 +23,7 @@ from jelbo import _deprecation
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC_FUNCTIONS = [name for name in jelbo.__all__ if inspect.isfunction(getattr(jelbo, name))]
-RANDOM_FUNCTIONS = ["sample", "mc_kl", "elbo", "iwae_bound", "renyi_bound"]
+RANDOM_FUNCTIONS = ["sample", "sample_and_log_prob", "mc_kl", "elbo", "iwae_bound", "renyi_bound"]
 
 
 def _public_modules() -> list[types.ModuleType]:

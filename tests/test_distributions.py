@@ -717,6 +717,41 @@ def test_methods_equal_the_free_functions(family, dtype):
         np.testing.assert_array_equal(np.asarray(method), np.asarray(function))
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sample_and_log_prob_is_sample_then_log_prob(family, dtype):
+    # The default hook: the same draws and densities as the two calls, the same gradients
+    # for the reparameterized families; the stopped variant has the density's value with a
+    # gradient that reaches the parameters only through the draws.
+    dist, _ = make(family, np.random.default_rng(6), (2,), dtype)
+    key = jax.random.key(7)
+    x, log_p = jelbo.sample_and_log_prob(key, dist, (3,))
+    np.testing.assert_array_equal(x, jelbo.sample(key, dist, (3,)))
+    np.testing.assert_array_equal(log_p, jelbo.log_prob(dist, x))
+    np.testing.assert_array_equal(dist.sample_and_log_prob(key, 3)[1], log_p)
+    z, stopped = jelbo.distributions.sample_and_stopped_log_prob(key, dist, (3,))
+    np.testing.assert_array_equal(z, x)
+    np.testing.assert_array_equal(stopped, log_p)
+    if not dist.is_reparameterized:
+        return
+
+    def two_calls(d, stop):
+        z = jelbo.sample(key, d, (3,))
+        return jnp.sum(jelbo.log_prob(jax.lax.stop_gradient(d) if stop else d, z))
+
+    one_call = lambda d: jnp.sum(jelbo.sample_and_log_prob(key, d, (3,))[1])
+    stopped_call = lambda d: jnp.sum(
+        jelbo.distributions.sample_and_stopped_log_prob(key, d, (3,))[1]
+    )
+    for ours, ref in [
+        (one_call, lambda d: two_calls(d, False)),
+        (stopped_call, lambda d: two_calls(d, True)),
+    ]:
+        for a, b in zip(
+            jax.tree.leaves(jax.grad(ours)(dist)), jax.tree.leaves(jax.grad(ref)(dist)), strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+
+
 def ref_moments(family, p):
     """(mean, variance, mode) of ``family`` from scipy.stats, shape ``(*batch, *event)``."""
     if family == "normal":

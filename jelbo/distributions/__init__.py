@@ -6,7 +6,8 @@ JAX pytree whose leaves are its parameters) and is exported here and at the top 
 
 - :mod:`jelbo.distributions.base`: :class:`Distribution`, :class:`Factorized` (the base of
   families with independent coordinates) and the free functions :func:`log_prob`,
-  :func:`sample`, :func:`entropy`;
+  :func:`sample`, :func:`sample_and_log_prob`, :func:`sample_and_stopped_log_prob`,
+  :func:`entropy`;
 - :mod:`jelbo.distributions.continuous`: ``Normal``, ``Laplace``, ``StudentT``, ``Gamma``,
   ``Beta``, ``Dirichlet``, ``Kumaraswamy``, ``ContinuousBernoulli``;
 - :mod:`jelbo.distributions.discrete`: ``Bernoulli``, ``Categorical``,
@@ -27,7 +28,15 @@ event and returns the batch shape; ``sample`` returns
 ``sample_shape + batch_shape + event_shape``.
 """
 
-from jelbo.distributions.base import Distribution, Factorized, entropy, log_prob, sample
+from jelbo.distributions.base import (
+    Distribution,
+    Factorized,
+    entropy,
+    log_prob,
+    sample,
+    sample_and_log_prob,
+    sample_and_stopped_log_prob,
+)
 from jelbo.distributions.continuous import (
     Beta,
     ContinuousBernoulli,
@@ -86,6 +95,8 @@ __all__ = [
     "entropy",
     "log_prob",
     "sample",
+    "sample_and_log_prob",
+    "sample_and_stopped_log_prob",
 ]
 
 

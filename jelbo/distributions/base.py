@@ -32,6 +32,8 @@ __all__ = [
     "entropy",
     "log_prob",
     "sample",
+    "sample_and_log_prob",
+    "sample_and_stopped_log_prob",
 ]
 
 
@@ -154,6 +156,27 @@ class Distribution(Module, abc.ABC):
 
     # --- optional hooks ---------------------------------------------------------------------
 
+    def _sample_and_log_prob(self, key: Array, sample_shape: Shape) -> tuple[Array, Array]:
+        """Draws and their log-density in one pass (see :func:`sample_and_log_prob`).
+
+        Default: ``_sample`` then ``_log_prob``. Override it where the density of one's own
+        draws is cheaper than that of an arbitrary point (e.g. no inverse of a bijector). It
+        must return the values of the default, with the same gradients.
+        """
+        x = self._sample(key, sample_shape)
+        return x, self._log_prob(x)
+
+    def _sample_and_stopped_log_prob(self, key: Array, sample_shape: Shape) -> tuple[Array, Array]:
+        r"""Draws ``z`` and :math:`\log q(z)` with the parameters behind a stop-gradient (see
+        :func:`sample_and_stopped_log_prob`).
+
+        Default: ``_sample``, then ``_log_prob`` of ``jax.lax.stop_gradient(self)`` at the
+        draws. Override it where that is cheaper another way; the gradient of the returned
+        log-density must reach the parameters through ``z`` only.
+        """
+        z = self._sample(key, sample_shape)
+        return z, jax.lax.stop_gradient(self)._log_prob(z)
+
     def _missing(self, what: str, hint: str = "") -> NotImplementedError:
         return NotImplementedError(f"{type(self).__name__} has no closed-form {what}.{hint}")
 
@@ -258,6 +281,13 @@ class Distribution(Module, abc.ABC):
     def sample(self, key: Array, sample_shape: int | Shape = ()) -> Array:
         """Draws ``sample_shape + batch_shape + event_shape``; as :func:`jelbo.sample`."""
         return sample(key, self, sample_shape)
+
+    def sample_and_log_prob(
+        self, key: Array, sample_shape: int | Shape = ()
+    ) -> tuple[Array, Array]:
+        """Draws and their log-density, ``(x, log_prob(x))``; the same as
+        :func:`jelbo.sample_and_log_prob`."""
+        return sample_and_log_prob(key, self, sample_shape)
 
     def entropy(self) -> Array:
         """Closed-form entropy, shape ``batch_shape``; the same as :func:`jelbo.entropy`."""
@@ -395,11 +425,62 @@ def sample(key: Array, dist: Distribution, sample_shape: int | Shape = ()) -> Ar
         dist: a jelbo distribution.
         sample_shape: leading shape of independent draws.
     """
+    return dist._sample(key, _sample_shape(key, dist, sample_shape))
+
+
+def _sample_shape(key: Array, dist: Distribution, sample_shape: int | Shape) -> Shape:
     _checks.check_key(key)
     _checks.check_instance(dist, Distribution, "dist")
     if isinstance(sample_shape, int):
         sample_shape = (sample_shape,)
-    return dist._sample(key, tuple(sample_shape))
+    return tuple(sample_shape)
+
+
+def sample_and_log_prob(
+    key: Array, dist: Distribution, sample_shape: int | Shape = ()
+) -> tuple[Array, Array]:
+    r"""Draws :math:`x \sim p` and returns ``(x, log_prob(dist, x))`` in one pass.
+
+    The same numbers (and, for reparameterized families, the same gradients) as
+    ``x = sample(key, dist, sample_shape); log_prob(dist, x)``, but a family may compute the
+    density of its own draws more cheaply: :class:`~jelbo.Transformed` evaluates
+    :math:`\log p_Y(y) = \log p_X(x) - \log|\det J_f(x)|` at the base draw :math:`x`, so no
+    inverse of the bijector runs. The objectives use it wherever they need :math:`\log q`
+    at :math:`q`'s own samples. Families customize it with the hook
+    ``_sample_and_log_prob(key, sample_shape)``.
+
+    Args:
+        key: a PRNG key.
+        dist: a jelbo distribution with batch shape ``B`` and event shape ``E``.
+        sample_shape: leading shape of independent draws ``S``.
+
+    Returns:
+        ``(x, log_p)``: draws of shape ``(*S, *B, *E)`` and their log-densities, shape
+        ``(*S, *B)``.
+    """
+    return dist._sample_and_log_prob(key, _sample_shape(key, dist, sample_shape))
+
+
+def sample_and_stopped_log_prob(
+    key: Array, dist: Distribution, sample_shape: int | Shape = ()
+) -> tuple[Array, Array]:
+    r"""Draws :math:`z \sim q_\phi` and :math:`\log q_{\bar\phi}(z)`, the log-density with
+    the parameters behind a stop-gradient (:math:`\bar\phi`): its gradient reaches
+    :math:`\phi` through :math:`z` only.
+
+    This is the :math:`\log q` of the "sticking the landing" and doubly-reparameterized
+    estimators (Roeder et al. 2017; Tucker et al. 2019), the same as
+    ``z = sample(key, q); log_prob(jax.lax.stop_gradient(q), z)``. For a
+    :class:`~jelbo.Transformed` it evaluates the base density at
+    ``bijector._inverse_given(z, x)`` (the base draw ``x`` is known): by default the
+    bijector's inverse, which a bijector with a costly inverse (an autoregressive flow) can
+    replace by ``x`` with the inverse's derivative. Families customize the whole step with
+    the hook ``_sample_and_stopped_log_prob(key, sample_shape)``.
+
+    Returns:
+        ``(z, log_q)`` with shapes ``(*S, *B, *E)`` and ``(*S, *B)``.
+    """
+    return dist._sample_and_stopped_log_prob(key, _sample_shape(key, dist, sample_shape))
 
 
 def entropy(dist: Distribution) -> Array:
