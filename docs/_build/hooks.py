@@ -28,10 +28,11 @@ import posixpath
 import pkgutil
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from mkdocs.structure.files import File, Files, InclusionLevel
+if TYPE_CHECKING:  # mkdocs is imported where a build needs it: the tests import this module
+    from mkdocs.structure.files import Files
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -56,8 +57,9 @@ _ORIGIN: dict[str, Path] = {}
 # Links to repository files
 
 
-def _outside_code(markdown: str, fn: Any) -> str:
-    """Apply ``fn`` to the Markdown text outside fenced code blocks and code spans."""
+def _sub_links(markdown: str, repl: Any) -> str:
+    """Replace each Markdown link outside fenced code blocks and code spans by ``repl(match)``
+    (a link whose text is a code span, [`x.py`](x.py), is a link)."""
     out: list[str] = []
     fence = ""
     for line in markdown.splitlines(keepends=True):
@@ -66,17 +68,18 @@ def _outside_code(markdown: str, fn: Any) -> str:
             if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
                 if not line.strip().lstrip(fence[0]):
                     fence = ""
-            out.append(line)
-            continue
-        if m:
+        elif m:
             fence = m.group(1)
-            out.append(line)
-            continue
-        start = 0
-        for span in _CODE_SPAN.finditer(line):  # code spans stay verbatim
-            out.append(fn(line[start : span.start()]) + span.group(0))
-            start = span.end()
-        out.append(fn(line[start:]))
+        else:
+            spans = [c.span() for c in _CODE_SPAN.finditer(line)]
+
+            def one(link: re.Match[str], spans: list[tuple[int, int]] = spans) -> str:
+                if any(start <= link.start() < end for start, end in spans):
+                    return link.group(0)
+                return repl(link)
+
+            line = _LINK.sub(one, line)
+        out.append(line)
     return "".join(out)
 
 
@@ -92,14 +95,13 @@ def links(markdown: str) -> list[str]:
     """The relative link targets (path part) of a Markdown text, outside code."""
     found: list[str] = []
 
-    def collect(text: str) -> str:
-        for m in _LINK.finditer(text):
-            local = _local_target(m.group(2))
-            if local is not None:
-                found.append(local[0])
-        return text
+    def collect(m: re.Match[str]) -> str:
+        local = _local_target(m.group(2))
+        if local is not None:
+            found.append(local[0])
+        return m.group(0)
 
-    _outside_code(markdown, collect)
+    _sub_links(markdown, collect)
     return found
 
 
@@ -127,7 +129,7 @@ def _repo_page(path: Path) -> str:
     return (
         f"# `{rel}`\n\n"
         f"The file `{rel}` of the jelbo repository, as it was when this site was built.\n\n"
-        f"{fence}{language}\n{text.rstrip()}\n{fence}\n"
+        f'{fence}{language} linenums="1"\n{text.rstrip()}\n{fence}\n'
     )
 
 
@@ -147,12 +149,14 @@ def _rewrite(markdown: str, origin: Path, src_uri: str) -> str:
             return m.group(0)
         return f"{m.group(1)}{posixpath.relpath(uri, here or '.')}{anchor}{m.group(3)}"
 
-    return _outside_code(markdown, lambda text: _LINK.sub(one, text))
+    return _sub_links(markdown, one)
 
 
 def _add_repo_pages(files: Files, config: Any, origins: list[Path]) -> None:
     """Generate a page for every repository file the given Markdown files link to (and
     for the files those pages link to, and for ``ALWAYS``)."""
+    from mkdocs.structure.files import File, InclusionLevel
+
     pending = [ROOT / p for p in ALWAYS]
     for origin in origins:
         pending += [origin.parent / p for p in links(origin.read_text(encoding="utf-8"))]
@@ -226,6 +230,8 @@ def on_config(config: Any) -> Any:
 
 
 def on_files(files: Files, config: Any) -> Files:
+    from mkdocs.structure.files import File
+
     _ORIGIN.clear()
     _ORIGIN["index.md"] = README
     files.append(File.generated(config, "index.md", content=README.read_text(encoding="utf-8")))
