@@ -106,14 +106,15 @@ def test_every_relative_link_points_to_a_file():
 def test_links_to_repository_files_become_site_pages(caplog):
     text = (
         "[`examples/vae.py`](examples/vae.py), [n](docs/numerics.md#the-audit), "
-        "[web](https://jax.dev), [top](#quick-start), `[code](examples/vae.py)`\n"
-        "```\n[fenced](examples/vae.py)\n```\n"
+        "[web](https://jax.dev), [top](#quick-start), `[code](examples/vae.py)`, [over two\n"
+        "lines](examples/vae.py)\n```\n[fenced](examples/vae.py)\n```\n"
     )
     out = hooks._rewrite(text, README, "index.md")
     assert "[`examples/vae.py`](repo/examples/vae.py.md)" in out
     assert "[n](numerics.md#the-audit)" in out
     assert "[web](https://jax.dev)" in out and "[top](#quick-start)" in out
     assert "`[code](examples/vae.py)`" in out and "[fenced](examples/vae.py)" in out
+    assert "[over two\nlines](repo/examples/vae.py.md)" in out
     # From a docs page, and from a generated page of a repository Markdown file.
     assert hooks._rewrite("[v](../examples/vae.py)", hooks.DOCS / "vae.md", "vae.md") == (
         "[v](repo/examples/vae.py.md)"

@@ -24,8 +24,8 @@ from __future__ import annotations
 import html
 import importlib
 import logging
-import posixpath
 import pkgutil
+import posixpath
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +47,7 @@ log = logging.getLogger("mkdocs.hooks.jelbo")
 # A Markdown inline link or image: [text](target) / ![alt](target), target without spaces.
 _LINK = re.compile(r"(!?\[(?:[^\[\]]|\[[^\]]*\])*\]\()([^()\s]+)(\))")
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-_CODE_SPAN = re.compile(r"(`+)(?:.+?)\1")
+_CODE_SPAN = re.compile(r"(`+)(?:.+?)\1", re.S)
 
 # Generated page (src_uri) -> the repository file its Markdown comes from (for its links).
 _ORIGIN: dict[str, Path] = {}
@@ -58,9 +58,26 @@ _ORIGIN: dict[str, Path] = {}
 
 
 def _sub_links(markdown: str, repl: Any) -> str:
-    """Replace each Markdown link outside fenced code blocks and code spans by ``repl(match)``
-    (a link whose text is a code span, [`x.py`](x.py), is a link)."""
+    """Replace each Markdown link outside fenced code blocks and code spans by ``repl(match)``.
+
+    Paragraphs are matched whole, so a link or a code span may span lines; a link whose text
+    is a code span, [`x.py`](x.py), is a link.
+    """
     out: list[str] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        text = "".join(paragraph)
+        spans = [c.span() for c in _CODE_SPAN.finditer(text)]
+
+        def one(link: re.Match[str]) -> str:
+            if any(start <= link.start() < end for start, end in spans):
+                return link.group(0)
+            return repl(link)
+
+        out.append(_LINK.sub(one, text))
+        paragraph.clear()
+
     fence = ""
     for line in markdown.splitlines(keepends=True):
         m = _FENCE.match(line)
@@ -68,18 +85,17 @@ def _sub_links(markdown: str, repl: Any) -> str:
             if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
                 if not line.strip().lstrip(fence[0]):
                     fence = ""
+            out.append(line)
         elif m:
+            flush()
             fence = m.group(1)
+            out.append(line)
+        elif not line.strip():
+            flush()
+            out.append(line)
         else:
-            spans = [c.span() for c in _CODE_SPAN.finditer(line)]
-
-            def one(link: re.Match[str], spans: list[tuple[int, int]] = spans) -> str:
-                if any(start <= link.start() < end for start, end in spans):
-                    return link.group(0)
-                return repl(link)
-
-            line = _LINK.sub(one, line)
-        out.append(line)
+            paragraph.append(line)
+    flush()
     return "".join(out)
 
 
