@@ -156,3 +156,17 @@ def test_every_public_module_and_name_has_a_reference_page():
     for name in jelbo.__all__:
         row = next(line for line in index.splitlines() if line.startswith(f"| `{name}` |"))
         assert re.search(r"\]\([a-z_.]+\.md\)", row), row
+
+
+def test_contributing_describes_every_module():
+    table = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8").split("## Module layout")[1]
+    table = table.split("\n## ")[0]
+    package = ROOT / "jelbo"
+    entries = [f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").is_file()]
+    entries += [p.name for p in package.glob("*.py") if p.name != "__init__.py"]
+    missing = sorted(e for e in entries if f"`{e}`" not in table)
+    assert not missing, f"CONTRIBUTING.md's module table does not describe {missing}"
+    first_cells = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    named = [n for cell in first_cells for n in re.findall(r"`([\w/]+(?:\.py|/))`", cell)]
+    gone = sorted(n for n in named if not (package / n).exists())
+    assert not gone, f"CONTRIBUTING.md's module table describes missing modules {gone}"
