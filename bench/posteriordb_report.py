@@ -207,7 +207,7 @@ def _init_cells(records, model, method) -> tuple[str, str]:
 
 
 def summary_table(records) -> list[str]:
-    """The table of docs/benchmarks.md: medians over seeds of the main comparisons, one row per model."""
+    """The table of docs/benchmarks.md: medians over seeds of the main comparisons, per model."""
     models = list(dict.fromkeys(r["model"] for r in records))
     lines = [
         "| model | d | full-rank STL | NumPyro AMVN | full-rank reparam | Laplace-init "
