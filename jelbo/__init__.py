@@ -3,17 +3,21 @@
 Distributions are immutable pytrees; every function is pure and takes an explicit PRNG key
 where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 :class:`Renyi`) and return a :class:`Bound` with their Monte Carlo standard error. See the
-README for the math and a quick start.
+README for a quick start and ``docs/`` (the documentation site) for the math.
 """
 
 import importlib.metadata as _metadata
 
+# First: importing _deprecation registers the 0.2 module paths (jelbo.psis, jelbo.continuous),
+# so code still on them imports, with a warning, even from inside jelbo (tests/test_api.py
+# checks that jelbo's own imports do not warn).
+from jelbo import _deprecation  # isort: skip
 from jelbo import (
-    _deprecation,
     bijectors,
     classic,
     diagnostics,
     distributions,
+    fit,
     kl,
     laplace,
     module,
@@ -124,6 +128,7 @@ __all__ = [
     "diagnostics",
     "distributions",
     "entropy",
+    "fit",
     "kl",
     "kl_divergence",
     "laplace",
@@ -148,8 +153,6 @@ __all__ = [
     "static_field",
     "validation",
 ]
-
-_deprecation.install()
 
 
 def __getattr__(name: str) -> object:

@@ -4,8 +4,8 @@
 ``jelbo.spherical``, ``jelbo.mixture``, ``jelbo.lowrank``, ``jelbo.lkj``,
 ``jelbo.transformed`` (now :mod:`jelbo.distributions`), ``jelbo.psis`` (now
 :mod:`jelbo.diagnostics`) and ``jelbo.elbo`` (now :mod:`jelbo.compat`) have no file any
-more. :func:`install`, run when jelbo is imported, puts one small alias module per old path
-into ``sys.modules``. An alias holds nothing itself: reading one of the old module's public
+more. :func:`install`, run when this module is imported (the first thing ``import jelbo``
+does), puts one small alias module per old path into ``sys.modules``. An alias holds nothing itself: reading one of the old module's public
 names (``from jelbo.continuous import Beta``, ``jelbo.continuous.Beta``) warns with a
 ``DeprecationWarning`` that names the new path, and returns the object from its new module.
 So nothing warns for code that only uses ``jelbo.X``, and importing jelbo imports none of
@@ -125,3 +125,6 @@ def moved_attribute(name: str) -> Any:
         stacklevel=3,
     )
     return getattr(importlib.import_module(module), name)
+
+
+install()
