@@ -8,11 +8,11 @@ parameters in units standardized by the data's mean and scale, trained by maximi
 ELBO (``jelbo.ELBO``) with ``optax.adam``.
 
 Each minibatch is split over a 1-D device mesh with axis ``"data"``
-(:func:`jelbo.sharding.shard_batch`); the parameters, the standardizer, the optimizer state and the
-PRNG key are replicated (:func:`jelbo.sharding.replicate`). The train step is the same ``jax.jit``-compiled
-function that runs on one device: XLA partitions it from the shardings of its inputs and
-inserts the all-reduce of the gradients. The same seed gives the same parameters for any
-number of devices (``--compare-single-device`` checks it).
+(:func:`jelbo.sharding.shard_batch`); the parameters, the standardizer, the optimizer state
+and the PRNG key are replicated (:func:`jelbo.sharding.replicate`). The train step is the
+same ``jax.jit``-compiled function that runs on one device: XLA partitions it from the
+shardings of its inputs and inserts the all-reduce of the gradients. The same seed gives the
+same parameters for any number of devices (``--compare-single-device`` checks it).
 
 Run::
 
@@ -176,7 +176,8 @@ def train(
     history = []
     with jax.set_mesh(mesh):
         std = jelbo.sharding.replicate(linear.standardizer(x), mesh)
-        params = jelbo.sharding.replicate(linear.init_params(init_key, x.shape[1], latent_dim), mesh)
+        init = linear.init_params(init_key, x.shape[1], latent_dim)
+        params = jelbo.sharding.replicate(init, mesh)
         opt_state = jelbo.sharding.replicate(optimizer.init(params), mesh)
         for epoch in range(epochs):
             epoch_key, key = jax.random.split(jax.random.fold_in(key, epoch))

@@ -5,8 +5,9 @@
 ``jelbo.transformed`` (now :mod:`jelbo.distributions`), ``jelbo.psis`` (now
 :mod:`jelbo.diagnostics`) and ``jelbo.elbo`` (now :mod:`jelbo.compat`) have no file any
 more. :func:`install`, run when this module is imported (the first thing ``import jelbo``
-does), puts one small alias module per old path into ``sys.modules``. An alias holds nothing itself: reading one of the old module's public
-names (``from jelbo.continuous import Beta``, ``jelbo.continuous.Beta``) warns with a
+does), puts one small alias module per old path into ``sys.modules``. An alias holds nothing
+itself: reading one of the old module's public names (``from jelbo.continuous import Beta``,
+``jelbo.continuous.Beta``) warns with a
 ``DeprecationWarning`` that names the new path, and returns the object from its new module.
 So nothing warns for code that only uses ``jelbo.X``, and importing jelbo imports none of
 the old paths' code.
