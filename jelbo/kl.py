@@ -19,25 +19,29 @@ from jax.scipy.special import digamma
 from jelbo import _checks, _special
 from jelbo._typing import Array
 from jelbo.bijectors import same_bijector
-from jelbo.distributions._util import common_float, log_scale, masked_log_softmax
-from jelbo.distributions.base import Distribution, log_prob, sample_and_log_prob
-from jelbo.distributions.continuous import (
+from jelbo.distributions import (
+    Bernoulli,
     Beta,
+    Categorical,
     ContinuousBernoulli,
     Dirichlet,
+    Distribution,
     Gamma,
+    HypersphericalUniform,
     Kumaraswamy,
     Laplace,
-    Normal,
-)
-from jelbo.distributions.directional import HypersphericalUniform, PowerSpherical
-from jelbo.distributions.discrete import Bernoulli, Categorical, OneHotCategorical, Poisson
-from jelbo.distributions.multivariate import (
     LowRankMultivariateNormal,
     MultivariateNormalTriL,
-    trace_inverse_product,
+    Normal,
+    OneHotCategorical,
+    Poisson,
+    PowerSpherical,
+    TransformedDistribution,
+    log_prob,
+    sample_and_log_prob,
 )
-from jelbo.distributions.transformed import TransformedDistribution
+from jelbo.distributions._util import common_float, log_scale, masked_log_softmax
+from jelbo.distributions.multivariate import trace_inverse_product
 
 KLFn = Callable[[Any, Any], Array]
 _F = TypeVar("_F", bound=Callable[..., Array])
