@@ -151,7 +151,8 @@ class Bijector(Module, abc.ABC):
 
 def _apply(b: Any, v: ArrayLike, fn: str) -> Array:
     """Checks ``b`` and the event axes of ``v`` (at trace time), then calls ``b._<fn>(v)``."""
-    return getattr(b, "_" + fn)(_checked(b, v, fn))
+    v = _checked(b, v, fn)  # first: it checks that b is a bijector
+    return getattr(b, "_" + fn)(v)
 
 
 def _checked(b: Any, v: ArrayLike, fn: str) -> Array:
@@ -201,7 +202,8 @@ def forward_and_log_det(b: Bijector, x: ArrayLike) -> tuple[Array, Array]:
     Returns:
         ``(y, log_det)`` with shapes ``(*batch, *b.forward_shape(event_in))`` and ``batch``.
     """
-    return b._forward_and_log_det(_checked(b, x, "forward_and_log_det"))
+    x = _checked(b, x, "forward_and_log_det")  # first: it checks that b is a bijector
+    return b._forward_and_log_det(x)
 
 
 def inverse(b: Bijector, y: ArrayLike) -> Array:

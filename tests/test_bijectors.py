@@ -264,6 +264,10 @@ def test_errors():
     np.testing.assert_allclose(B.forward(B.Exp(), 0.0), 1.0)  # elementwise maps take scalars
     with pytest.raises(TypeError, match="bijector"):
         B.forward(jnp.sin, jnp.zeros(2))
+    with pytest.raises(TypeError, match="forward_and_log_det: `b` must be a jelbo bijector"):
+        B.forward_and_log_det(jnp.sin, jnp.zeros(2))
+    with pytest.raises(ValueError, match="at least 1 axis"):
+        B.forward_and_log_det(B.Exp(), jnp.asarray(1.0))
     with pytest.raises(TypeError, match=r"bijectors\[1\]"):
         B.Chain([B.Exp(), jnp.exp])
     with pytest.raises(ValueError, match="K >= 2"):

@@ -666,6 +666,12 @@ def test_functions_reject_non_distributions():
     with pytest.raises(TypeError, match="`dist`"):
         jelbo.sample(jax.random.key(0), "normal")
     with pytest.raises(TypeError, match="`dist`"):
+        jelbo.sample_and_log_prob(jax.random.key(0), "normal")
+    with pytest.raises(TypeError, match="`dist`"):
+        jelbo.distributions.sample_and_stopped_log_prob(jax.random.key(0), "normal")
+    with pytest.raises(TypeError, match="key"):
+        jelbo.sample_and_log_prob(0, jelbo.Normal(jnp.zeros(2), 1.0))
+    with pytest.raises(TypeError, match="`dist`"):
         jelbo.entropy(None)
 
 

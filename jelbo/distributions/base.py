@@ -426,7 +426,8 @@ def sample(key: Array, dist: Distribution, sample_shape: int | Shape = ()) -> Ar
         dist: a jelbo distribution.
         sample_shape: leading shape of independent draws.
     """
-    return dist._sample(key, _sample_shape(key, dist, sample_shape))
+    shape = _sample_shape(key, dist, sample_shape)  # first: it checks key and dist
+    return dist._sample(key, shape)
 
 
 def _sample_shape(key: Array, dist: Distribution, sample_shape: int | Shape) -> Shape:
@@ -459,7 +460,8 @@ def sample_and_log_prob(
         ``(x, log_p)``: draws of shape ``(*S, *B, *E)`` and their log-densities, shape
         ``(*S, *B)``.
     """
-    return dist._sample_and_log_prob(key, _sample_shape(key, dist, sample_shape))
+    shape = _sample_shape(key, dist, sample_shape)  # first: it checks key and dist
+    return dist._sample_and_log_prob(key, shape)
 
 
 def sample_and_stopped_log_prob(
@@ -481,7 +483,8 @@ def sample_and_stopped_log_prob(
     Returns:
         ``(z, log_q)`` with shapes ``(*S, *B, *E)`` and ``(*S, *B)``.
     """
-    return dist._sample_and_stopped_log_prob(key, _sample_shape(key, dist, sample_shape))
+    shape = _sample_shape(key, dist, sample_shape)  # first: it checks key and dist
+    return dist._sample_and_stopped_log_prob(key, shape)
 
 
 def entropy(dist: Distribution) -> Array:
