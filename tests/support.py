@@ -9,7 +9,8 @@ Import as ``from support import ...`` (pytest puts ``tests/`` on ``sys.path``). 
   the examples (:data:`linear`, ``examples/_linear.py``: its decoder
   ``linear.log_likelihood(W, b, sigma2)`` is the tests' linear-Gaussian model too), and the
   examples' directory on ``sys.path`` so that tests import the examples' modules by name;
-- compiled-output inspection (:func:`noise_elements`).
+- compiled-output inspection (:func:`noise_elements`);
+- :data:`USES_0_1_BOUNDS`, the mark of tests that call the deprecated 0.1 bound functions.
 
 Add a helper here as soon as two test modules need it, and a new family to
 :data:`CLASSES` / :func:`random_params` when the shared tests should cover it.
@@ -25,6 +26,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jelbo
 
@@ -35,6 +37,12 @@ if str(EXAMPLES) not in sys.path:
 
 import _linear as linear  # noqa: E402  (examples/_linear.py: the linear VAE of the examples)
 import ppca  # noqa: E402  (examples/ppca.py: closed-form PPCA, float64 NumPy)
+
+#: For tests that exercise the 0.1 bound functions (jelbo.elbo, iwae_bound, renyi_bound),
+#: deprecated since 0.3: their warning is expected there (tests/test_compat.py checks it).
+USES_0_1_BOUNDS = pytest.mark.filterwarnings(
+    r"ignore:jelbo\.(elbo|iwae_bound|renyi_bound) is deprecated:DeprecationWarning"
+)
 
 K = 3  # event size of the vector-valued families
 C = 4  # number of categories
@@ -61,6 +69,7 @@ __all__ = [
     "build",
     "linear",
     "make",
+    "markdown_python_blocks",
     "noise_elements",
     "ppca",
     "random_params",
@@ -364,3 +373,34 @@ def mp_gradient_floor(
                 if mp.isfinite(second):
                     total += abs(point[m] * second)
     return _to_float(total)
+
+
+# --- documentation ---------------------------------------------------------------------------
+
+
+def markdown_python_blocks(path: str | Path, heading: str | None = None) -> list[str]:
+    """The ```` ```python ```` blocks of a Markdown file (relative to the repository root),
+    in order; with ``heading`` (a whole line such as ``"## Quick start"``), only those of that
+    section, up to the next heading of the same or a higher level."""
+    text = (ROOT / path).read_text(encoding="utf-8")
+    if heading is not None:
+        lines = text.splitlines()
+        if heading not in lines:
+            raise AssertionError(f"{path} has no line {heading!r}")
+        start = lines.index(heading) + 1
+        level = len(heading) - len(heading.lstrip("#"))
+        end = next(
+            (
+                i
+                for i in range(start, len(lines))
+                if re.match(rf"#{{1,{level}}} ", lines[i]) and not _in_fence(lines[:i])
+            ),
+            len(lines),
+        )
+        text = "\n".join(lines[start:end]) + "\n"
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def _in_fence(lines: list[str]) -> bool:
+    """Whether the line after ``lines`` is inside a fenced code block."""
+    return sum(line.startswith("```") for line in lines) % 2 == 1
