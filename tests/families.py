@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,12 +37,189 @@ import jax
 import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
-from support import Terms, mp_gradient_floor, mp_reference
 
 import jelbo
 import jelbo.kl
 
 METHODS = ("log_prob", "entropy", "mean", "variance", "mode")
+
+# --- mpmath references with derivatives ------------------------------------------------------
+
+
+class Terms(list):
+    """A reference written as a sum of terms: its value is their exact sum and its *scale*
+    the sum of their magnitudes, the absolute precision to which a float computation that
+    adds those terms can be held (e.g. a log-density that crosses zero as ``x`` moves
+    between the normalizer and the data term)."""
+
+
+def _as_mpf(value: Any) -> Any:
+    """``value`` as a real mpf, or ValueError (a complex result: outside the domain)."""
+    if isinstance(value, Terms):
+        value = mp.fsum(value)
+    if isinstance(value, mp.mpc):
+        if value.imag != 0:
+            raise ValueError("complex: outside the domain")
+        value = value.real
+    return mp.mpf(value)
+
+
+def _to_float(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _outputs(fn: Any, args: list[Any]) -> list[Any]:
+    out = fn(args)
+    return list(out) if isinstance(out, (list, tuple)) and not isinstance(out, Terms) else [out]
+
+
+def _partial(fn: Any, args: list[Any], k: int, j: int) -> tuple[Any, Any, Any]:
+    """``(d, left, right)``: ``d fn(args)[k] / d args[j]`` and its one-sided versions.
+
+    Finite differences at the steps ``h = |x| 2^-(p+10)`` and ``h 2^-(p/2)`` (``|x|`` read as
+    the smallest nonzero argument, at most 1, at 0; ``mpmath.diff``'s ``relative`` option
+    moves the step the wrong way for tiny and huge ``x``), at three times the working
+    precision ``p``, raised until the central differences at both steps agree to ``p/2``
+    bits (a formula whose value is much larger than its change needs more). Where both
+    sides exist and the gap between the one-sided differences shrinks with the step (it is
+    ``h f''``), ``d`` is the central difference; at a boundary of the domain (one side
+    complex, undefined or infinite) the other side; at a kink (a gap that does not shrink)
+    ``d`` is NaN and ``left``/``right`` bound the subgradients. All NaN where no finite
+    derivative is found (or ``x`` is infinite).
+    """
+    nan = mp.nan
+    v = args[j]
+    if not mp.isfinite(v):
+        return nan, nan, nan
+
+    def g(t: Any) -> Any:
+        moved = list(args)
+        moved[j] = t
+        try:
+            return _as_mpf(_outputs(fn, moved)[k])
+        except (ValueError, ZeroDivisionError, TypeError):
+            return nan
+
+    def diffs(h: Any) -> tuple[Any, Any, Any]:
+        f0, fp, fm = g(v), g(v + h), g(v - h)
+        ok0 = mp.isfinite(f0)
+        right = (fp - f0) / h if ok0 and mp.isfinite(fp) else nan
+        left = (f0 - fm) / h if ok0 and mp.isfinite(fm) else nan
+        central = (fp - fm) / (2 * h) if mp.isfinite(right) and mp.isfinite(left) else nan
+        return central, left, right
+
+    def close(a: Any, b: Any, bits: int) -> bool:
+        return bool(abs(a - b) <= mp.ldexp(max(abs(a), abs(b)), -bits))
+
+    prec = mp.mp.prec
+    # At 0 the step follows the finest scale of the other arguments (e.g. a loc of 0 next to
+    # a scale of 1e-200).
+    nonzero = [abs(a) for a in args if a != 0 and mp.isfinite(a)]
+    base = abs(v) if v != 0 else min([mp.mpf(1), *nonzero])
+    for boost in (0, prec, 3 * prec, 7 * prec):
+        with mp.workprec(3 * prec + 40 + boost):
+            h1 = base * mp.ldexp(1, -prec - 10)
+            h2 = h1 * mp.ldexp(1, -(prec // 2))
+            c1, l1, r1 = diffs(h1)
+            c2, l2, r2 = diffs(h2)
+            if mp.isfinite(c1) and mp.isfinite(c2):
+                if not close(c1, c2, prec // 2):
+                    continue
+                gap1, gap2 = abs(r1 - l1), abs(r2 - l2)
+                if gap2 <= mp.ldexp(gap1, -(prec // 4)) or close(r2, l2, prec // 2):
+                    return +c2, +l2, +r2
+                return nan, +l2, +r2
+            for one1, one2 in ((r1, r2), (l1, l2)):
+                if mp.isfinite(one1) and mp.isfinite(one2) and close(one1, one2, prec // 4):
+                    return +one2, +one2, +one2
+    return nan, nan, nan
+
+
+def _agree(a: Any, b: Any, digits: int, scale: Any = 0) -> bool:
+    """``a`` and ``b`` equal to ``digits`` digits, relative to the larger or ``scale`` (the
+    terms' magnitude, for a sum that cancels to 0)."""
+    if mp.isnan(a) or mp.isnan(b) or mp.isinf(a) or mp.isinf(b):
+        return bool((mp.isnan(a) and mp.isnan(b)) or a == b)
+    floor = max(abs(a), abs(b), abs(scale), mp.mpf(10) ** -300)
+    return bool(abs(a - b) <= mp.mpf(10) ** -digits * floor)
+
+
+def mp_reference(
+    fn: Any, args: tuple[float, ...], diff: tuple[bool, ...], dps: int = 30
+) -> list[tuple[float, float, np.ndarray]]:
+    """``[(value, scale, gradient), ...]``, one per output of the mpmath transcription ``fn``.
+
+    ``fn`` maps a list of mpf (``args``, exactly as floats) to an mpf, a :class:`Terms` or a
+    list of them (a vector-valued method). ``scale`` is the :class:`Terms` scale (0 for a
+    plain value: pure relative precision); ``gradient[j]`` is the derivative with respect to
+    ``args[j]`` where ``diff[j]`` (:func:`_partial`; NaN where it is not finite, or not
+    asked for; ``gradient`` has a second and third row, the left and right derivatives,
+    which differ at a kink). The value is computed at ``dps`` and ``dps + 20`` digits; where
+    they disagree beyond ``min(25, dps - 5)`` digits (cancellation inside the formula) value
+    and derivatives are recomputed with the precision doubled, up to 8x. The differences
+    are taken at three times the precision with steps below it, so the derivatives keep
+    about as many digits as the value.
+    """
+    for digits in (dps, 2 * dps, 4 * dps, 8 * dps):
+        with mp.workdps(digits):
+            point = [mp.mpf(float(a)) for a in args]
+            values = [_safe_value(v) for v in _outputs(fn, point)]
+        with mp.workdps(digits + 20):
+            point = [mp.mpf(float(a)) for a in args]
+            check = [_safe_value(v) for v in _outputs(fn, point)]
+        agree = min(25, digits - 5)
+        if all(_agree(a[0], b[0], agree, a[1]) for a, b in zip(values, check, strict=True)):
+            break
+    else:
+        raise AssertionError(f"mpmath reference did not converge at {args} ({fn})")
+    out = []
+    with mp.workdps(digits):
+        point = [mp.mpf(float(a)) for a in args]
+        for k, (value, scale) in enumerate(values):
+            if mp.isfinite(value) and abs(value) <= mp.mpf(10) ** (5 - digits) * scale:
+                value = mp.mpf(0)  # a sum of terms that cancels to 0 (a KL of q with itself)
+            grad = np.full((3, len(args)), np.nan)
+            if mp.isfinite(value):
+                for j in np.flatnonzero(diff):
+                    grad[:, j] = [_to_float(d) for d in _partial(fn, point, k, int(j))]
+            out.append((_to_float(value), _to_float(scale), grad))
+    return out
+
+
+def _safe_value(value: Any) -> tuple[Any, Any]:
+    """``(value, scale)`` of one output; NaN for a value outside the real domain."""
+    scale = mp.fsum(abs(t) for t in value) if isinstance(value, Terms) else mp.mpf(0)
+    try:
+        return _as_mpf(value), scale
+    except ValueError:
+        return mp.nan, mp.mpf(0)
+
+
+def mp_gradient_floor(
+    fn: Any, args: tuple[float, ...], diff: tuple[bool, ...], k: int, j: int, dps: int = 30
+) -> float:
+    """``sum_l |args_l d^2 fn(args)[k] / d args_l d args_j|``: how much the ``j``-th partial
+    moves under relative perturbations of the inputs (the floor of a partial that is
+    ill-conditioned, e.g. ``k - e^eta`` of a Poisson at counts near the rate). mpmath
+    differences of :func:`_partial`; slow, so the sweeps only ask for it where a partial
+    misses its relative tolerance."""
+    total = mp.mpf(0)
+    with mp.workdps(dps):
+        point = [mp.mpf(float(a)) for a in args]
+
+        def partial_j(a: list[Any]) -> list[Any]:
+            return [_partial(fn, a, k, j)[0]]
+
+        for m, use in enumerate(diff):
+            if use and point[m] != 0 and mp.isfinite(point[m]):
+                second = _partial(partial_j, point, 0, m)[0]
+                if mp.isfinite(second):
+                    total += abs(point[m] * second)
+    return _to_float(total)
+
 
 # --- registry types --------------------------------------------------------------------------
 
