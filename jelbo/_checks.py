@@ -95,7 +95,7 @@ def check_same_event(q: Any, p: Any, names: tuple[str, str] = ("q", "p")) -> Non
     if cq is not None and cp is not None and cq != cp:
         raise ValueError(
             f"`{names[0]}` ({type(q).__name__}) and `{names[1]}` ({type(p).__name__}) need the "
-            f"same number of categories; got {cq} and {cp} (logits of shape "
+            f"same number of categories; got {cq} and {cp} (parameters of shape "
             f"{jnp.shape(q.logits)} and {jnp.shape(p.logits)})."
         )
 

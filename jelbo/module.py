@@ -33,6 +33,9 @@ Semantics, in one place:
   Subclasses inherit the choice. The objectives (:class:`jelbo.ELBO` & co.) are ``eq=True``.
 - **Subclasses of subclasses** are modules too: each class is made a dataclass and
   registered when it is defined, with its parents' fields first.
+- **repr** shows each set field as ``name=dtype[shape]`` (``None`` fields are left out); a
+  field with ``metadata={"public_name": ...}`` (the storage of a keyword parameterization,
+  :func:`jelbo.distributions.keyword_parameter`) shows under that name.
 - A subclass may apply ``@dataclasses.dataclass(frozen=True)`` itself (jelbo 0.1 families
   did): that keeps working, the class stays immutable and a registered pytree.
 
@@ -188,7 +191,7 @@ class Module:
 
     def __repr__(self) -> str:
         params = ", ".join(
-            f"{f.name}={_describe(getattr(self, f.name))}"
+            f"{f.metadata.get('public_name', f.name)}={_describe(getattr(self, f.name))}"
             for f in dataclasses.fields(self)
             if f.repr and getattr(self, f.name) is not None  # unset optional fields
         )

@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from jelbo import bijectors as _bij
+from jelbo import constraints as _c
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.constraints import Constraint
 from jelbo.distributions.base import (
     Distribution,
     entropy,
@@ -196,7 +198,8 @@ class LogNormal(TransformedDistribution):
 
     loc: ArrayLike
     scale: ArrayLike
-    unconstrained_bijectors: ClassVar[dict[str, _bij.Bijector]] = {"scale": _bij.Softplus()}
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"loc": _c.real, "scale": _c.positive}
+    support: ClassVar[Constraint] = _c.positive
 
     @property
     def base(self) -> Normal:
