@@ -28,6 +28,7 @@ from jelbo.distributions import (
     Distribution,
     Gamma,
     HypersphericalUniform,
+    Independent,
     Kumaraswamy,
     Laplace,
     LowRankMultivariateNormal,
@@ -36,6 +37,7 @@ from jelbo.distributions import (
     OneHotCategorical,
     Poisson,
     PowerSpherical,
+    RelaxedOneHotCategorical,
     TransformedDistribution,
     log_prob,
     sample_and_log_prob,
@@ -448,12 +450,45 @@ def _kl_categorical(
             f"{type(q).__name__} KL needs the same number of categories; got "
             f"{q.num_categories} and {p.num_categories}."
         )
-    log_q, q_masked = q._masked_log_probs()
-    log_p, p_masked = p._masked_log_probs()
-    prob_q = q.probs if q._probs is not None else jnp.exp(log_q)
+    prob_q, log_q, q_masked = q._masked_log_probs()
+    _, log_p, p_masked = p._masked_log_probs()
     terms = prob_q * (log_q - log_p)
     kl = jnp.sum(jnp.where(q_masked, 0.0, terms), axis=-1)
     return jnp.where(jnp.any(p_masked & ~q_masked, axis=-1), jnp.inf, kl)
+
+
+@register_kl(RelaxedOneHotCategorical, OneHotCategorical)
+@register_kl(RelaxedOneHotCategorical, RelaxedOneHotCategorical)
+def _kl_straight_through(q: Distribution, p: Distribution) -> Array:
+    # A straight-through q's samples are one-hot, distributed exactly as
+    # OneHotCategorical(q.logits) (the argmax of Gumbel-perturbed logits): the KL of their
+    # law to a OneHotCategorical p (or to a straight-through p, likewise one-hot) is the
+    # categorical KL. Relaxed (not straight-through) samples have no closed-form KL.
+    assert isinstance(q, RelaxedOneHotCategorical)
+    relaxed_p = isinstance(p, RelaxedOneHotCategorical) and not p.straight_through
+    if not q.straight_through or relaxed_p:
+        raise NotImplementedError(
+            f"KL({type(q).__name__} || {type(p).__name__}) has no closed form for relaxed "
+            "samples: use kl='mc' (jelbo.mc_kl) with straight_through=False on both. It is "
+            "closed-form (the categorical KL of the one-hot samples) for a straight-through q "
+            "against a OneHotCategorical or a straight-through prior."
+        )
+    return _kl_categorical(q, p)  # type: ignore[arg-type]
+
+
+@register_kl(Independent, Independent)
+def _kl_independent(q: Distribution, p: Distribution) -> Array:
+    # KL of independent blocks is the sum of the blocks' KLs over the reinterpreted axes.
+    assert isinstance(q, Independent) and isinstance(p, Independent)
+    n = q.reinterpreted_batch_ndims
+    if p.reinterpreted_batch_ndims != n:
+        raise ValueError(
+            "KL(Independent || Independent) needs the same reinterpreted_batch_ndims; got "
+            f"{n} for q (base batch shape {q.base.batch_shape}) and "
+            f"{p.reinterpreted_batch_ndims} for p (base batch shape {p.base.batch_shape})."
+        )
+    kl = kl_divergence(q.base, p.base)
+    return jnp.sum(kl, axis=tuple(range(-n, 0))) if n else kl
 
 
 @register_kl(PowerSpherical, HypersphericalUniform)

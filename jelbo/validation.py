@@ -51,8 +51,8 @@ def check_parameters(dist: D) -> D:
     finite"), how many entries violate it and the first one. Traced (inside ``jit``,
     ``grad``, ``vmap``), it adds a ``checkify`` check with the same message: wrap the
     function with :func:`checked` (or ``jax.experimental.checkify.checkify``) to get the
-    error; without that wrapper JAX refuses the unfunctionalized check at trace time, so a
-    check is never silently skipped.
+    error; without that wrapper it raises ``ValueError`` at trace time saying so, so a check
+    is never silently skipped.
 
     Args:
         dist: any jelbo distribution.
@@ -74,11 +74,23 @@ def check_parameters(dist: D) -> D:
                     f"index {index})."
                 )
         else:
-            checkify.check(
-                jnp.all(ok),
-                message + "; {bad} of " + str(ok.size) + " entries are not.",
-                bad=jnp.sum(~ok),
-            )
+            try:
+                checkify.check(
+                    jnp.all(ok),
+                    message + "; {bad} of " + str(ok.size) + " entries are not.",
+                    bad=jnp.sum(~ok),
+                )
+            except ValueError as error:
+                if "not functionalized" not in str(error):
+                    raise
+                raise ValueError(
+                    f"jelbo.check_parameters({family}) was traced inside jax.jit (or another "
+                    "staged transformation: lax.scan, lax.map, ...) that is not wrapped by "
+                    "jelbo.checked, and a compiled function cannot raise. Wrap the jitted "
+                    "function, jelbo.checked(jax.jit(f)) (it raises this check's ValueError "
+                    "after the call), or call check_parameters outside jit, on concrete "
+                    "parameters."
+                ) from None
     return dist
 
 

@@ -28,7 +28,7 @@ N_SIGMA = 5  # Monte Carlo tolerance, in standard errors
 
 def test_one_hot_log_prob_entropy_moments_match_scipy(dtype, maybe_jit, rng):
     logits = rng.normal(0, 2, (2, 5)).astype(dtype)
-    dist = jelbo.OneHotCategorical(logits)
+    dist = jelbo.OneHotCategorical(logits=logits)
     assert dist.batch_shape == (2,) and dist.event_shape == (5,)
     x = np.eye(5, dtype=dtype)[[1, 4]]
     log_p = scipy.special.log_softmax(logits.astype(np.float64), -1)
@@ -47,7 +47,7 @@ def test_one_hot_log_prob_entropy_moments_match_scipy(dtype, maybe_jit, rng):
 def test_one_hot_samples_are_one_hot_floats_with_the_right_frequencies(dtype):
     logits = jnp.array([0.5, -1.0, 1.5, 0.0], dtype)
     n = 20_000
-    x = jax.jit(lambda k: jelbo.OneHotCategorical(logits).sample(k, (n, 1)))(jax.random.key(0))
+    x = jax.jit(lambda k: jelbo.OneHotCategorical(logits=logits).sample(k, (n, 1)))(jax.random.key(0))
     assert x.shape == (n, 1, 4) and x.dtype == dtype
     np.testing.assert_array_equal(np.sum(x, -1), 1.0)
     p = np.asarray(jax.nn.softmax(logits.astype(np.float64)))
@@ -59,8 +59,8 @@ def test_one_hot_masked_logits_and_kl():
     # -inf logits: 0 log 0 = 0 in log_prob, entropy and KL, with finite gradients.
     q_logits = jnp.array([0.3, -jnp.inf, 1.2, -0.5])
     p_logits = jnp.array([0.0, 2.0, -1.0, -jnp.inf])
-    q = jelbo.OneHotCategorical(q_logits)
-    p = jelbo.OneHotCategorical(p_logits)
+    q = jelbo.OneHotCategorical(logits=q_logits)
+    p = jelbo.OneHotCategorical(logits=p_logits)
     eye = jnp.eye(4)
     assert q.log_prob(eye[1]) == -np.inf and np.isfinite(q.log_prob(eye[0]))
     qp = scipy.special.softmax(np.array([0.3, 1.2, -0.5]))
@@ -69,13 +69,13 @@ def test_one_hot_masked_logits_and_kl():
     # the KL over the common support.
     assert jelbo.kl_divergence(q, p) == np.inf
     q2_logits = q_logits.at[3].set(-jnp.inf)
-    kl = jelbo.kl_divergence(jelbo.OneHotCategorical(q2_logits), p)
+    kl = jelbo.kl_divergence(jelbo.OneHotCategorical(logits=q2_logits), p)
     q2 = scipy.special.softmax(np.array([0.3, 1.2]))
     p2 = scipy.special.softmax(np.array([0.0, 2.0, -1.0]))[[0, 2]]
     np.testing.assert_allclose(kl, np.sum(q2 * np.log(q2 / p2)), rtol=1e-13)
 
     def loss(a, b):
-        q, p = jelbo.OneHotCategorical(a), jelbo.OneHotCategorical(b)
+        q, p = jelbo.OneHotCategorical(logits=a), jelbo.OneHotCategorical(logits=b)
         return jelbo.kl_divergence(q, p) + q.entropy() + q.log_prob(eye[0]) + p.log_prob(eye[1])
 
     grads = jax.jit(jax.grad(loss, (0, 1)))(q2_logits, p_logits)
@@ -85,12 +85,12 @@ def test_one_hot_masked_logits_and_kl():
 def test_one_hot_kl_matches_explicit_sum(dtype, rng):
     a = rng.normal(0, 2, (3, 4)).astype(dtype)
     b = rng.normal(0, 2, (4,)).astype(dtype)  # one prior for the batch
-    kl = jelbo.kl_divergence(jelbo.OneHotCategorical(a), jelbo.OneHotCategorical(b))
+    kl = jelbo.kl_divergence(jelbo.OneHotCategorical(logits=a), jelbo.OneHotCategorical(logits=b))
     qp = scipy.special.softmax(a.astype(np.float64), -1)
     pp = scipy.special.softmax(b.astype(np.float64), -1)
     np.testing.assert_allclose(kl, np.sum(qp * np.log(qp / pp), -1), **tol(dtype))
     with pytest.raises(ValueError, match="event shape"):
-        jelbo.kl_divergence(jelbo.OneHotCategorical(a), jelbo.OneHotCategorical(np.zeros(3)))
+        jelbo.kl_divergence(jelbo.OneHotCategorical(logits=a), jelbo.OneHotCategorical(logits=np.zeros(3)))
 
 
 # --- NegativeBinomial ----------------------------------------------------------------------
@@ -118,7 +118,7 @@ NB_A = np.array([-0.7, 1.5, -25.0, 0.1, 12.0, 30.0, -3.0, -14.0])
 
 def test_negative_binomial_log_prob_matches_scipy(dtype, maybe_jit):
     k, r, a = (v.astype(dtype) for v in (NB_K, NB_R, NB_A))
-    dist = jelbo.NegativeBinomial(r[:, None], a[:, None])  # batch (8,), event (1,)
+    dist = jelbo.NegativeBinomial(r[:, None], logits=a[:, None])  # batch (8,), event (1,)
     out = maybe_jit(jelbo.log_prob)(dist, k[:, None])
     assert out.dtype == dtype
     k64, r64, a64 = (v.astype(np.float64) for v in (k, r, a))
@@ -141,19 +141,19 @@ def test_negative_binomial_log_prob_matches_scipy(dtype, maybe_jit):
 
 
 def test_negative_binomial_support_moments_and_gradients():
-    dist = jelbo.NegativeBinomial(3.0, jnp.array([0.2, 0.2, 0.2]))
+    dist = jelbo.NegativeBinomial(3.0, logits=jnp.array([0.2, 0.2, 0.2]))
     out = jax.vmap(lambda v: dist.log_prob(jnp.full(3, v)))(jnp.array([-1.0, 2.5, 4.0]))
     assert out[0] == -np.inf and out[1] == -np.inf and np.isfinite(out[2])
     r, a = 3.5, 0.7
     nb = scipy.stats.nbinom(r, scipy.special.expit(-a))
-    dist = jelbo.NegativeBinomial(jnp.asarray(r), jnp.array([a]))
+    dist = jelbo.NegativeBinomial(jnp.asarray(r), logits=jnp.array([a]))
     np.testing.assert_allclose(dist.mean(), [nb.mean()], rtol=1e-13)
     np.testing.assert_allclose(dist.variance(), [nb.var()], rtol=1e-13)
     ks = np.arange(200)
     assert dist.mode()[0] == ks[np.argmax(nb.pmf(ks))]
     # Finite gradients at large counts and saturated logits.
     grad = jax.jit(
-        jax.grad(lambda r, a: jnp.sum(jelbo.NegativeBinomial(r, a).log_prob(NB_K)), (0, 1))
+        jax.grad(lambda r, a: jnp.sum(jelbo.NegativeBinomial(r, logits=a).log_prob(NB_K)), (0, 1))
     )
     assert all(np.all(np.isfinite(g)) for g in grad(jnp.asarray(NB_R), jnp.asarray(NB_A)))
 
@@ -161,7 +161,7 @@ def test_negative_binomial_support_moments_and_gradients():
 def test_negative_binomial_samples(dtype):
     r, a = 3.5, 0.7
     n = 40_000
-    dist = jelbo.NegativeBinomial(jnp.asarray(r, dtype), jnp.array([a, -2.0], dtype))
+    dist = jelbo.NegativeBinomial(jnp.asarray(r, dtype), logits=jnp.array([a, -2.0], dtype))
     x = jax.jit(lambda k: dist.sample(k, (n,)))(jax.random.key(1))
     assert x.shape == (n, 2) and x.dtype == dtype
     x = np.asarray(x, np.float64)

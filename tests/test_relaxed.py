@@ -55,7 +55,7 @@ def test_relaxed_bernoulli_log_prob_matches_mpmath(dtype, maybe_jit, rng):
     temperature = np.array([[0.3], [2.0]], dtype)  # broadcasts against logits (2, 4)
     logits = rng.normal(0, 3, (2, 4)).astype(dtype)
     x = rng.uniform(0.02, 0.98, (2, 4)).astype(dtype)
-    dist = jelbo.RelaxedBernoulli(temperature, logits)
+    dist = jelbo.RelaxedBernoulli(temperature, logits=logits)
     out = maybe_jit(jelbo.log_prob)(dist, x)
     assert out.shape == (2,) and out.dtype == dtype
     ref = [
@@ -70,19 +70,19 @@ def test_relaxed_bernoulli_extremes():
     # boundary values are clamped like the samples; outside [0, 1] the density is 0.
     logits = jnp.array([[-60.0], [60.0], [0.0], [5.0]])
     x = jnp.array([[1e-30], [1.0 - 1e-12], [0.0], [1.0]])
-    log_prob = jax.jit(lambda a, t: jelbo.RelaxedBernoulli(t, a).log_prob(x))
+    log_prob = jax.jit(lambda a, t: jelbo.RelaxedBernoulli(t, logits=a).log_prob(x))
     out = log_prob(logits, 0.05)
     assert out.shape == (4,) and np.all(np.isfinite(out))
     np.testing.assert_allclose(out[0], concrete_binary_ref(0.05, -60.0, 1e-30), rtol=1e-12)
     grads = jax.jit(jax.grad(lambda a, t: jnp.sum(log_prob(a, t)), (0, 1)))(logits, 0.05)
     assert all(np.all(np.isfinite(g)) for g in grads)
-    outside = jelbo.RelaxedBernoulli(1.0, jnp.zeros(2)).log_prob(jnp.array([-0.1, 1.5]))
+    outside = jelbo.RelaxedBernoulli(1.0, logits=jnp.zeros(2)).log_prob(jnp.array([-0.1, 1.5]))
     assert outside == -np.inf
 
 
 @pytest.mark.parametrize("temperature,logit", [(0.6, 1.5), (1.0, -2.0), (3.0, 0.5)])
 def test_relaxed_bernoulli_integrates_to_one(temperature, logit):
-    log_prob = jax.jit(jelbo.RelaxedBernoulli(temperature, jnp.array([logit])).log_prob)
+    log_prob = jax.jit(jelbo.RelaxedBernoulli(temperature, logits=jnp.array([logit])).log_prob)
 
     # In logit space y, p(x) dx = p(x(y)) x (1 - x) dy: bounded, smooth integrand. (At
     # lower temperatures much of the mass lies at |y| > 37, where x rounds to 0 or 1 in
@@ -99,7 +99,7 @@ def test_relaxed_bernoulli_integrates_to_one(temperature, logit):
 
 def test_relaxed_bernoulli_samples_pass_ks_test(dtype):
     temperature, logit = 0.6, -0.8
-    dist = jelbo.RelaxedBernoulli(temperature, jnp.array([logit], dtype))
+    dist = jelbo.RelaxedBernoulli(temperature, logits=jnp.array([logit], dtype))
     x = np.asarray(jax.jit(lambda k: dist.sample(k, (20_000,)))(jax.random.key(1)))[:, 0]
     assert x.dtype == dtype and np.all((x > 0) & (x < 1))
     cdf = lambda v: scipy.special.expit(temperature * scipy.special.logit(v) - logit)
@@ -110,7 +110,7 @@ def test_relaxed_bernoulli_zero_temperature_limit():
     # P(x > 1/2) = sigmoid(a) at any temperature; at λ -> 0 the mass sits at 0 and 1.
     logits = jnp.array([-1.0, 0.3, 2.0])
     n = 20_000
-    x = jelbo.RelaxedBernoulli(0.002, logits).sample(jax.random.key(2), (n,))
+    x = jelbo.RelaxedBernoulli(0.002, logits=logits).sample(jax.random.key(2), (n,))
     p = scipy.special.expit(np.asarray(logits))
     se = np.sqrt(p * (1 - p) / n)
     np.testing.assert_array_less(np.abs(np.mean(x > 0.5, axis=0) - p), N_SIGMA * se)
@@ -120,7 +120,7 @@ def test_relaxed_bernoulli_zero_temperature_limit():
 def test_relaxed_bernoulli_reparameterized_gradient():
     # d/da E[x] is finite and positive; E[x] by quadrature at the same point agrees.
     def mean_x(a, key):
-        return jnp.mean(jelbo.RelaxedBernoulli(0.5, a).sample(key, (50_000,)))
+        return jnp.mean(jelbo.RelaxedBernoulli(0.5, logits=a).sample(key, (50_000,)))
 
     a = jnp.array([0.4])
     g = jax.grad(mean_x)(a, jax.random.key(3))
@@ -142,7 +142,7 @@ def test_relaxed_one_hot_log_prob_matches_mpmath(dtype, maybe_jit, rng):
     temperature = np.array([0.5, 1.7], dtype)  # one per batch element
     logits = rng.normal(0, 2, (2, 4)).astype(dtype)
     x = rng.dirichlet(np.ones(4), 2).astype(dtype)
-    dist = jelbo.RelaxedOneHotCategorical(temperature, logits)
+    dist = jelbo.RelaxedOneHotCategorical(temperature, logits=logits)
     assert dist.batch_shape == (2,) and dist.event_shape == (4,)
     out = maybe_jit(jelbo.log_prob)(dist, x)
     assert out.shape == (2,) and out.dtype == dtype
@@ -154,8 +154,8 @@ def test_relaxed_one_hot_with_two_categories_is_the_binary_concrete(rng):
     # The first coordinate of a 2-category Concrete is a binary Concrete with a = a1 - a2:
     # the same density (w.r.t. the first coordinate) and the same sampling distribution.
     logits = jnp.array([0.9, -0.4])
-    cat = jelbo.RelaxedOneHotCategorical(0.8, logits)
-    binary = jelbo.RelaxedBernoulli(0.8, logits[:1] - logits[1:])
+    cat = jelbo.RelaxedOneHotCategorical(0.8, logits=logits)
+    binary = jelbo.RelaxedBernoulli(0.8, logits=logits[:1] - logits[1:])
     x = jnp.asarray(rng.uniform(0.01, 0.99, (5, 1)))
     np.testing.assert_allclose(
         cat.log_prob(jnp.concatenate([x, 1 - x], -1)), binary.log_prob(x), rtol=1e-12
@@ -167,7 +167,7 @@ def test_relaxed_one_hot_with_two_categories_is_the_binary_concrete(rng):
 
 @pytest.mark.parametrize("temperature", [0.8, 2.0])
 def test_relaxed_one_hot_integrates_to_one_on_the_3_simplex(temperature):
-    dist = jelbo.RelaxedOneHotCategorical(temperature, jnp.array([0.5, -1.0, 0.2]))
+    dist = jelbo.RelaxedOneHotCategorical(temperature, logits=jnp.array([0.5, -1.0, 0.2]))
     log_prob = jax.jit(jax.vmap(dist.log_prob))
 
     # Gauss–Legendre on the triangle via the Duffy map x1 = u, x2 = (1 - u) v.
@@ -185,7 +185,7 @@ def test_relaxed_one_hot_zero_temperature_and_argmax_frequencies():
     logits = jnp.array([1.0, 0.0, -0.5, -2.0])
     p = np.asarray(jax.nn.softmax(logits))
     n = 20_000
-    x = np.asarray(jelbo.RelaxedOneHotCategorical(0.002, logits).sample(jax.random.key(5), (n,)))
+    x = np.asarray(jelbo.RelaxedOneHotCategorical(0.002, logits=logits).sample(jax.random.key(5), (n,)))
     freq = np.bincount(np.argmax(x, -1), minlength=4) / n
     np.testing.assert_array_less(np.abs(freq - p), N_SIGMA * np.sqrt(p * (1 - p) / n))
     assert np.mean(np.max(x, -1) > 1 - 1e-3) > 0.98
@@ -200,7 +200,7 @@ def test_straight_through_is_the_hard_one_hot_with_the_relaxed_gradient(dtype):
 
     @functools.partial(jax.jit, static_argnums=1)
     def f(a, straight_through):
-        dist = jelbo.RelaxedOneHotCategorical(temperature, a, straight_through=straight_through)
+        dist = jelbo.RelaxedOneHotCategorical(temperature, logits=a, straight_through=straight_through)
         z = dist.sample(key, (3,))
         return jnp.sum(z * w), z
 
@@ -214,18 +214,18 @@ def test_straight_through_is_the_hard_one_hot_with_the_relaxed_gradient(dtype):
     assert np.all(g_relaxed != 0)
     np.testing.assert_allclose(g_st, g_relaxed, **tol(dtype))
     # The flag is static aux data: one leaf per parameter, and it survives jit.
-    dist = jelbo.RelaxedOneHotCategorical(temperature, logits, straight_through=True)
+    dist = jelbo.RelaxedOneHotCategorical(temperature, logits=logits, straight_through=True)
     assert len(jax.tree_util.tree_leaves(dist)) == 2
     assert jax.jit(lambda d: d)(dist).straight_through is True
     with pytest.raises(TypeError, match="straight_through"):
-        jelbo.RelaxedOneHotCategorical(temperature, logits, straight_through=1)
+        jelbo.RelaxedOneHotCategorical(temperature, logits=logits, straight_through=1)
 
 
 def test_relaxed_one_hot_low_temperature_gradients_are_finite():
     logits = jnp.array([30.0, -30.0, 0.0])
 
     def loss(a, t):
-        dist = jelbo.RelaxedOneHotCategorical(t, a)
+        dist = jelbo.RelaxedOneHotCategorical(t, logits=a)
         z = dist.sample(jax.random.key(7), (64,))
         return jnp.mean(dist.log_prob(z)) + jnp.mean(z[:, 0])
 
@@ -235,8 +235,8 @@ def test_relaxed_one_hot_low_temperature_gradients_are_finite():
 
 def test_relaxed_shape_errors():
     with pytest.raises(ValueError, match="temperature"):
-        jelbo.RelaxedOneHotCategorical(jnp.ones(3), jnp.zeros((2, 4)))
+        jelbo.RelaxedOneHotCategorical(jnp.ones(3), logits=jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match="temperature"):
-        jelbo.RelaxedBernoulli(jnp.ones(3), jnp.zeros((2, 4)))
+        jelbo.RelaxedBernoulli(jnp.ones(3), logits=jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match="categories"):
-        jelbo.RelaxedOneHotCategorical(1.0, jnp.asarray(0.0))
+        jelbo.RelaxedOneHotCategorical(1.0, logits=jnp.asarray(0.0))

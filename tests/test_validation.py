@@ -16,9 +16,9 @@ VALID = [
     jelbo.Normal.from_log_var(jnp.zeros(2), jnp.array([-180.0, 0.0])),
     jelbo.Laplace(jnp.zeros(2), 2.0),
     jelbo.StudentT(jnp.array([0.1, INF]), 0.0, 1.0),
-    jelbo.Bernoulli(jnp.array([-INF, INF, 0.0])),
-    jelbo.Poisson(jnp.array([-INF, 3.0])),
-    jelbo.Categorical(jnp.array([[0.0, -INF], [-INF, 2.0]])),
+    jelbo.Bernoulli(logits=jnp.array([-INF, INF, 0.0])),
+    jelbo.Poisson(log_rate=jnp.array([-INF, 3.0])),
+    jelbo.Categorical(logits=jnp.array([[0.0, -INF], [-INF, 2.0]])),
     jelbo.MultivariateNormalTriL(
         jnp.zeros(2), jnp.array([[1.0, NAN], [0.5, -2.0]])
     ),  # upper ignored
@@ -31,9 +31,9 @@ INVALID = [
     (jelbo.Laplace(jnp.zeros(2), jnp.array([0.0, 1.0])), r"Laplace `scale` must be > 0"),
     (jelbo.StudentT(jnp.array([3.0, 0.0]), 0.0, 1.0), r"StudentT `df` must be > 0"),
     (jelbo.StudentT(jnp.array([3.0, NAN]), 0.0, 1.0), r"StudentT `df` must be > 0"),
-    (jelbo.Bernoulli(jnp.array([NAN])), r"Bernoulli `logits` must be not NaN"),
-    (jelbo.Poisson(jnp.array([INF])), r"Poisson `log_rate` must be < \+inf"),
-    (jelbo.Categorical(jnp.array([[0.0, 1.0], [-INF, -INF]])), r"Categorical `logits` must be "
+    (jelbo.Bernoulli(logits=jnp.array([NAN])), r"Bernoulli `logits` must be not NaN"),
+    (jelbo.Poisson(log_rate=jnp.array([INF])), r"Poisson `log_rate` must be < \+inf"),
+    (jelbo.Categorical(logits=jnp.array([[0.0, 1.0], [-INF, -INF]])), r"Categorical `logits` must be "
      r"finite for at least one category; 1 of 2 entries are not \(the first at index \(1,\)\)"),
     (jelbo.MultivariateNormalTriL(jnp.zeros(2), jnp.diag(jnp.array([1.0, 0.0]))),
      r"MultivariateNormalTriL `scale_tril` must be of nonzero diagonal"),

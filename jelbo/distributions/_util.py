@@ -132,3 +132,14 @@ class CategoricalProbsLogits:
         if self._logits is not None:
             return jnp.asarray(self._logits, _dtype(self))
         return jnp.log(jnp.asarray(self._probs, _dtype(self)))
+
+    def _masked_log_probs(self) -> tuple[Array, Array, Array]:
+        """``(p, log p, mask)``, normalized, with the zero-probability categories masked
+        (and 0 in ``log p``), for ``p log p`` terms without NaN gradients; ``p`` is
+        ``probs`` as given, or ``exp(log p)``."""
+        if self._logits is not None:
+            log_p, mask = masked_log_softmax(jnp.asarray(self._logits, _dtype(self)))
+            return jnp.exp(log_p), log_p, mask
+        p = jnp.asarray(self._probs, _dtype(self))
+        mask = p == 0
+        return p, jnp.log(jnp.where(mask, 1.0, p)), mask

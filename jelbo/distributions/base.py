@@ -287,6 +287,14 @@ class Distribution(Module, abc.ABC):
         z = self._sample(key, sample_shape)
         return z, jax.lax.stop_gradient(self)._log_prob(z)
 
+    def _sample_density_issue(self) -> str | None:
+        r"""Why ``log_prob`` at this family's own samples is not their log-density (an error
+        message), or ``None`` (the default). :func:`sample_and_log_prob`,
+        :func:`sample_and_stopped_log_prob` and the estimators that evaluate :math:`\log q`
+        at :math:`q`'s samples raise it (a straight-through relaxed categorical, whose
+        samples are one-hot, says so)."""
+        return None
+
     def _missing(self, what: str, hint: str = "") -> NotImplementedError:
         return NotImplementedError(f"{type(self).__name__} has no closed-form {what}.{hint}")
 
@@ -731,6 +739,15 @@ def _sample_shape(key: Array, dist: Distribution, sample_shape: int | Shape) -> 
     return tuple(sample_shape)
 
 
+def check_sample_density(dist: Distribution) -> None:
+    r"""Raises ``ValueError`` if ``log_prob`` at ``dist``'s own samples is not their
+    log-density (see ``Distribution._sample_density_issue``); for the estimators that
+    evaluate :math:`\log q` at :math:`q`'s samples."""
+    issue = dist._sample_density_issue()
+    if issue is not None:
+        raise ValueError(issue)
+
+
 def sample_and_log_prob(
     key: Array, dist: Distribution, sample_shape: int | Shape = ()
 ) -> tuple[Array, Array]:
@@ -754,6 +771,7 @@ def sample_and_log_prob(
         ``(*S, *B)``.
     """
     shape = _sample_shape(key, dist, sample_shape)  # first: it checks key and dist
+    check_sample_density(dist)
     return dist._sample_and_log_prob(key, shape)
 
 
@@ -777,6 +795,7 @@ def sample_and_stopped_log_prob(
         ``(z, log_q)`` with shapes ``(*S, *B, *E)`` and ``(*S, *B)``.
     """
     shape = _sample_shape(key, dist, sample_shape)  # first: it checks key and dist
+    check_sample_density(dist)
     return dist._sample_and_stopped_log_prob(key, shape)
 
 

@@ -33,7 +33,6 @@ from jelbo.distributions._util import (
     BinaryProbsLogits,
     CategoricalProbsLogits,
     Check,
-    masked_log_softmax,
 )
 from jelbo.distributions.base import Distribution, Factorized, keyword_parameter
 
@@ -73,19 +72,10 @@ class _CategoricalLogits(CategoricalProbsLogits, Distribution):
             return self.logits
         return _special.log_softmax(self.logits, axis=-1)
 
-    def _masked_log_probs(self) -> tuple[Array, Array]:
-        """``(log p, mask)`` with the zero-probability categories masked (and 0 in ``log p``),
-        for ``p log p`` terms without NaN gradients."""
-        if self._logits is not None:
-            return masked_log_softmax(self.logits)
-        p = self.probs
-        mask = p == 0
-        return jnp.log(jnp.where(mask, 1.0, p)), mask
-
     def _entropy(self) -> Array:
         # 0 log 0 = 0 for masked categories, with zero gradients there.
-        log_p, mask = self._masked_log_probs()
-        return -jnp.sum(jnp.where(mask, 0.0, self.probs * log_p), axis=-1)
+        prob, log_p, mask = self._masked_log_probs()
+        return -jnp.sum(jnp.where(mask, 0.0, prob * log_p), axis=-1)
 
     def _parameter_checks(self) -> list[Check]:
         checks = super()._parameter_checks()

@@ -91,6 +91,9 @@ class MixtureSameFamily(Distribution):
         """:math:`K`."""
         return jnp.shape(self.mixture_logits)[-1]
 
+    def _sample_density_issue(self) -> str | None:
+        return self.components._sample_density_issue()
+
     def _log_weights(self) -> Array:
         return jax.nn.log_softmax(jnp.asarray(self.mixture_logits, self.dtype), axis=-1)
 

@@ -132,6 +132,9 @@ class TransformedDistribution(Distribution):
         log_px = log_prob(frozen.base_distribution(), x_hat)
         return y, log_px - _bij.forward_log_det_jacobian(bijector, x_hat)
 
+    def _sample_density_issue(self) -> str | None:
+        return self.base_distribution()._sample_density_issue()
+
     def _entropy(self) -> Array:
         base, bijector = self.base_distribution(), self.transform()
         if isinstance(bijector, _bij.Identity):
