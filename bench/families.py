@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):  # run as a script: make `bench` importable
-    sys.path.insert(0, str(REPO))
+if __package__ in (None, ""):  # run as a file: bench's modules import each other as bench.*
+    sys.exit("Run it from the repository root as a module: python -m bench.families")
 
 from bench.workload import LEARNING_RATE, Size  # noqa: E402
 
@@ -168,7 +168,9 @@ def _jelbo_loss(workload: str, size: Size) -> Callable[..., Any]:
         q = posterior(x @ params["enc_w"] + params["enc_b"])
 
         def log_likelihood(z: Any, x: Any) -> Any:
-            return jnp.sum(jelbo.Bernoulli(logits=z @ params["dec_w"] + params["dec_b"]).log_prob(x))
+            return jnp.sum(
+                jelbo.Bernoulli(logits=z @ params["dec_w"] + params["dec_b"]).log_prob(x)
+            )
 
         bound = jelbo.ELBO(num_samples=size.S, kl=kl)(key, q, log_likelihood, prior, x)
         return -jnp.mean(bound.value)

@@ -419,7 +419,9 @@ def test_kumaraswamy_and_cb_reparameterized_gradients_match_exact_derivatives():
     assert_mc_gradient(grads, exp_b, "Kumaraswamy dE[x]/db")
     # d/d lambda E[x] = Var[x] for the continuous Bernoulli (an exponential family).
     lam = jnp.array([-3.0, 1e-6, 0.7, 20.0])
-    grads = per_draw_gradients(lambda t: jelbo.ContinuousBernoulli(logits=t), lam, lambda x: x, 10_000)
+    grads = per_draw_gradients(
+        lambda t: jelbo.ContinuousBernoulli(logits=t), lam, lambda x: x, 10_000
+    )
     assert_mc_gradient(
         grads, np.asarray(jelbo.ContinuousBernoulli(logits=lam).variance()), "CB dE[x]/dlambda"
     )
@@ -706,3 +708,21 @@ def test_bad_input_raises_naming_the_argument():
         jelbo.log_prob(jelbo.Dirichlet(jnp.ones(3)), jnp.ones(2) / 2)
     with pytest.raises(ValueError, match="Event shapes differ"):
         jelbo.kl_divergence(jelbo.Dirichlet(jnp.ones(3)), jelbo.Dirichlet(jnp.ones(2)))
+
+
+def test_continuous_bernoulli_probs_are_the_logits_they_stand_for(dtype):
+    p = jnp.asarray([1e-6, 0.3, 0.5, 0.9], dtype)
+    x = jnp.asarray([0.2, 0.5, 0.7, 0.99], dtype)
+    by_probs = jelbo.ContinuousBernoulli(probs=p)
+    logits = np.log(np.asarray(p, np.float64)) - np.log1p(-np.asarray(p, np.float64))
+    by_logits = jelbo.ContinuousBernoulli(logits=jnp.asarray(logits, dtype))
+    np.testing.assert_allclose(by_probs.log_prob(x), by_logits.log_prob(x), **tol(dtype))
+    np.testing.assert_allclose(by_probs.mean(), by_logits.mean(), **tol(dtype))
+    np.testing.assert_array_equal(by_probs.probs, p)
+    # torch's ContinuousBernoulli(probs=p): C(p) p^x (1-p)^(1-x), C(p) = 2 artanh(1-2p)/(1-2p)
+    p64, x64 = np.asarray(p, np.float64), np.asarray(x, np.float64)
+    ref = x64 * np.log(p64) + (1 - x64) * np.log1p(-p64)
+    ref = ref + np.log(np.where(p64 == 0.5, 2.0, 2 * np.arctanh(1 - 2 * p64) / (1 - 2 * p64)))
+    np.testing.assert_allclose(
+        by_probs.log_prob(x), ref, rtol=1e-4 if dtype == np.float32 else 1e-9
+    )

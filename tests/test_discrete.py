@@ -47,7 +47,9 @@ def test_one_hot_log_prob_entropy_moments_match_scipy(dtype, maybe_jit, rng):
 def test_one_hot_samples_are_one_hot_floats_with_the_right_frequencies(dtype):
     logits = jnp.array([0.5, -1.0, 1.5, 0.0], dtype)
     n = 20_000
-    x = jax.jit(lambda k: jelbo.OneHotCategorical(logits=logits).sample(k, (n, 1)))(jax.random.key(0))
+    x = jax.jit(lambda k: jelbo.OneHotCategorical(logits=logits).sample(k, (n, 1)))(
+        jax.random.key(0)
+    )
     assert x.shape == (n, 1, 4) and x.dtype == dtype
     np.testing.assert_array_equal(np.sum(x, -1), 1.0)
     p = np.asarray(jax.nn.softmax(logits.astype(np.float64)))
@@ -90,7 +92,9 @@ def test_one_hot_kl_matches_explicit_sum(dtype, rng):
     pp = scipy.special.softmax(b.astype(np.float64), -1)
     np.testing.assert_allclose(kl, np.sum(qp * np.log(qp / pp), -1), **tol(dtype))
     with pytest.raises(ValueError, match="event shape"):
-        jelbo.kl_divergence(jelbo.OneHotCategorical(logits=a), jelbo.OneHotCategorical(logits=np.zeros(3)))
+        jelbo.kl_divergence(
+            jelbo.OneHotCategorical(logits=a), jelbo.OneHotCategorical(logits=np.zeros(3))
+        )
 
 
 # --- NegativeBinomial ----------------------------------------------------------------------
@@ -173,3 +177,166 @@ def test_negative_binomial_samples(dtype):
         p = nb.pmf(np.arange(4))
         freq = np.array([np.mean(x[:, j] == v) for v in range(4)])
         np.testing.assert_array_less(np.abs(freq - p), N_SIGMA * np.sqrt(p * (1 - p) / n) + 1e-12)
+
+
+# --- keyword parameterizations: computed in the parameter given -------------------------------
+
+
+def _mp(fn, *columns, dps=50):
+    with mpmath.workdps(dps):
+        return np.array(
+            [float(fn(*(mpmath.mpf(float(v)) for v in row))) for row in zip(*columns, strict=True)]
+        )
+
+
+def _rel(values, ref, floor=0.0):
+    values = np.asarray(values, np.float64)
+    assert np.all(np.isfinite(values)), values
+    return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))
+
+
+# probabilities down to 1e-300 and up to 1 - 2^-52, where a round trip through the logits loses
+P = np.array([1e-300, 1e-30, 1e-8, 0.1, 0.5, 0.9, 1 - 1e-8, 1 - 2.0**-52])
+
+
+def test_bernoulli_probs_log_prob_entropy_and_gradients_against_mpmath():
+    p, x = np.repeat(P, 2), np.tile([0.0, 1.0], len(P))
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda p, x: jelbo.Bernoulli(probs=p).log_prob(x))))  # fmt: skip
+    values, grads = value_and_grad(jnp.asarray(p), jnp.asarray(x))
+    ref = _mp(lambda p, x: x * mpmath.log(p) + (1 - x) * mpmath.log1p(-p), p, x)
+    assert _rel(values, ref, floor=1e-300) <= 2e-16 * 4
+    # d/dp [x log p + (1 - x) log(1 - p)] = x/p - (1 - x)/(1 - p), exactly
+    grad_ref = _mp(lambda p, x: x / p - (1 - x) / (1 - p), p, x)
+    assert _rel(grads, grad_ref) <= 4e-16
+    entropy = jax.jit(jax.vmap(lambda p: jelbo.Bernoulli(probs=p).entropy()))(jnp.asarray(P))
+    ref = _mp(lambda p: -(p * mpmath.log(p) + (1 - p) * mpmath.log1p(-p)), P)
+    assert _rel(entropy, ref, floor=1e-300) <= 1e-15
+    dist = jelbo.Bernoulli(probs=jnp.asarray(P))
+    np.testing.assert_array_equal(dist.mean(), P)  # exactly what was given
+    np.testing.assert_array_equal(dist.mode(), P > 0.5)
+    # deterministic coordinates: 0 log 0 = 0, with finite gradients
+    edge = jelbo.Bernoulli(probs=jnp.array([0.0, 1.0]))
+    np.testing.assert_array_equal(edge.log_prob(jnp.array([0.0, 1.0])), 0.0)
+    assert edge.log_prob(jnp.array([1.0, 1.0])) == -np.inf
+    np.testing.assert_array_equal(edge.entropy(), 0.0)
+    g = jax.grad(lambda p: jelbo.Bernoulli(probs=p).log_prob(jnp.array([0.0, 1.0])))(
+        jnp.array([0.0, 1.0])
+    )
+    np.testing.assert_array_equal(g, [-1.0, 1.0])
+
+
+def test_logit_of_probs_is_accurate_and_samples_follow_probs(dtype):
+    logits = jelbo.Bernoulli(probs=jnp.asarray(P)).logits
+    ref = _mp(lambda p: mpmath.log(p) - mpmath.log1p(-p), P)
+    assert _rel(logits, ref, floor=1e-300) <= 4e-16
+    near_half = 0.5 + np.array([1e-12, -1e-9, 1e-4])
+    assert _rel(jelbo.Bernoulli(probs=jnp.asarray(near_half)).logits,
+                _mp(lambda p: mpmath.log(p / (1 - p)), near_half)) <= 1e-15  # fmt: skip
+    p = jnp.asarray([0.1, 0.5, 0.93], dtype)
+    draws = jelbo.Bernoulli(probs=p).sample(jax.random.key(0), (20000,))
+    assert draws.dtype == dtype
+    np.testing.assert_allclose(draws.mean(0), p, atol=5 * np.sqrt(0.25 / 20000))
+
+
+def test_bernoulli_probs_kl_keeps_relative_precision():
+    q = np.array([0.3, 0.3, 1e-10, 0.999999, 0.2, 0.0, 1.0, 0.5])
+    p = np.array([0.3 + 1e-9, 0.7, 2e-10, 0.999998, 1e-300, 0.4, 0.4, 0.5])
+    kl = jax.jit(jelbo.kl_divergence)(jelbo.Bernoulli(probs=q), jelbo.Bernoulli(probs=p))
+    ref = _mp(
+        lambda q, p: (0 if q == 0 else q * mpmath.log(q / p))
+        + (0 if q == 1 else (1 - q) * mpmath.log((1 - q) / (1 - p))),
+        q, p, dps=80,
+    )  # fmt: skip
+    assert _rel(kl, ref, floor=1e-300) <= 1e-14
+    assert kl[-1] == 0.0
+    # mixed parameterizations go through the logits; KL to a certain outcome is infinite
+    mixed = jelbo.kl_divergence(
+        jelbo.Bernoulli(probs=q[:2]), jelbo.Bernoulli(logits=jnp.log(p[:2] / (1 - p[:2])))
+    )
+    np.testing.assert_allclose(mixed, ref[:2], rtol=1e-6)
+    assert jelbo.kl_divergence(jelbo.Bernoulli(probs=0.5), jelbo.Bernoulli(probs=1.0)) == np.inf
+    grad = jax.grad(
+        lambda q: jelbo.kl_divergence(jelbo.Bernoulli(probs=q), jelbo.Bernoulli(probs=0.4))
+    )
+    np.testing.assert_allclose(grad(0.3), np.log(0.3 / 0.4) - np.log(0.7 / 0.6), rtol=1e-13)
+
+
+def test_poisson_rate_log_prob_kl_and_gradients_against_mpmath():
+    rate = np.array([1e-8, 0.5, 3.0, 3.0, 40.0, 1e6, 1e6, 2.5e8])
+    x = np.array([0.0, 1.0, 3.0, 0.0, 35.0, 1e6, 999000.0, 2.5e8 + 1e4])
+    log_prob = jax.vmap(jax.value_and_grad(lambda r, x: jelbo.Poisson(rate=r).log_prob(x)))
+    values, grads = jax.jit(log_prob)(jnp.asarray(rate), jnp.asarray(x))
+    ref = _mp(lambda r, x: x * mpmath.log(r) - r - mpmath.loggamma(x + 1), rate, x)
+    assert _rel(values, ref, floor=1.0) <= 1e-13
+    # d/d rate = x / rate - 1: errors relative to the size of its two terms
+    grad_ref = _mp(lambda r, x: x / r - 1, rate, x)
+    scale = x / rate + 1
+    assert np.max(np.abs(np.asarray(grads) - grad_ref) / scale) <= 1e-13
+    dist = jelbo.Poisson(rate=jnp.asarray(rate))
+    np.testing.assert_array_equal(dist.mean(), rate)
+    np.testing.assert_array_equal(dist.variance(), rate)
+    np.testing.assert_allclose(dist.log_rate, np.log(rate), rtol=1e-15)
+    # a zero rate: all mass at 0
+    np.testing.assert_array_equal(
+        jelbo.Poisson(rate=0.0).log_prob(jnp.array([0.0, 1.0])), [0.0, -np.inf]
+    )
+    # KL from rates, to full relative precision also for close rates
+    rq = np.array([3.0, 3.0, 1e-6, 50.0, 0.0])
+    rp = np.array([3.0 * (1 + 1e-9), 0.1, 2e-6, 49.0, 2.0])
+    kl = jax.jit(jelbo.kl_divergence)(jelbo.Poisson(rate=rq), jelbo.Poisson(rate=rp))
+    ref = _mp(lambda a, b: (a * mpmath.log(a / b) if a else 0) - a + b, rq, rp, dps=80)
+    assert _rel(kl, ref, floor=1e-300) <= 1e-14
+    mixed = jelbo.kl_divergence(
+        jelbo.Poisson(rate=rq[1:4]), jelbo.Poisson(log_rate=jnp.log(rp[1:4]))
+    )
+    np.testing.assert_allclose(mixed, ref[1:4], rtol=1e-9)
+
+
+def test_categorical_probs_log_prob_entropy_kl_and_gradients(dtype):
+    probs = jnp.asarray([[0.2, 0.3, 0.5], [0.0, 0.25, 0.75]], dtype)
+    cat = jelbo.Categorical(probs=probs)
+    assert cat.batch_shape == (2,) and cat.num_categories == 3
+    np.testing.assert_allclose(cat.log_prob(jnp.array([2, 1])), np.log([0.5, 0.25]), **tol(dtype))
+    assert cat.log_prob(jnp.array([0, 0]))[1] == -np.inf  # a probability 0
+    p64 = np.asarray(probs, np.float64)
+    np.testing.assert_allclose(
+        cat.entropy(), -np.sum(scipy.special.xlogy(p64, p64), -1), **tol(dtype)
+    )
+    np.testing.assert_array_equal(cat.probs, probs)
+    np.testing.assert_allclose(cat.logits, np.log(p64), **tol(dtype))
+    np.testing.assert_array_equal(cat.mode(), [2, 2])
+    grad = jax.grad(lambda p: jelbo.Categorical(probs=p).log_prob(jnp.array(2)))(probs[0])
+    np.testing.assert_allclose(grad, [0.0, 0.0, 2.0], **tol(dtype))  # d log p_2 / d p = e_2 / p_2
+    other = jelbo.Categorical(logits=jnp.asarray([[0.1, -0.4, 0.3], [1.0, 0.0, -1.0]], dtype))
+    log_r = scipy.special.log_softmax(np.asarray(other.logits, np.float64), -1)
+    expected = np.sum(np.where(p64 > 0, p64 * (np.log(np.where(p64 > 0, p64, 1)) - log_r), 0), -1)
+    np.testing.assert_allclose(jelbo.kl_divergence(cat, other), expected, **tol(dtype))
+    np.testing.assert_allclose(
+        jelbo.kl_divergence(other, cat)[0],
+        np.sum(np.exp(log_r[0]) * (log_r[0] - np.log(p64[0]))),
+        **tol(dtype),
+    )
+    assert jelbo.kl_divergence(other, cat)[1] == np.inf  # cat gives probability 0
+    one_hot = jelbo.OneHotCategorical(probs=probs)
+    np.testing.assert_array_equal(one_hot.mean(), probs)
+    draws = one_hot.sample(jax.random.key(0), (4000,))
+    np.testing.assert_allclose(draws.mean(0), probs, atol=5 * 0.5 / np.sqrt(4000))
+
+
+def test_negative_binomial_probs_log_prob_and_gradient(dtype):
+    r, p = 2.5, np.array([1e-6, 0.3, 0.9, 0.999])
+    k = np.array([0.0, 3.0, 20.0, 4000.0])
+    dist = jelbo.NegativeBinomial(r, probs=jnp.asarray(p, dtype))
+    ref = scipy.stats.nbinom(r, 1 - p).logpmf(k)
+    np.testing.assert_allclose(dist.log_prob(jnp.asarray(k, dtype)), ref,
+                               rtol=2e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
+    grad = jax.vmap(jax.grad(lambda p, k: jelbo.NegativeBinomial(r, probs=p).log_prob(k)))(
+        jnp.asarray(p), jnp.asarray(k)
+    )
+    np.testing.assert_allclose(grad, k / p - r / (1 - p), rtol=1e-12)  # d/dp, exactly
+    np.testing.assert_allclose(
+        dist.mean(), r * p / (1 - p), rtol=2e-6 if dtype == np.float32 else 1e-14
+    )
+    logits = jelbo.NegativeBinomial(r, logits=jnp.log(p / (1 - p)))
+    np.testing.assert_allclose(logits.log_prob(jnp.asarray(k)), ref, rtol=1e-9)

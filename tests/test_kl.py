@@ -312,7 +312,9 @@ def test_bernoulli_kl_at_saturation_is_finite_and_correct():
     def total(a, b):
         return jnp.sum(jelbo.kl_divergence(jelbo.Bernoulli(logits=a), jelbo.Bernoulli(logits=b)))
 
-    values = jelbo.kl_divergence(jelbo.Bernoulli(logits=jnp.asarray(a)), jelbo.Bernoulli(logits=jnp.asarray(b)))
+    values = jelbo.kl_divergence(
+        jelbo.Bernoulli(logits=jnp.asarray(a)), jelbo.Bernoulli(logits=jnp.asarray(b))
+    )
     grad_a, grad_b = jax.grad(total, argnums=(0, 1))(jnp.asarray(a), jnp.asarray(b))
     assert values.dtype == jnp.float32
     for arr in (values, grad_a, grad_b):
@@ -453,7 +455,9 @@ def test_batch_shapes_that_do_not_broadcast_raise():
 
 def test_categorical_category_count_mismatch_raises():
     with pytest.raises(ValueError, match=r"\(4,\).*\(5,\)"):
-        jelbo.kl_divergence(jelbo.Categorical(logits=jnp.zeros(4)), jelbo.Categorical(logits=jnp.zeros(5)))
+        jelbo.kl_divergence(
+            jelbo.Categorical(logits=jnp.zeros(4)), jelbo.Categorical(logits=jnp.zeros(5))
+        )
 
 
 @pytest.mark.parametrize(
@@ -633,7 +637,9 @@ def test_poisson_kl_for_any_log_rate_gap(dtype):
     @jax.jit
     def kl_and_grads(eq, ep):
         def kl(eq, ep):
-            return jelbo.kl_divergence(jelbo.Poisson(log_rate=eq[None]), jelbo.Poisson(log_rate=ep[None]))
+            return jelbo.kl_divergence(
+                jelbo.Poisson(log_rate=eq[None]), jelbo.Poisson(log_rate=ep[None])
+            )
 
         return jax.vmap(jax.value_and_grad(kl, argnums=(0, 1)))(eq, ep)
 

@@ -185,7 +185,9 @@ def test_relaxed_one_hot_zero_temperature_and_argmax_frequencies():
     logits = jnp.array([1.0, 0.0, -0.5, -2.0])
     p = np.asarray(jax.nn.softmax(logits))
     n = 20_000
-    x = np.asarray(jelbo.RelaxedOneHotCategorical(0.002, logits=logits).sample(jax.random.key(5), (n,)))
+    x = np.asarray(
+        jelbo.RelaxedOneHotCategorical(0.002, logits=logits).sample(jax.random.key(5), (n,))
+    )
     freq = np.bincount(np.argmax(x, -1), minlength=4) / n
     np.testing.assert_array_less(np.abs(freq - p), N_SIGMA * np.sqrt(p * (1 - p) / n))
     assert np.mean(np.max(x, -1) > 1 - 1e-3) > 0.98
@@ -200,7 +202,9 @@ def test_straight_through_is_the_hard_one_hot_with_the_relaxed_gradient(dtype):
 
     @functools.partial(jax.jit, static_argnums=1)
     def f(a, straight_through):
-        dist = jelbo.RelaxedOneHotCategorical(temperature, logits=a, straight_through=straight_through)
+        dist = jelbo.RelaxedOneHotCategorical(
+            temperature, logits=a, straight_through=straight_through
+        )
         z = dist.sample(key, (3,))
         return jnp.sum(z * w), z
 
@@ -240,3 +244,113 @@ def test_relaxed_shape_errors():
         jelbo.RelaxedBernoulli(jnp.ones(3), logits=jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match="categories"):
         jelbo.RelaxedOneHotCategorical(1.0, logits=jnp.asarray(0.0))
+
+
+# --- keyword parameterizations --------------------------------------------------------------
+
+
+def test_probs_are_the_logits_they_stand_for(dtype):
+    p = jnp.asarray([0.1, 0.5, 0.97], dtype)
+    x = jnp.asarray([0.3, 0.6, 0.999], dtype)
+    by_probs = jelbo.RelaxedBernoulli(0.4, probs=p)
+    by_logits = jelbo.RelaxedBernoulli(0.4, logits=jnp.log(p) - jnp.log1p(-p))
+    np.testing.assert_allclose(by_probs.log_prob(x), by_logits.log_prob(x), **tol(dtype))
+    np.testing.assert_array_equal(by_probs.probs, p)
+    simplex = jnp.asarray([[0.2, 0.3, 0.5]], dtype)
+    y = jnp.asarray([[0.1, 0.6, 0.3]], dtype)
+    cat_p = jelbo.RelaxedOneHotCategorical(0.7, probs=simplex)
+    cat_l = jelbo.RelaxedOneHotCategorical(0.7, logits=jnp.log(simplex))
+    np.testing.assert_allclose(cat_p.log_prob(y), cat_l.log_prob(y), **tol(dtype))
+    np.testing.assert_allclose(cat_l.probs, simplex, **tol(dtype))
+    np.testing.assert_array_equal(cat_p.sample(jax.random.key(0)), cat_l.sample(jax.random.key(0)))
+    # the gradient with respect to probs is the chain rule through log p
+    g = jax.grad(lambda p: jelbo.RelaxedOneHotCategorical(0.7, probs=p).log_prob(y).sum())(simplex)
+    g_logits = jax.grad(lambda a: jelbo.RelaxedOneHotCategorical(0.7, logits=a).log_prob(y).sum())(
+        jnp.log(simplex)
+    )
+    np.testing.assert_allclose(g, g_logits / simplex, **tol(dtype))
+
+
+# --- a straight-through q: refused where log q at its own samples is needed -------------------
+
+C = 5
+ST_LOGITS = jnp.asarray([0.8, -0.3, 0.1, 1.2, -1.0])
+
+
+def _straight_through(batch=()):
+    logits = jnp.broadcast_to(ST_LOGITS, (*batch, C))
+    return jelbo.RelaxedOneHotCategorical(0.5, logits=logits, straight_through=True)
+
+
+def _log_lik(z):
+    return -jnp.sum((z - 0.2) ** 2)
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        jelbo.ELBO(num_samples=2, kl="mc"),
+        jelbo.ELBO(num_samples=2, kl="mc", grad_estimator="stl"),
+        jelbo.ELBO(num_samples=2, grad_estimator="score"),
+        jelbo.IWAE(num_samples=2),
+        jelbo.IWAE(num_samples=2, grad_estimator="vimco"),
+        jelbo.Renyi(0.5, num_samples=2),
+    ],
+    ids=["elbo-mc", "stl", "score", "iwae", "vimco", "renyi"],
+)
+def test_straight_through_q_is_refused_by_estimators_of_log_q_at_its_samples(objective):
+    prior = jelbo.OneHotCategorical(logits=jnp.zeros(C))
+    for q in (_straight_through(), jelbo.Independent(_straight_through((2,)), 1)):
+        if isinstance(q, jelbo.Independent):
+            prior = jelbo.Independent(jelbo.OneHotCategorical(logits=jnp.zeros((2, C))), 1)
+        with pytest.raises(
+            ValueError, match=r"straight-through.*kl='analytic' with a OneHotCategorical"
+        ):
+            objective(jax.random.key(0), q, _log_lik, prior)
+    with pytest.raises(ValueError, match="straight-through"):
+        jelbo.mc_kl(jax.random.key(0), _straight_through(), prior, num_samples=4)
+    with pytest.raises(ValueError, match="straight-through"):
+        jelbo.sample_and_log_prob(jax.random.key(0), _straight_through())
+
+
+def test_straight_through_kl_is_the_categorical_kl_of_its_one_hot_samples():
+    q = _straight_through()
+    p = jelbo.OneHotCategorical(logits=jnp.asarray([0.0, 0.5, -0.5, 0.0, 0.2]))
+    kl = jelbo.kl_divergence(q, p)
+    expected = jelbo.kl_divergence(jelbo.OneHotCategorical(logits=ST_LOGITS), p)
+    np.testing.assert_allclose(kl, expected, rtol=1e-14)
+    # It estimates a KL: the law of the hard samples is OneHotCategorical(q.logits), so the
+    # categorical log-mass ratio averaged over them converges to it (5 standard errors).
+    n = 40000
+    hard = q.sample(jax.random.key(3), (n,))
+    np.testing.assert_array_equal(jnp.sum(hard, -1), 1.0)
+    ratio = jelbo.OneHotCategorical(logits=ST_LOGITS).log_prob(hard) - p.log_prob(hard)
+    assert abs(float(ratio.mean()) - float(kl)) < 5 * float(ratio.std()) / np.sqrt(n)
+    # 0.2's "KL" (the relaxed density at the hard samples) estimated something else entirely
+    relaxed_p = jelbo.RelaxedOneHotCategorical(0.5, logits=p.logits)
+    mixed = q.log_prob(hard) - relaxed_p.log_prob(hard)
+    assert abs(float(mixed.mean()) - float(kl)) > 0.5
+    # and a straight-through prior: the same one-hot law
+    st_prior = jelbo.RelaxedOneHotCategorical(0.5, logits=p.logits, straight_through=True)
+    np.testing.assert_allclose(jelbo.kl_divergence(q, st_prior), expected, rtol=1e-14)
+    # in the ELBO with kl="analytic": the discrete model's bound, the straight-through gradient
+    bound, grad = jax.value_and_grad(
+        lambda a: (
+            jelbo.ELBO(num_samples=4)(
+                jax.random.key(0),
+                jelbo.RelaxedOneHotCategorical(0.5, logits=a, straight_through=True),
+                _log_lik,
+                p,
+            ).value
+        )
+    )(ST_LOGITS)
+    assert np.isfinite(bound) and np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+def test_relaxed_samples_have_no_closed_form_kl():
+    relaxed = jelbo.RelaxedOneHotCategorical(0.5, logits=ST_LOGITS)
+    for p in (jelbo.OneHotCategorical(logits=ST_LOGITS), relaxed):
+        with pytest.raises(NotImplementedError, match="use kl='mc'"):
+            jelbo.kl_divergence(relaxed, p)
+    with pytest.raises(NotImplementedError, match="straight-through prior"):
+        jelbo.kl_divergence(_straight_through(), relaxed)

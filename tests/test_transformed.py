@@ -140,7 +140,9 @@ def test_elbo_with_transformed_q_and_reparameterization_flag():
     prior = jelbo.LogNormal(jnp.zeros(2), 2.0 * jnp.ones(2))
     bound = jelbo.ELBO(num_samples=4)(jax.random.key(0), q, lambda z: -jnp.sum(z), prior)
     assert bound.value.shape == () and np.isfinite(bound.value)
-    assert not jelbo.Transformed(jelbo.Bernoulli(logits=jnp.zeros(2)), B.Identity()).is_reparameterized
+    assert not jelbo.Transformed(
+        jelbo.Bernoulli(logits=jnp.zeros(2)), B.Identity()
+    ).is_reparameterized
     with pytest.raises(ValueError, match=r"K\(K\+1\)/2 for some K; got 2"):
         jelbo.Transformed(jelbo.Normal(jnp.zeros(2), 1.0), B.FillScaleTriL())
     with pytest.raises(ValueError, match=r"1 axis\(es\), but the base Categorical"):

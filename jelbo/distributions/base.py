@@ -566,7 +566,13 @@ def _keyword_init(self: Distribution, args: tuple[Any, ...], kwargs: dict[str, A
             f"({', '.join(positional) or 'none'}); got {len(args)}."
         )
     given: dict[str, Any] = dict(zip(positional, args, strict=False))
+    known = set(fields) | set(storage)
     for key, value in kwargs.items():
+        if key not in known:
+            raise TypeError(
+                f"{name} got an unexpected argument `{key}`; it takes "
+                f"{', '.join(cls._parameter_names())}."
+            )
         if key in given:
             raise TypeError(f"{name} got multiple values for `{key}`.")
         given[key] = value
@@ -584,13 +590,7 @@ def _keyword_init(self: Distribution, args: tuple[Any, ...], kwargs: dict[str, A
             warn_for.append(group)
         for n in group:
             values[storage[n]] = chosen.get(n)
-    for key, value in given.items():
-        if key not in fields or "public_name" in fields[key].metadata:
-            raise TypeError(
-                f"{name} got an unexpected argument `{key}`; it takes "
-                f"{', '.join(cls._parameter_names())}."
-            )
-        values[key] = value
+    values.update(given)  # the other fields
     for key, field in fields.items():
         if key in values:
             continue
