@@ -452,3 +452,16 @@ def test_scalar_distributions_as_prior_and_q_in_the_objectives():
         jnp.array([0.0, 0.5])
     )
     assert per_q.shape == (2,) and per_q[1] > per_q[0]
+
+
+def test_docs_unconstrained_parameters_example_runs():
+    from support import markdown_python_blocks
+
+    code = markdown_python_blocks(
+        "docs/distributions.md", "## Constraints and unconstrained parameters"
+    )[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/distributions.md", "exec", dont_inherit=True), namespace)
+    q = namespace["q"]
+    np.testing.assert_allclose(q.loc, 1.0, atol=0.05)
+    np.testing.assert_allclose(q.scale, 0.5, atol=0.05)
