@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import warnings
 
 import jax
@@ -310,7 +311,7 @@ def test_keyword_parameterizations(cls, lead, names, legacy):
         np.testing.assert_array_equal(getattr(dist, name), VALUE[name])
         other = next(n for n in names if n != name)
         assert getattr(dist, other).shape == VALUE[name].shape
-        assert f"{name}=" in repr(dist) and f"{other}=" not in repr(dist)
+        assert re.search(rf"\b{name}=", repr(dist)) and not re.search(rf"\b{other}=", repr(dist))
         assert len(jax.tree.leaves(dist)) == len(lead) + 1
         assert set(dist._parameters()) == {*dist._parameters()} and name in dist._parameters()
         rebuilt = jax.jit(lambda d: d)(dist)
@@ -433,9 +434,9 @@ def test_scalar_distributions_as_prior_and_q_in_the_objectives():
     log_evidence = scipy.stats.norm(0.0, np.sqrt(2.0)).logpdf(1.0)
 
     @jax.jit
-    def bounds(q, key):
+    def bounds(q, key):  # the estimators of log p(x) that are exact at the exact posterior
         return (
-            jelbo.ELBO(num_samples=8)(key, q, log_joint, prior).value,
+            jelbo.ELBO(num_samples=8, kl="mc")(key, q, log_joint, prior).value,
             jelbo.ELBO(num_samples=8, kl="mc", grad_estimator="stl")(
                 key, q, log_joint, prior
             ).value,
@@ -448,20 +449,11 @@ def test_scalar_distributions_as_prior_and_q_in_the_objectives():
         np.testing.assert_allclose(value, log_evidence, rtol=1e-12)  # exact at the posterior
     grad = jax.grad(lambda s: bounds(jelbo.Normal(0.5, s), jax.random.key(1))[1])(jnp.sqrt(0.5))
     np.testing.assert_allclose(grad, 0.0, atol=1e-12)  # STL vanishes at the exact posterior
+    # the closed-form KL of two scalar Normals, within 5 standard errors of log p(x)
+    analytic = jax.jit(lambda q, key: jelbo.ELBO(num_samples=2000)(key, q, log_joint, prior))
+    bound = analytic(exact, jax.random.key(2))
+    assert bound.value.shape == () and abs(bound.value - log_evidence) < 5 * bound.stderr
     per_q = jax.vmap(lambda m: bounds(jelbo.Normal(m, 0.7), jax.random.key(2))[0])(
         jnp.array([0.0, 0.5])
     )
     assert per_q.shape == (2,) and per_q[1] > per_q[0]
-
-
-def test_docs_unconstrained_parameters_example_runs():
-    from support import markdown_python_blocks
-
-    code = markdown_python_blocks(
-        "docs/distributions.md", "## Constraints and unconstrained parameters"
-    )[0]
-    namespace: dict = {}
-    exec(compile(code, "docs/distributions.md", "exec", dont_inherit=True), namespace)
-    q = namespace["q"]
-    np.testing.assert_allclose(q.loc, 1.0, atol=0.05)
-    np.testing.assert_allclose(q.scale, 0.5, atol=0.05)

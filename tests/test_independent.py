@@ -40,10 +40,13 @@ def test_shapes_log_prob_entropy_and_moments(dtype, rng, maybe_jit):
     np.testing.assert_array_equal(draws, base.sample(jax.random.key(0), (7,)))  # delegates
     z, log_q = jelbo.sample_and_log_prob(jax.random.key(1), ind, (2,))
     np.testing.assert_allclose(log_q, jelbo.log_prob(ind, z), **tol(dtype))
-    # scalar-event base, one reinterpreted axis: a diagonal covariance
-    flat = jelbo.Independent(jelbo.Normal(loc, scale), 1)
-    assert flat.event_shape == (N,)
-    np.testing.assert_allclose(flat.covariance(), jelbo.Normal(loc, scale).covariance())
+    # no reinterpreted axis: the base itself
+    same = jelbo.Independent(base, 0)
+    assert same.batch_shape == base.batch_shape and same.event_shape == base.event_shape
+    np.testing.assert_allclose(same.log_prob(x), base.log_prob(x), **tol(dtype))
+    np.testing.assert_allclose(same.covariance(), base.covariance())
+    with pytest.raises(NotImplementedError, match="Independent has no closed-form covariance"):
+        ind.covariance()
     # two reinterpreted axes, and nesting
     whole = jelbo.Independent(base, 2)
     assert whole.batch_shape == () and whole.event_shape == (B, N, 1)
@@ -96,9 +99,9 @@ def test_kl_is_the_sum_of_the_bases_kls(dtype, rng):
         **tol(dtype),
     )
     with pytest.raises(ValueError, match="same reinterpreted_batch_ndims"):
-        jelbo.kl_divergence(
-            jelbo.Independent(jelbo.Normal(jnp.zeros((2, 3)), 1.0), 1),
-            jelbo.Independent(jelbo.Independent(jelbo.Normal(jnp.zeros((2, 3, 1)), 1.0), 1), 0),
+        base = jelbo.Normal(jnp.zeros((2, 3, 1)), 1.0)  # batch (2, 3), event (1,)
+        jelbo.kl_divergence(  # both of event (2, 3, 1), reinterpreted differently
+            jelbo.Independent(base, 2), jelbo.Independent(jelbo.Independent(base, 1), 1)
         )
 
 
@@ -124,9 +127,10 @@ def test_pytree_vmap_and_parameter_checks():
         and jax.tree_util.tree_unflatten(tree, leaves).reinterpreted_batch_ndims == 1
     )
     lp = jax.vmap(lambda d: d.log_prob(jnp.zeros((B, N))))(
-        jelbo.Independent(jelbo.Normal(jnp.zeros((4, B, N)), 1.0), 1)
+        jelbo.Independent(jelbo.Normal(jnp.zeros((4, B, N)), jnp.ones((4, B, N))), 1)
     )
-    assert lp.shape == (4, B)
+    assert lp.shape == (4,)  # each: batch (), event (B, N)
+    np.testing.assert_allclose(lp, ind.log_prob(jnp.zeros((B, N))))
     bad = jelbo.Independent(jelbo.Normal(jnp.zeros((B, N)), -jnp.ones((B, N))), 1)
     with pytest.raises(ValueError, match=r"Independent `base.scale` must be > 0"):
         jelbo.check_parameters(bad)

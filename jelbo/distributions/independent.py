@@ -138,10 +138,8 @@ class Independent(Distribution):
         return self.base.mode()
 
     def _covariance(self) -> Array:
-        if self.reinterpreted_batch_ndims == 1 and not self.base.event_shape:
-            variance = self.base.variance()
-            return variance[..., :, None] * jnp.eye(variance.shape[-1], dtype=variance.dtype)
+        if self.reinterpreted_batch_ndims == 0:
+            return self.base.covariance()
         raise self._missing(
-            "covariance",
-            " It is defined here for one reinterpreted axis over a scalar-event base.",
+            "covariance", " Its event has the reinterpreted axes too; use variance()."
         )
