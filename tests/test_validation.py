@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 import jelbo
 
@@ -69,6 +70,10 @@ def test_checks_under_jit_grad_and_vmap():
         jax.jit(jax.grad(entropy))(jnp.ones(3))
     with pytest.raises(ValueError, match=r"jelbo\.checked"):
         jax.lax.map(entropy, jnp.ones((2, 3)))
+    # eager vmap and grad check as they go, without a wrapper; checkify itself works too
+    assert jax.vmap(entropy)(jnp.ones((2, 3))).shape == (2,)
+    error, _ = checkify.checkify(jax.jit(entropy), errors=checkify.user_checks)(-jnp.ones(3))
+    assert "Normal `scale` must be > 0" in error.get()
     grad = jelbo.checked(jax.jit(jax.grad(entropy)))
     np.testing.assert_allclose(grad(jnp.ones(3)), np.ones(3))
     with pytest.raises(ValueError, match="scale"):
