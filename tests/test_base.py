@@ -456,4 +456,5 @@ def test_scalar_distributions_as_prior_and_q_in_the_objectives():
     per_q = jax.vmap(lambda m: bounds(jelbo.Normal(m, 0.7), jax.random.key(2))[0])(
         jnp.array([0.0, 0.5])
     )
-    assert per_q.shape == (2,) and per_q[1] > per_q[0]
+    assert per_q.shape == (2,)  # vmapped over the scalar q's parameter: the same numbers
+    np.testing.assert_allclose(per_q[1], bounds(jelbo.Normal(0.5, 0.7), jax.random.key(2))[0])

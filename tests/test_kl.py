@@ -269,8 +269,8 @@ NORMAL, MVN = gaussian_pair()
 STRATEGIES = {
     "normal": NORMAL,
     "mvn": MVN,
-    "bernoulli": st.builds(jelbo.Bernoulli, floats(-80, 80, (K,))),
-    "categorical": st.builds(jelbo.Categorical, floats(-30, 30, (C,))),
+    "bernoulli": st.builds(jelbo.Bernoulli, logits=floats(-80, 80, (K,))),
+    "categorical": st.builds(jelbo.Categorical, logits=floats(-30, 30, (C,))),
     "laplace": st.builds(
         lambda m, s: jelbo.Laplace(m, np.exp(s)), floats(-10, 10, (K,)), floats(-5, 5, (K,))
     ),
