@@ -313,6 +313,8 @@ def test_keyword_parameterizations(cls, lead, names, legacy):
         assert getattr(dist, other).shape == VALUE[name].shape
         assert re.search(rf"\b{name}=", repr(dist)) and not re.search(rf"\b{other}=", repr(dist))
         assert len(jax.tree.leaves(dist)) == len(lead) + 1
+        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(dist)[0]]
+        assert f".{name}" in paths  # tree paths use the public names
         assert set(dist._parameters()) == {*dist._parameters()} and name in dist._parameters()
         rebuilt = jax.jit(lambda d: d)(dist)
         np.testing.assert_array_equal(getattr(rebuilt, name), VALUE[name])
