@@ -273,8 +273,60 @@ class _MaskedFlow(FlowBijector):
             total = total + log_det
         return v, jnp.broadcast_to(total, v.shape[:-1])
 
+    def _solve_fast_jacobian(self, u: Array, r: Array) -> Array:
+        r""":math:`J^{-1} r` for the Jacobian :math:`J` of :meth:`_fast` at ``u`` (``(…, D)``).
+
+        :math:`J = J_L\cdots J_1` with :math:`J_\ell` the Jacobian of layer :math:`\ell` at
+        its input; each is triangular in the order of its degrees, so
+        :math:`J^{-1}r = J_1^{-1}(\cdots(J_L^{-1}r))` by one triangular solve per layer. The
+        :math:`J_\ell` come from :math:`D` Jacobian-vector products evaluated together
+        (``vmap`` of ``jvp``), not from :math:`D` sequential passes.
+        """
+        masks, ctx = self._masks(), self._context_terms(u)
+        shape = jnp.broadcast_shapes(u.shape, r.shape)
+        for c in ctx:
+            if c is not None:
+                shape = jnp.broadcast_shapes(shape, c.shape[:-1] + (self.dim,))
+        inputs = [jnp.broadcast_to(u, shape)]
+        for layer in range(self.num_layers - 1):
+            inputs.append(self._layer(layer, inputs[-1], masks, ctx[layer])[0])
+        w = jnp.broadcast_to(r, shape)
+        eye = jnp.eye(self.dim, dtype=w.dtype)
+        for layer in reversed(range(self.num_layers)):
+            x_in = inputs[layer]
+
+            def g(v: Array, layer: int = layer) -> Array:
+                return self._layer(layer, v, masks, ctx[layer])[0]
+
+            def column(e: Array, g: Any = g, x_in: Array = x_in) -> Array:
+                return jax.jvp(g, (x_in,), (jnp.broadcast_to(e, x_in.shape),))[1]
+
+            jac = jax.vmap(column, out_axes=-1)(eye)  # (…, D_out, D_in)
+            order = np.argsort(np.asarray(self.degrees[layer]), kind="stable")
+            rank = np.argsort(order)
+            lower = jac[..., order, :][..., :, order]
+            solved = jax.scipy.linalg.solve_triangular(lower, w[..., order, None], lower=True)
+            w = solved[..., 0][..., rank]
+        return w
+
     def _forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
         return self._fast(x) if self._fast_forward else self._slow(x)
+
+    def _inverse_and_log_det_given(self, y: Array, x: Array) -> tuple[Array, Array]:
+        r"""``inverse(y)`` and its log-det when ``x`` with ``forward(x) == y`` is known.
+
+        For the flows whose forward is one pass (IAF, coupling) the value is ``x`` itself and
+        the derivatives are those of the inverse by implicit differentiation: with
+        :math:`y = f_\theta(x)`, :math:`\dot x = J_f(x)^{-1}(\dot y - \partial_\theta
+        f_\theta(x)\,\dot\theta)` (:meth:`_solve_fast_jacobian`), so no sequential inverse
+        runs, and gradients with respect to ``y`` and the parameters (and higher ones) are
+        those of :meth:`inverse`. The log-det is minus the forward one at that point.
+        """
+        if not self._fast_forward:
+            return self._inverse_and_log_det(y)
+        x = _implicit_inverse(self, y.astype(self._dtype(y)), x.astype(self._dtype(y)))
+        _, log_det = self._fast(x)
+        return x, -log_det
 
     def _inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
         return self._slow(y) if self._fast_forward else self._fast(y)
@@ -300,6 +352,23 @@ class _MaskedFlow(FlowBijector):
             + (f", num_bins={self.num_bins}, interval={self.interval}" if self.transformer == "spline" else "")
             + f", activation={self.activation!r}{context}{conditioned})"
         )
+
+
+@jax.custom_jvp
+def _implicit_inverse(flow: _MaskedFlow, y: Array, x: Array) -> Array:
+    """``x`` broadcast to ``y``'s shape, differentiated as ``flow``'s inverse at ``y``."""
+    return jnp.broadcast_to(x, jnp.broadcast_shapes(x.shape, y.shape))
+
+
+@_implicit_inverse.defjvp
+def _implicit_inverse_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Array, Array]:
+    flow, y, x = primals
+    d_flow, d_y, _ = tangents
+    # The point itself as the implicit function of (flow, y): higher derivatives then see
+    # the dependence of the Jacobian on y and the parameters (this call is the primal one).
+    x = _implicit_inverse(flow, y, x)
+    _, d_params = jax.jvp(lambda f: f._fast(x)[0], (flow,), (d_flow,))
+    return x, flow._solve_fast_jacobian(x, d_y - d_params)
 
 
 class InverseAutoregressive(_MaskedFlow):
