@@ -6,7 +6,7 @@ where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 README for a quick start and ``docs/`` (the documentation site) for the math.
 """
 
-from jelbo import bijectors, classic, continuous, fit, objectives, parameters, sharding
+from jelbo import bijectors, classic, continuous, fit, flows, objectives, parameters, sharding
 from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
@@ -95,6 +95,7 @@ __all__ = [
     "elbo",
     "entropy",
     "fit",
+    "flows",
     "iwae_bound",
     "kl_divergence",
     "laplace_approximation",
