@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.integrate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,7 +116,9 @@ def spline_reference(uw, uh, ud, x, interval, min_w=1e-3, min_h=1e-3, min_d=1e-3
     def positions(u, m):
         e = np.exp(u - u.max())
         sizes = m + (1 - k * m) * e / e.sum()
-        return np.concatenate([[-interval], -interval + 2 * interval * np.cumsum(sizes)[:-1], [interval]])
+        return np.concatenate(
+            [[-interval], -interval + 2 * interval * np.cumsum(sizes)[:-1], [interval]]
+        )
 
     y, log_slope = np.empty_like(x), np.empty_like(x)
     for j in range(x.shape[-1]):
@@ -137,106 +140,141 @@ def spline_reference(uw, uh, ud, x, interval, min_w=1e-3, min_h=1e-3, min_d=1e-3
     return y, log_slope.sum(-1)
 
 
-def random_spline(key, dim=D, bins=6, scale=1.0, dtype=jnp.float64, interval=3.0, batch=()):
+SPLINE_ROWS = 512  # every spline check evaluates (SPLINE_ROWS, D) points: one compilation
+SPLINE_BINS = 6
+SPLINE_INTERVAL = 3.0
+
+
+def random_spline(key, scale=1.0, dtype=jnp.float64, batch=()):
     k1, k2, k3 = jax.random.split(key, 3)
+    shape = (*batch, D, SPLINE_BINS)
     return flows.RationalQuadraticSpline(
-        scale * jax.random.normal(k1, (*batch, dim, bins), dtype),
-        scale * jax.random.normal(k2, (*batch, dim, bins), dtype),
-        scale * jax.random.normal(k3, (*batch, dim, bins - 1), dtype),
-        interval=interval,
+        scale * jax.random.normal(k1, shape, dtype),
+        scale * jax.random.normal(k2, shape, dtype),
+        scale * jax.random.normal(k3, shape[:-1] + (SPLINE_BINS - 1,), dtype),
+        interval=SPLINE_INTERVAL,
     )
+
+
+def pad(x, dtype):
+    """``x`` (n, D) as SPLINE_ROWS rows (zeros after), so that the compiled checks are reused."""
+    x = np.asarray(x, np.float64).reshape(-1, D)
+    out = np.zeros((SPLINE_ROWS, D))
+    out[: len(x)] = x
+    return jnp.asarray(out, dtype)
+
+
+@jax.jit
+def _spline_all(spline, x):
+    """Both directions, log-dets, slopes (the Jacobian is diagonal: one JVP with ones) and
+    gradients, at ``x`` and (the other way round) at ``inverse(x)``."""
+    y, x_back, ld, ild = _round_trip.__wrapped__(spline, x)
+    x2 = spline.inverse(x)
+    ones = jnp.ones_like(x)
+
+    def forward_total(s, v):
+        return jnp.sum(s.forward(v)) + jnp.sum(s.forward_log_det_jacobian(v))
+
+    def inverse_total(s, v):
+        return jnp.sum(s.inverse(v)) + jnp.sum(s.inverse_log_det_jacobian(v))
+
+    return {
+        "y": y,
+        "x_back": x_back,
+        "ld": ld,
+        "ild": ild,
+        "slope": jax.jvp(spline.forward, (x,), (ones,))[1],
+        "x2": x2,
+        "y2": spline.forward(x2),
+        "slope2": jax.jvp(spline.forward, (x2,), (ones,))[1],
+        "grad_forward": jax.grad(forward_total, argnums=(0, 1))(spline, x),
+        "grad_inverse": jax.grad(inverse_total, argnums=(0, 1))(spline, x),
+    }
 
 
 def test_spline_against_the_formula_and_jacobian(rng):
     spline = random_spline(jax.random.key(0))
-    x = rng.uniform(-4, 4, size=(50, D))
+    x = rng.uniform(-4, 4, size=(SPLINE_ROWS, D))
     x[0] = [-3.0, 3.0, 0.0]  # the interval's ends exactly
     y_ref, ld_ref = spline_reference(
         spline.unnormalized_widths,
         spline.unnormalized_heights,
         spline.unnormalized_derivatives,
-        x,
-        3.0,
+        x[:64],
+        SPLINE_INTERVAL,
     )
-    y, ld = jax.jit(lambda s, v: (s.forward(v), s.forward_log_det_jacobian(v)))(spline, x)
-    np.testing.assert_allclose(y, y_ref, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(ld, ld_ref, rtol=1e-12, atol=1e-12)
-    jac = _jacobians_jit(spline, jnp.asarray(x))
-    np.testing.assert_allclose(np.linalg.slogdet(jac)[1], ld_ref, atol=1e-12)
+    out = _spline_all(spline, jnp.asarray(x))
+    np.testing.assert_allclose(out["y"][:64], y_ref, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(out["ld"][:64], ld_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.log(out["slope"][:64]).sum(-1), ld_ref, atol=1e-12)
 
 
 @pytest.mark.parametrize("scale", [0.5, 1.0])
 def test_spline_round_trip(dtype, scale):
     """|x| up to 10: 1e-12 relative in float64, 1e-5 in float32 (parameters of scale <= 1)."""
     spline = random_spline(jax.random.key(3), scale=scale, dtype=dtype)
-    x = jax.random.uniform(jax.random.key(4), (4000, D), dtype, -10.0, 10.0)
-    y, x_back, ld, ild = _round_trip(spline, x)
-    assert y.dtype == x_back.dtype == ld.dtype == ild.dtype == dtype
-    rel = np.abs(np.float64(x_back) - np.float64(x)) / np.maximum(1.0, np.abs(np.float64(x)))
+    x = jax.random.uniform(jax.random.key(4), (SPLINE_ROWS, D), dtype, -10.0, 10.0)
+    out = _spline_all(spline, x)
+    assert all(out[k].dtype == dtype for k in ("y", "x_back", "ld", "ild"))
+    rel = np.abs(np.float64(out["x_back"]) - np.float64(x)) / np.maximum(1.0, np.abs(np.float64(x)))
     assert rel.max() < (1e-12 if dtype == np.float64 else 1e-5)
-    np.testing.assert_allclose(ld, -ild, atol=1e-11 if dtype == np.float64 else 1e-4)
+    np.testing.assert_allclose(out["ld"], -out["ild"], atol=1e-11 if dtype == np.float64 else 1e-4)
 
 
-def test_spline_round_trip_is_backward_stable_for_steep_bins():
+def test_spline_round_trip_is_backward_stable_for_steep_bins(dtype):
     """With parameters of scale 3 (slopes from 1e-6 to 1e6) the round trip's error stays
     within a few ulps of the problem's condition, eps * (|x| + B + (|y| + B) / slope), both
     ways (the knots are of size B, so values near 0 carry absolute errors of order eps * B)."""
-    for dtype in (np.float32, np.float64):
-        spline = random_spline(jax.random.key(5), scale=3.0, dtype=dtype)
-        x = jax.random.uniform(jax.random.key(6), (4000, D), dtype, -10.0, 10.0)
-        eps = np.finfo(dtype).eps
-        y, x_back, _, _ = _round_trip(spline, x)
-        slopes = np.float64(jnp.diagonal(_jacobians_jit(spline, x), axis1=1, axis2=2))
-        cond = eps * (np.abs(np.float64(x)) + 3.0 + (np.abs(np.float64(y)) + 3.0) / slopes)
-        assert (np.abs(np.float64(x_back) - np.float64(x)) <= 8 * cond).all()
-        # the other way: y -> x -> y, conditioned by the slope at the preimage
-        x2 = spline.inverse(x)
-        y2 = spline.forward(x2)
-        slopes2 = np.float64(jnp.diagonal(_jacobians_jit(spline, x2), axis1=1, axis2=2))
-        cond_y = eps * (np.abs(np.float64(x)) + 3.0 + (np.abs(np.float64(x2)) + 3.0) * slopes2)
-        assert (np.abs(np.float64(y2) - np.float64(x)) <= 8 * cond_y).all()
+    spline = random_spline(jax.random.key(5), scale=3.0, dtype=dtype)
+    x = jax.random.uniform(jax.random.key(6), (SPLINE_ROWS, D), dtype, -10.0, 10.0)
+    out = {k: np.float64(v) for k, v in _spline_all(spline, x).items() if k[0] in "xys"}
+    eps, b, x = np.finfo(dtype).eps, SPLINE_INTERVAL, np.float64(x)
+    assert out["slope"].min() < 1e-4 and out["slope"].max() > 1e3  # steep and flat bins
+    cond = eps * (np.abs(x) + b + (np.abs(out["y"]) + b) / out["slope"])
+    assert (np.abs(out["x_back"] - x) <= 8 * cond).all()
+    # the other way: y -> x -> y, conditioned by the slope at the preimage
+    cond_y = eps * (np.abs(x) + b + (np.abs(out["x2"]) + b) * out["slope2"])
+    assert (np.abs(out["y2"] - x) <= 8 * cond_y).all()
 
 
 def test_spline_identity_and_boundary_derivatives(dtype):
-    spline = flows.RationalQuadraticSpline.identity(2, 5, interval=1.5, dtype=dtype)
-    x = jnp.asarray([[-3.0, -1.5], [-0.4, 0.0], [1.5, 7.0]], dtype)
-    y, ld = spline.forward(x), spline.forward_log_det_jacobian(x)
-    np.testing.assert_allclose(y, x, atol=4 * np.finfo(dtype).eps)
-    np.testing.assert_allclose(ld, 0.0, atol=8 * np.finfo(dtype).eps)
-    # Slope 1 at +-B from both sides (linear tails), also for a non-trivial spline, and the
+    identity = flows.RationalQuadraticSpline.identity(
+        D, SPLINE_BINS, interval=SPLINE_INTERVAL, dtype=dtype
+    )
+    x = pad([[-5.0, -3.0, -0.4], [0.0, 3.0, 7.0]], dtype)
+    out = _spline_all(identity, x)
+    np.testing.assert_allclose(out["y"], x, atol=8 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(out["ld"], 0.0, atol=16 * np.finfo(dtype).eps)
+    # Slope 1 at +-B from both sides (linear tails) for a non-trivial spline, and the
     # gradient at the boundary and at a knot is the one-sided slope (no halved clip gradient).
-    spline = random_spline(jax.random.key(7), dim=1, dtype=dtype, interval=3.0)
-    grad = jax.vmap(jax.grad(lambda v: spline.forward(v[None])[0]))
-    at = jnp.asarray([-3.0, 3.0, -3.0 - 1e-3, 3.0 + 1e-3], dtype)
-    np.testing.assert_allclose(grad(at), 1.0, rtol=1e-5)
-    knot = spline._knots(dtype).x[0, 2]
+    spline = random_spline(jax.random.key(7), dtype=dtype)
+    knot = float(spline._knots(dtype).x[0, 2])
     step = 1e-3 * float(np.sqrt(np.finfo(dtype).eps))
-    g = grad(jnp.asarray([knot, knot - step, knot + step], dtype))
-    np.testing.assert_allclose(g[0], g[1], rtol=1e-4)
-    np.testing.assert_allclose(g[0], g[2], rtol=1e-4)
+    at = [[-3.0, 3.0, -3.001], [3.001, -3.0, 3.0], [knot, 0, 0], [knot - step, 0, 0]]
+    slope = np.float64(_spline_all(spline, pad(at + [[knot + step, 0, 0]], dtype))["slope"])
+    np.testing.assert_allclose(slope[:2], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(slope[3, 0], slope[2, 0], rtol=1e-4)
+    np.testing.assert_allclose(slope[4, 0], slope[2, 0], rtol=1e-4)
 
 
 def test_spline_extremes_are_finite_with_finite_gradients(dtype):
-    """x = +-B exactly, +-1e4, and bins squeezed to their minimum width and height."""
-    uw = jnp.asarray([[-1e3, 0.0, 0.0, 5.0], [0.0, 0.0, 0.0, 0.0]], dtype)
-    uh = jnp.asarray([[0.0, 0.0, -1e3, 0.0], [0.0, 30.0, -30.0, 0.0]], dtype)
-    ud = jnp.asarray([[-1e3, 1e3, 0.0], [50.0, -50.0, 0.0]], dtype)
-    spline = flows.RationalQuadraticSpline(uw, uh, ud, interval=2.0)
-    x = jnp.asarray([[-2.0, 2.0], [2.0, -2.0], [-1e4, 1e4], [-1.999, 1.999], [0.0, 1e-7]], dtype)
-
-    def total(s, v):
-        return jnp.sum(s.forward(v)) + jnp.sum(s.forward_log_det_jacobian(v))
-
-    y, ld = spline.forward(x), spline.forward_log_det_jacobian(x)
-    x_back = spline.inverse(y)
-    g_params, g_x = jax.grad(total, argnums=(0, 1))(spline, x)
-    for value in (y, ld, x_back, g_x, *jax.tree_util.tree_leaves(g_params)):
-        assert np.isfinite(np.asarray(value)).all()
-    np.testing.assert_array_equal(y[2], x[2])  # identity tails
-    np.testing.assert_array_equal(y[:2], x[:2])  # the ends map onto the ends
-    g_inv = jax.grad(lambda s, v: jnp.sum(s.inverse(v)) + jnp.sum(s.inverse_log_det_jacobian(v)))
-    for leaf in jax.tree_util.tree_leaves(g_inv(spline, y)):
+    """x = +-B exactly, +-1e4, and bins squeezed to their minimum width, height, slope."""
+    uw = np.zeros((D, SPLINE_BINS))
+    uh = np.zeros((D, SPLINE_BINS))
+    ud = np.zeros((D, SPLINE_BINS - 1))
+    uw[0, :2], uh[0, 2:4], ud[0, :2] = -1e3, -1e3, [-1e3, 1e3]
+    uw[1, 3], uh[1, 1], ud[1, 1:3] = 30.0, -30.0, [50.0, -50.0]
+    spline = flows.RationalQuadraticSpline(
+        *(jnp.asarray(u, dtype) for u in (uw, uh, ud)), interval=SPLINE_INTERVAL
+    )
+    rows = [[-3.0, 3.0, 0.0], [3.0, -3.0, -3.0], [-1e4, 1e4, 1e4], [-2.999, 2.999, 1e-7]]
+    out = _spline_all(spline, pad(rows, dtype))
+    for leaf in jax.tree_util.tree_leaves(out):
         assert np.isfinite(np.asarray(leaf)).all()
+    x = np.asarray(pad(rows, dtype))
+    np.testing.assert_array_equal(out["y"][2], x[2])  # identity tails
+    np.testing.assert_array_equal(out["y"][:2], x[:2])  # the ends map onto the ends
+    np.testing.assert_array_equal(out["x_back"][:3], x[:3])
 
 
 @settings(max_examples=40, deadline=None)
@@ -245,17 +283,17 @@ def test_spline_extremes_are_finite_with_finite_gradients(dtype):
     value=st.floats(-12.0, 12.0, allow_nan=False),
 )
 def test_spline_round_trip_property(seed, value):
-    spline = random_spline(jax.random.key(seed), dim=D, scale=1.0)
-    x = jnp.full((1, D), value)
-    y, x_back, ld, ild = _round_trip(spline, x)
-    np.testing.assert_allclose(x_back, x, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(ld, -ild, atol=1e-11)
+    spline = random_spline(jax.random.key(seed))
+    x = pad([[value] * D], np.float64)
+    out = _spline_all(spline, x)
+    np.testing.assert_allclose(out["x_back"][0], x[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["ld"][0], -out["ild"][0], atol=1e-11)
 
 
 def test_spline_batch_shape_and_errors():
     spline = random_spline(jax.random.key(8), batch=(5,))
     assert spline.batch_shape == (5,)
-    assert spline.forward(jnp.zeros(D)).shape == (5, D)
+    assert jax.eval_shape(spline.forward, jnp.zeros(D)).shape == (5, D)
     with pytest.raises(ValueError, match=r"D=3.*event shape \(4,\)"):
         spline.forward(jnp.zeros(4))
     with pytest.raises(ValueError, match="derivatives K-1"):
@@ -272,7 +310,12 @@ def test_spline_batch_shape_and_errors():
 
 # Inputs at the spline's interval ends and far beyond it.
 EXTREME = np.array(
-    [[-INTERVAL, INTERVAL, 0.0], [1e4, -1e4, INTERVAL], [-1e4, 0.0, 1e4], [INTERVAL, -INTERVAL, -1e4]]
+    [
+        [-INTERVAL, INTERVAL, 0.0],
+        [1e4, -1e4, INTERVAL],
+        [-1e4, 0.0, 1e4],
+        [INTERVAL, -INTERVAL, -1e4],
+    ]
 )
 
 
@@ -289,16 +332,9 @@ def _first_layer_jacobians(flow, x):
 
 
 @jax.jit
-def _check(flow, x, extreme):
-    """Everything the per-kind test looks at, in one compiled function per kind."""
+def _check(flow, x):
+    """What the per-kind exactness test looks at, in one compiled function per kind."""
     y, x_back, ld, ild = _round_trip.__wrapped__(flow, x)
-
-    def forward_total(f, v):
-        return jnp.sum(f.forward(v)) + jnp.sum(f.forward_log_det_jacobian(v))
-
-    def inverse_total(f, v):
-        return jnp.sum(f.inverse(v)) + jnp.sum(f.inverse_log_det_jacobian(v))
-
     return {
         "y": y,
         "x_back": x_back,
@@ -306,21 +342,34 @@ def _check(flow, x, extreme):
         "ild": ild,
         "jac": _jacobians(flow, x),
         "jac_layer": _first_layer_jacobians(flow, x + 0.1),
-        "extreme": _round_trip.__wrapped__(flow, extreme),
-        "grad_forward": jax.grad(forward_total, argnums=(0, 1))(flow, extreme),
-        "grad_inverse": jax.grad(inverse_total, argnums=(0, 1))(flow, extreme),
     }
+
+
+@jax.jit
+def _extremes(flow, x):
+    """Values and gradients (parameters and inputs) of both directions at ``x``."""
+
+    def forward_total(f, v):
+        return jnp.sum(f.forward(v)) + jnp.sum(f.forward_log_det_jacobian(v))
+
+    def inverse_total(f, v):
+        return jnp.sum(f.inverse(v)) + jnp.sum(f.inverse_log_det_jacobian(v))
+
+    return (
+        _round_trip.__wrapped__(flow, x),
+        jax.grad(forward_total, argnums=(0, 1))(flow, x),
+        jax.grad(inverse_total, argnums=(0, 1))(flow, x),
+    )
 
 
 @pytest.mark.parametrize(("kind", "transformer", "conditional"), KINDS, ids=IDS)
 def test_flow_exactness(kind, transformer, conditional):
     """Round trip to 1e-12 relative for |x| up to 10; log-dets equal slogdet of jacfwd; one
-    layer's Jacobian has exactly the autoregressive (or coupling) sparsity of its degrees;
-    finite values and gradients (parameters and inputs) at +-interval and +-1e4; a fresh
-    flow (same compiled function) is the identity."""
+    layer's Jacobian has exactly the autoregressive (or coupling) sparsity of its degrees; a
+    fresh flow (same compiled function) is the identity."""
     flow = random_flow(kind, transformer, conditional)
     x = points(np.float64)
-    out = _check(flow, x, EXTREME)
+    out = _check(flow, x)
     rel = np.abs(out["x_back"] - np.asarray(x)) / np.maximum(1.0, np.abs(np.asarray(x)))
     assert rel.max() < 1e-12
     sign, logdet = np.linalg.slogdet(np.asarray(out["jac"]))
@@ -334,14 +383,11 @@ def test_flow_exactness(kind, transformer, conditional):
     assert np.all(jac_layer[:, ~allowed] == 0.0)
     if transformer == "affine" and kind != "coupling":  # and every allowed dependence is there
         assert np.all(np.abs(jac_layer[:, allowed]) > 0)
-    # extremes
-    for leaf in jax.tree_util.tree_leaves((out["extreme"], out["grad_forward"], out["grad_inverse"])):
-        assert np.isfinite(np.asarray(leaf)).all()
     # fresh: the identity
     fresh = build(kind, transformer, conditional)
     if conditional:
         fresh = fresh.condition(flow.context)
-    fresh_out = _check(fresh, x, EXTREME)
+    fresh_out = _check(fresh, x)
     np.testing.assert_allclose(fresh_out["y"], x, atol=1e-14)
     np.testing.assert_allclose(fresh_out["ld"], 0.0, atol=1e-14)
     leaves = jax.tree_util.tree_leaves(fresh)
@@ -361,6 +407,14 @@ def test_float32_round_trip_and_dtype(kind, transformer, conditional):
     rel = np.abs(np.float64(x_back) - np.float64(x)) / np.maximum(1.0, np.abs(np.float64(x)))
     assert rel.max() < 1e-5
     np.testing.assert_allclose(ild, -ld, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["maf", "iaf", "coupling"])
+def test_extremes_are_finite_with_finite_gradients(kind):
+    """At +-interval exactly and +-1e4, both directions of a spline flow: finite values and
+    finite gradients with respect to the parameters and the inputs."""
+    for leaf in jax.tree_util.tree_leaves(_extremes(random_flow(kind, "spline", False), EXTREME)):
+        assert np.isfinite(np.asarray(leaf)).all()
 
 
 def test_eager_equals_jit_and_vmap():
@@ -424,12 +478,8 @@ def test_one_dimensional_flows():
 
 
 @jax.jit
-def _mass_1d(flow, x):
-    """The trapezoid integral of q over the nodes y = f(x): q by ``log_prob`` (the inverse
-    and its log-det), the nodes by ``forward``, dense where q is large."""
-    q = jelbo.Transformed(jelbo.Normal(jnp.zeros(1), jnp.ones(1)), flow)
-    y = flow.forward(x)
-    return jnp.trapezoid(jnp.exp(q.log_prob(y)), y[..., 0], axis=-1)
+def _density_1d(flow, y):
+    return jnp.exp(jelbo.Transformed(jelbo.Normal(jnp.zeros(1), jnp.ones(1)), flow).log_prob(y))
 
 
 @jax.jit
@@ -442,8 +492,10 @@ def test_normalized_in_one_and_two_dimensions(kind):
     """The density of Transformed(N(0, I), flow) integrates to 1."""
     flow = randomize(build(kind, "spline", True, dim=1), jax.random.key(4))
     flow = flow.condition(jnp.asarray([0.7, -0.2]))
-    x = jnp.linspace(-12.0, 12.0, 20001)[:, None]
-    assert abs(float(_mass_1d(flow, x)) - 1.0) < 1e-7
+    # Adaptive quadrature: the density is continuous with kinks (the splines are C^1).
+    density = jax.jit(lambda y: _density_1d.__wrapped__(flow, y[None, None])[0])
+    mass, error = scipy.integrate.quad(lambda y: float(density(y)), -12.0, 12.0, limit=1000)
+    assert abs(mass - 1.0) < 1e-8 and error < 1e-7
     transformer = "affine" if kind == "maf" else "spline"
     flow2 = randomize(build(kind, transformer, False, dim=2), jax.random.key(5), scale=0.2)
     g = np.linspace(-10.0, 10.0, 1001)
@@ -483,12 +535,12 @@ def _log_q_pair(flow, x):
 @jax.jit
 def _implicit_first_order(flow, x):
     y = flow.forward(x)
-    return [
-        (fn(flow, y), jax.grad(fn, argnums=(0, 1))(flow, y)) for fn in _log_q_pair(flow, x)
-    ]
+    return [(fn(flow, y), jax.grad(fn, argnums=(0, 1))(flow, y)) for fn in _log_q_pair(flow, x)]
 
 
-@pytest.mark.parametrize(("kind", "transformer"), [("iaf", "affine"), ("iaf", "spline"), ("coupling", "spline")])
+@pytest.mark.parametrize(
+    ("kind", "transformer"), [("iaf", "affine"), ("iaf", "spline"), ("coupling", "spline")]
+)
 def test_implicit_inverse_matches_the_sequential_inverse(kind, transformer):
     """log q(y) through the known preimage (no sequential inverse): the same value and
     gradients with respect to y and the parameters as through ``inverse``."""
@@ -501,7 +553,7 @@ def test_implicit_inverse_matches_the_sequential_inverse(kind, transformer):
 
 def test_implicit_inverse_second_derivatives():
     """The Hessian in y too: the tangent rule evaluates the Jacobian at the implicit point."""
-    flow = random_flow("iaf", "spline", False)
+    flow = random_flow("iaf", "affine", False)
     x = points(np.float64) * 0.4
     y = flow.forward(x)
     h1, h2 = jax.jit(lambda f, v: [jax.hessian(fn, argnums=1)(f, v) for fn in _log_q_pair(f, x)])(
@@ -523,7 +575,10 @@ def test_errors_name_the_argument_and_shapes():
     cond = flows.coupling(key, 3, num_layers=1, hidden_sizes=(4,), context_dim=2)
     with pytest.raises(ValueError, match=r"flow.condition\(context\)"):
         cond.forward(jnp.zeros(3))
-    with pytest.raises(ValueError, match=r"`context` must have shape \(\*batch, context_dim=2\); got shape \(4, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`context` must have shape \(\*batch, context_dim=2\); got shape \(4, 3\)",
+    ):
         cond.condition(jnp.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"batch axes \(5,\).*context's \(4,\)"):
         cond.condition(jnp.zeros((4, 2))).forward(jnp.zeros((5, 3)))
@@ -576,7 +631,9 @@ def test_flow_beats_a_full_rank_gaussian_on_a_banana():
                 u, s = opt.update(g, s, p)
                 return (optax.apply_updates(p, u), s), None
 
-            (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, steps))
+            (params, _), _ = jax.lax.scan(
+                step, (params, opt.init(params)), jax.random.split(key, steps)
+            )
             return -jnp.mean(jax.vmap(lambda k: loss(params, k))(jax.random.split(key, 64)))
 
         return float(run(params, jax.random.key(11)))
@@ -587,7 +644,9 @@ def test_flow_beats_a_full_rank_gaussian_on_a_banana():
     elbo_flow = fit(lambda f: jelbo.Transformed(base, f), flow)
 
     def gaussian(p):
-        return jelbo.MultivariateNormalTriL(p[0], jnp.tril(p[1], -1) + jnp.diag(jax.nn.softplus(jnp.diag(p[1]))))
+        return jelbo.MultivariateNormalTriL(
+            p[0], jnp.tril(p[1], -1) + jnp.diag(jax.nn.softplus(jnp.diag(p[1])))
+        )
 
     elbo_gauss = fit(gaussian, (jnp.zeros(2), jnp.eye(2) * 0.55))
     assert elbo_flow > elbo_gauss + 0.3, (elbo_flow, elbo_gauss)

@@ -176,13 +176,13 @@ class _MaskedFlow(FlowBijector):
 
     # --- one layer ----------------------------------------------------------------------------
 
-    def _params(self, layer: int, u: Array, masks: Sequence[np.ndarray], ctx: Array | None) -> Array:
+    def _params(
+        self, layer: int, u: Array, masks: Sequence[np.ndarray], ctx: Array | None
+    ) -> Array:
         weights = [w[layer] for w in self.weights]
         biases = [b[layer] for b in self.biases]
         layer_masks = [m[layer] for m in masks]
-        return _made.apply(
-            weights, biases, layer_masks, ctx, self.activation, u, self.num_params
-        )
+        return _made.apply(weights, biases, layer_masks, ctx, self.activation, u, self.num_params)
 
     def _transform(self, params: Array, u: Array, *, inverse: bool) -> tuple[Array, Array]:
         """``tau(u; params)`` (or its inverse) and the elementwise log-slopes."""
@@ -231,7 +231,9 @@ class _MaskedFlow(FlowBijector):
         the :math:`p-1` lowest levels are already exact, so :math:`p` levels are exact after
         it; the log-slopes of the last pass are those at the solution.
         """
-        shape = jnp.broadcast_shapes(v.shape, (ctx.shape[:-1] + (self.dim,)) if ctx is not None else v.shape)
+        shape = jnp.broadcast_shapes(
+            v.shape, (ctx.shape[:-1] + (self.dim,)) if ctx is not None else v.shape
+        )
         v = jnp.broadcast_to(v, shape)
         keep = self._keep(layer)
 
@@ -349,7 +351,11 @@ class _MaskedFlow(FlowBijector):
         return (
             f"{type(self).__name__}(dim={self.dim}, num_layers={self.num_layers}, "
             f"hidden_sizes={self.hidden_sizes}, transformer={self.transformer!r}"
-            + (f", num_bins={self.num_bins}, interval={self.interval}" if self.transformer == "spline" else "")
+            + (
+                f", num_bins={self.num_bins}, interval={self.interval}"
+                if self.transformer == "spline"
+                else ""
+            )
             + f", activation={self.activation!r}{context}{conditioned})"
         )
 
@@ -361,7 +367,9 @@ def _implicit_inverse(flow: _MaskedFlow, y: Array, x: Array) -> Array:
 
 
 @_implicit_inverse.defjvp
-def _implicit_inverse_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Array, Array]:
+def _implicit_inverse_jvp(
+    primals: tuple[Any, ...], tangents: tuple[Any, ...]
+) -> tuple[Array, Array]:
     flow, y, x = primals
     d_flow, d_y, _ = tangents
     # The point itself as the implicit function of (flow, y): higher derivatives then see
@@ -614,7 +622,15 @@ def coupling(
     """
     options = (num_bins, interval, min_bin_width, min_bin_height, min_derivative)
     dim, num_layers, hidden_sizes, context_dim = _check_common(
-        key, dim, num_layers, hidden_sizes, transformer, context_dim, activation, options, "coupling"
+        key,
+        dim,
+        num_layers,
+        hidden_sizes,
+        transformer,
+        context_dim,
+        activation,
+        options,
+        "coupling",
     )
     degrees, keep = [], []
     for layer in range(num_layers):

@@ -127,4 +127,3 @@ def apply(
             h = act(h)
     dim = u.shape[-1]
     return h.reshape(h.shape[:-1] + (num_params, dim))
-
