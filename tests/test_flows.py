@@ -222,14 +222,14 @@ def test_spline_round_trip(dtype, scale):
 
 
 def test_spline_round_trip_is_backward_stable_for_steep_bins(dtype):
-    """With parameters of scale 3 (slopes from 1e-6 to 1e6) the round trip's error stays
+    """With parameters of scale 3 (slopes from 1e-5 to 20) the round trip's error stays
     within a few ulps of the problem's condition, eps * (|x| + B + (|y| + B) / slope), both
     ways (the knots are of size B, so values near 0 carry absolute errors of order eps * B)."""
     spline = random_spline(jax.random.key(5), scale=3.0, dtype=dtype)
     x = jax.random.uniform(jax.random.key(6), (SPLINE_ROWS, D), dtype, -10.0, 10.0)
     out = {k: np.float64(v) for k, v in _spline_all(spline, x).items() if k[0] in "xys"}
     eps, b, x = np.finfo(dtype).eps, SPLINE_INTERVAL, np.float64(x)
-    assert out["slope"].min() < 1e-4 and out["slope"].max() > 1e3  # steep and flat bins
+    assert out["slope"].min() < 1e-4 and out["slope"].max() > 10  # flat and steep bins
     cond = eps * (np.abs(x) + b + (np.abs(out["y"]) + b) / out["slope"])
     assert (np.abs(out["x_back"] - x) <= 8 * cond).all()
     # the other way: y -> x -> y, conditioned by the slope at the preimage
@@ -409,11 +409,11 @@ def test_float32_round_trip_and_dtype(kind, transformer, conditional):
     np.testing.assert_allclose(ild, -ld, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["maf", "iaf", "coupling"])
-def test_extremes_are_finite_with_finite_gradients(kind):
-    """At +-interval exactly and +-1e4, both directions of a spline flow: finite values and
-    finite gradients with respect to the parameters and the inputs."""
-    for leaf in jax.tree_util.tree_leaves(_extremes(random_flow(kind, "spline", False), EXTREME)):
+def test_extremes_are_finite_with_finite_gradients():
+    """At +-interval exactly and +-1e4, both directions of a spline IAF (the one-pass and
+    the sequential direction; MAF is the same pair reversed): finite values and finite
+    gradients with respect to the parameters and the inputs."""
+    for leaf in jax.tree_util.tree_leaves(_extremes(random_flow("iaf", "spline", False), EXTREME)):
         assert np.isfinite(np.asarray(leaf)).all()
 
 
@@ -460,26 +460,10 @@ def test_grad_and_optax_apply_to_a_flow_directly():
 
 
 @jax.jit
-def _one_dimensional(flow, context, x):
-    cond = flow.condition(context)
-    y = cond.forward(x)
-    return y, cond.inverse(y)
-
-
-def test_one_dimensional_flows():
-    """dim=1: the transformer's parameters come from the context alone."""
-    ctx = jnp.asarray([[0.5, -1.0], [2.0, 0.3]])
-    x = jnp.asarray([[0.3], [0.3]])
-    for kind in ("maf", "iaf", "coupling"):
-        flow = randomize(build(kind, "spline", True, dim=1), jax.random.key(3))
-        y, x_back = _one_dimensional(flow, ctx, x)
-        assert y.shape == (2, 1) and y[0, 0] != y[1, 0]  # depends on the context
-        np.testing.assert_allclose(x_back, x, atol=1e-13)
-
-
-@jax.jit
-def _density_1d(flow, y):
-    return jnp.exp(jelbo.Transformed(jelbo.Normal(jnp.zeros(1), jnp.ones(1)), flow).log_prob(y))
+def _one_dimensional(flow, y, x):
+    """Density of Transformed(N(0, 1), flow) at y (two contexts) and the round trip at x."""
+    q = jelbo.Transformed(jelbo.Normal(jnp.zeros(1), jnp.ones(1)), flow)
+    return jnp.exp(q.log_prob(y)), flow.inverse(flow.forward(x)), flow.forward(x)
 
 
 @jax.jit
@@ -489,16 +473,25 @@ def _density_2d(flow, z):
 
 @pytest.mark.parametrize("kind", ["maf", "iaf", "coupling"])
 def test_normalized_in_one_and_two_dimensions(kind):
-    """The density of Transformed(N(0, I), flow) integrates to 1."""
+    """The density of Transformed(N(0, I), flow) integrates to 1 (adaptive quadrature in
+    1-D, where the density is continuous with kinks: the splines are C^1; a fine trapezoid
+    grid in 2-D). The 1-D flows are conditional with dim=1: their transformers' parameters
+    come from the context alone."""
     flow = randomize(build(kind, "spline", True, dim=1), jax.random.key(4))
-    flow = flow.condition(jnp.asarray([0.7, -0.2]))
-    # Adaptive quadrature: the density is continuous with kinks (the splines are C^1).
-    density = jax.jit(lambda y: _density_1d.__wrapped__(flow, y[None, None])[0])
-    mass, error = scipy.integrate.quad(lambda y: float(density(y)), -12.0, 12.0, limit=1000)
+    flow = flow.condition(jnp.asarray([[0.7, -0.2], [-1.0, 0.4]]))
+    x = jnp.asarray([[0.3], [0.3]])
+    _, x_back, y = _one_dimensional(flow, x, x)
+    np.testing.assert_allclose(x_back, x, atol=1e-13)
+    assert y[0, 0] != y[1, 0]  # depends on the context
+
+    def density(v):
+        return float(_one_dimensional(flow, jnp.full((2, 1), v), x)[0][0])
+
+    mass, error = scipy.integrate.quad(density, -12.0, 12.0, limit=1000)
     assert abs(mass - 1.0) < 1e-8 and error < 1e-7
     transformer = "affine" if kind == "maf" else "spline"
     flow2 = randomize(build(kind, transformer, False, dim=2), jax.random.key(5), scale=0.2)
-    g = np.linspace(-10.0, 10.0, 1001)
+    g = np.linspace(-8.0, 8.0, 641)
     xx, yy = np.meshgrid(g, g, indexing="ij")
     dens = np.asarray(_density_2d(flow2, jnp.asarray(np.stack([xx, yy], -1))))
     assert abs(np.trapezoid(np.trapezoid(dens, g, axis=1), g) - 1.0) < 1e-4
@@ -526,8 +519,8 @@ def _log_q_pair(flow, x):
         return jnp.sum(base.log_prob(u) + ild)
 
     def hinted(f, v):
-        u, ild = f._inverse_and_log_det_given(v, jax.lax.stop_gradient(x))
-        return jnp.sum(base.log_prob(u) + ild)
+        u = f._inverse_given(v, jax.lax.stop_gradient(x))
+        return jnp.sum(base.log_prob(u) - f.forward_log_det_jacobian(u))
 
     return reference, hinted
 
@@ -538,13 +531,11 @@ def _implicit_first_order(flow, x):
     return [(fn(flow, y), jax.grad(fn, argnums=(0, 1))(flow, y)) for fn in _log_q_pair(flow, x)]
 
 
-@pytest.mark.parametrize(
-    ("kind", "transformer"), [("iaf", "affine"), ("iaf", "spline"), ("coupling", "spline")]
-)
-def test_implicit_inverse_matches_the_sequential_inverse(kind, transformer):
+@pytest.mark.parametrize("transformer", ["affine", "spline"])
+def test_implicit_inverse_matches_the_sequential_inverse(transformer):
     """log q(y) through the known preimage (no sequential inverse): the same value and
     gradients with respect to y and the parameters as through ``inverse``."""
-    flow = random_flow(kind, transformer, True)
+    flow = random_flow("iaf", transformer, True)
     (v1, g1), (v2, g2) = _implicit_first_order(flow, points(np.float64) * 0.4)
     np.testing.assert_allclose(v2, v1, rtol=1e-12)
     for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2), strict=True):

@@ -79,6 +79,8 @@ class _MaskedFlow(FlowBijector):
 
     #: Which direction is the one-pass map g (True: forward).
     _fast_forward: ClassVar[bool] = True
+    #: Whether inverting g takes several passes (autoregressive) or one (coupling).
+    _sequential_inverse: ClassVar[bool] = True
 
     # --- structure --------------------------------------------------------------------------
 
@@ -314,21 +316,21 @@ class _MaskedFlow(FlowBijector):
     def _forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
         return self._fast(x) if self._fast_forward else self._slow(x)
 
-    def _inverse_and_log_det_given(self, y: Array, x: Array) -> tuple[Array, Array]:
-        r"""``inverse(y)`` and its log-det when ``x`` with ``forward(x) == y`` is known.
+    def _inverse_given(self, y: Array, x: Array) -> Array:
+        r"""``inverse(y)`` when ``x`` with ``forward(x) == y`` is known (the hook of
+        :func:`jelbo.sample_and_stopped_log_prob`, used by the STL and DReG estimators).
 
-        For the flows whose forward is one pass (IAF, coupling) the value is ``x`` itself and
-        the derivatives are those of the inverse by implicit differentiation: with
-        :math:`y = f_\theta(x)`, :math:`\dot x = J_f(x)^{-1}(\dot y - \partial_\theta
-        f_\theta(x)\,\dot\theta)` (:meth:`_solve_fast_jacobian`), so no sequential inverse
-        runs, and gradients with respect to ``y`` and the parameters (and higher ones) are
-        those of :meth:`inverse`. The log-det is minus the forward one at that point.
+        For the flows whose forward is one pass and inverse sequential (IAF) the value is
+        ``x`` itself and the derivatives are those of the inverse by implicit
+        differentiation: with :math:`y = f_\theta(x)`, :math:`\dot x = J_f(x)^{-1}(\dot y -
+        \partial_\theta f_\theta(x)\,\dot\theta)` (:meth:`_solve_fast_jacobian`), so no
+        sequential inverse runs, and gradients with respect to ``y`` and the parameters (and
+        higher ones) are those of :meth:`inverse`. The others run their inverse (one pass).
         """
-        if not self._fast_forward:
-            return self._inverse_and_log_det(y)
-        x = _implicit_inverse(self, y.astype(self._dtype(y)), x.astype(self._dtype(y)))
-        _, log_det = self._fast(x)
-        return x, -log_det
+        if not (self._fast_forward and self._sequential_inverse):
+            return self._inverse(y)
+        dtype = self._dtype(y)
+        return _implicit_inverse(self, y.astype(dtype), x.astype(dtype))
 
     def _inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
         return self._slow(y) if self._fast_forward else self._fast(y)
@@ -408,6 +410,8 @@ class Coupling(_MaskedFlow):
     pass per layer. Build it with :func:`coupling`.
     """
 
+    _sequential_inverse: ClassVar[bool] = False
+
 
 # --- builders ---------------------------------------------------------------------------------
 
@@ -440,7 +444,8 @@ def _check_common(
     _checks.check_choice(activation, "activation", tuple(_made.ACTIVATIONS))
     if context_dim is not None:
         context_dim = _checks.check_positive_int(context_dim, "context_dim")
-    _spline.check_spline_options(*spline_options, where)
+    num_bins, interval, min_w, min_h, min_d = spline_options
+    _spline.check_spline_options(num_bins, interval, min_w, min_h, min_d, where)
     return dim, num_layers, hidden_sizes, context_dim
 
 
