@@ -229,7 +229,7 @@ def test_spline_round_trip_is_backward_stable_for_steep_bins(dtype):
     x = jax.random.uniform(jax.random.key(6), (SPLINE_ROWS, D), dtype, -10.0, 10.0)
     out = {k: np.float64(v) for k, v in _spline_all(spline, x).items() if k[0] in "xys"}
     eps, b, x = np.finfo(dtype).eps, SPLINE_INTERVAL, np.float64(x)
-    assert out["slope"].min() < 1e-4 and out["slope"].max() > 10  # flat and steep bins
+    assert out["slope"].min() < 1e-3 and out["slope"].max() > 10  # flat and steep bins
     cond = eps * (np.abs(x) + b + (np.abs(out["y"]) + b) / out["slope"])
     assert (np.abs(out["x_back"] - x) <= 8 * cond).all()
     # the other way: y -> x -> y, conditioned by the slope at the preimage
@@ -321,14 +321,15 @@ EXTREME = np.array(
 
 def _first_layer_jacobians(flow, x):
     """Per row: the Jacobian of layer 0 alone (its one-pass map)."""
-    masks, ctx = flow._masks(), flow._context_terms(x)
+    layers, x = flow._stacked(x)
+    first = jax.tree_util.tree_map(lambda a: a[0], layers)
 
     def one(u, c):
-        return flow._layer(0, u, masks, c)[0]
+        return flow._layer(first._replace(context=c), u)[0]
 
-    if ctx[0] is None:
+    if first.context is None:
         return jax.vmap(jax.jacfwd(one), (0, None))(x, None)
-    return jax.vmap(jax.jacfwd(one))(x, ctx[0])
+    return jax.vmap(jax.jacfwd(one))(x, first.context)
 
 
 @jax.jit
@@ -454,7 +455,8 @@ def test_grad_and_optax_apply_to_a_flow_directly():
     value, grads, new, new_value = step(flow, opt.init(flow))
     assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(flow)
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
-    for g, m in zip(grads.weights, flow._masks(), strict=True):  # masked weights: zero
+    masks = flow._stacked(x)[0].masks
+    for g, m in zip(grads.weights, masks, strict=True):  # masked weights: zero
         assert np.all(np.asarray(g)[m == 0] == 0)
     assert isinstance(new, flows.Coupling) and new_value < value
 
@@ -501,7 +503,7 @@ def test_chain_composition():
     iaf = random_flow("iaf", "affine", False)
     chain = B.Chain([iaf, B.Affine(jnp.array([1.0, -1.0, 0.5]), jnp.array([2.0, 0.5, 1.5]))])
     x = points(np.float64)
-    y, x_back, ld, ild = _round_trip(chain, x)
+    _, x_back, ld, ild = _round_trip(chain, x)
     np.testing.assert_allclose(x_back, x, atol=1e-12)
     np.testing.assert_allclose(ld, np.linalg.slogdet(_jacobians_jit(chain, x))[1], atol=1e-12)
     np.testing.assert_allclose(ild, -ld, atol=1e-12)

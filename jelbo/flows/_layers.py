@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +45,20 @@ __all__ = [
 #: ``softplus(_AFFINE_OFFSET) = 1``: a raw scale of 0 is the identity.
 _AFFINE_OFFSET = math.log(math.expm1(1.0))
 _TRANSFORMERS = ("affine", "spline")
+#: Up to this many layers the layer scan is unrolled; deeper flows compile one layer (at
+#: three layers compile time was 10% lower rolled, the step time the same).
+_UNROLL_LAYERS = 2
+
+
+class _Layers(NamedTuple):
+    """The arrays of the layers (stacked on a leading axis, or one layer's in a scan)."""
+
+    weights: tuple[Array, ...]
+    biases: tuple[Array, ...]
+    masks: tuple[Array, ...]
+    context: Array | None  # context @ W_c
+    keep: Array | None  # coordinates passed through (coupling)
+    order: Array  # the coordinates by degree: the Jacobian is lower triangular in this order
 
 
 def _log_softplus(t: Array) -> Array:
@@ -141,19 +155,19 @@ class _MaskedFlow(FlowBijector):
             )
         return dataclasses.replace(self, context=context)
 
-    def _passes(self, layer: int) -> int:
-        """Network passes that invert layer ``layer``: its number of transformed levels."""
-        levels = {d for d, k in zip(self.degrees[layer], self.keep[layer], strict=True) if not k}
-        return max(len(levels), 1)
+    def _passes(self) -> int:
+        """Network passes that invert a layer: its number of transformed degree levels."""
+        levels = [
+            len({d for d, k in zip(degrees, keep, strict=True) if not k})
+            for degrees, keep in zip(self.degrees, self.keep, strict=True)
+        ]
+        return max(max(levels), 1)
 
-    def _masks(self) -> tuple[np.ndarray, ...]:
-        return _made.stacked_masks(self.degrees, self.hidden_sizes, self.num_params)
-
-    def _context_terms(self, v: Array) -> tuple[Array | None, ...]:
+    def _context_terms(self, v: Array) -> Array | None:
         """Each layer's ``context @ W_c`` (``(L, *batch, H1)``), after checking the context."""
         name = type(self).__name__
         if self.context_dim is None:
-            return (None,) * self.num_layers
+            return None
         if self.context is None:
             raise ValueError(
                 f"{name} is conditional (context_dim={self.context_dim}): call "
@@ -170,21 +184,49 @@ class _MaskedFlow(FlowBijector):
                 f"{context.shape})."
             ) from None
         assert self.context_weights is not None
-        terms = jnp.einsum("...c,lch->l...h", context, self.context_weights)
-        return tuple(terms[layer] for layer in range(self.num_layers))
+        return jnp.einsum("...c,lch->l...h", context, self.context_weights)
+
+    def _stacked(self, v: Array) -> tuple[_Layers, Array]:
+        """Every layer's arrays stacked on a leading axis, and ``v`` broadcast against the
+        context's batch axes (the shape every layer's input and output has)."""
+        context = self._context_terms(v)
+        if context is not None:
+            v = jnp.broadcast_to(
+                v, jnp.broadcast_shapes(v.shape, context.shape[1:-1] + (self.dim,))
+            )
+        keep = np.asarray(self.keep, dtype=bool)
+        masks = _made.stacked_masks(self.degrees, self.hidden_sizes, self.num_params)
+        layers = _Layers(
+            weights=self.weights,
+            biases=self.biases,
+            masks=tuple(jnp.asarray(m, v.dtype) for m in masks),
+            context=context,
+            keep=jnp.asarray(keep) if keep.any() else None,
+            order=jnp.asarray(np.argsort(np.asarray(self.degrees), axis=-1, kind="stable")),
+        )
+        return layers, v
+
+    def _scan(self, body: Any, carry: Any, xs: Any, *, reverse: bool = False) -> Any:
+        """``lax.scan`` over the layers: unrolled for a few layers (XLA fuses across them),
+        rolled beyond (compile time independent of the depth)."""
+        unroll = self.num_layers if self.num_layers <= _UNROLL_LAYERS else 1
+        return jax.lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
 
     def _dtype(self, v: Array) -> Any:
         return jnp.result_type(v, *self.weights)
 
     # --- one layer ----------------------------------------------------------------------------
 
-    def _params(
-        self, layer: int, u: Array, masks: Sequence[np.ndarray], ctx: Array | None
-    ) -> Array:
-        weights = [w[layer] for w in self.weights]
-        biases = [b[layer] for b in self.biases]
-        layer_masks = [m[layer] for m in masks]
-        return _made.apply(weights, biases, layer_masks, ctx, self.activation, u, self.num_params)
+    def _params(self, layer: _Layers, u: Array) -> Array:
+        return _made.apply(
+            layer.weights,
+            layer.biases,
+            layer.masks,
+            layer.context,
+            self.activation,
+            u,
+            self.num_params,
+        )
 
     def _transform(self, params: Array, u: Array, *, inverse: bool) -> tuple[Array, Array]:
         """``tau(u; params)`` (or its inverse) and the elementwise log-slopes."""
@@ -209,73 +251,62 @@ class _MaskedFlow(FlowBijector):
         fn = _spline.inverse if inverse else _spline.forward
         return fn(knots, u, self.interval)
 
-    def _keep(self, layer: int) -> np.ndarray | None:
-        keep = np.asarray(self.keep[layer], dtype=bool)
-        return keep if keep.any() else None
-
-    def _layer(
-        self, layer: int, u: Array, masks: Sequence[np.ndarray], ctx: Array | None
-    ) -> tuple[Array, Array]:
+    def _layer(self, layer: _Layers, u: Array) -> tuple[Array, Array]:
         """``v = g_l(u)`` and ``log|det dg_l/du|`` (batch shape): one network pass."""
-        v, log_slope = self._transform(self._params(layer, u, masks, ctx), u, inverse=False)
-        keep = self._keep(layer)
-        if keep is not None:
-            v = jnp.where(keep, u, v)
-            log_slope = jnp.where(keep, 0.0, log_slope)
+        v, log_slope = self._transform(self._params(layer, u), u, inverse=False)
+        if layer.keep is not None:
+            v = jnp.where(layer.keep, u, v)
+            log_slope = jnp.where(layer.keep, 0.0, log_slope)
         return v, jnp.sum(log_slope, axis=-1)
 
-    def _layer_inverse(
-        self, layer: int, v: Array, masks: Sequence[np.ndarray], ctx: Array | None
-    ) -> tuple[Array, Array]:
+    def _layer_inverse(self, layer: _Layers, v: Array) -> tuple[Array, Array]:
         r"""``u = g_l^{-1}(v)`` and ``log|det du/dv|``: one pass per degree level.
 
         Pass :math:`p` computes the parameters from the previous estimate, whose coordinates of
         the :math:`p-1` lowest levels are already exact, so :math:`p` levels are exact after
         it; the log-slopes of the last pass are those at the solution.
         """
-        shape = jnp.broadcast_shapes(
-            v.shape, (ctx.shape[:-1] + (self.dim,)) if ctx is not None else v.shape
-        )
-        v = jnp.broadcast_to(v, shape)
-        keep = self._keep(layer)
 
         def step(u: Array) -> tuple[Array, Array]:
-            u_new, log_slope = self._transform(self._params(layer, u, masks, ctx), v, inverse=True)
-            if keep is not None:
-                u_new = jnp.where(keep, v, u_new)
-                log_slope = jnp.where(keep, 0.0, log_slope)
+            u_new, log_slope = self._transform(self._params(layer, u), v, inverse=True)
+            if layer.keep is not None:
+                u_new = jnp.where(layer.keep, v, u_new)
+                log_slope = jnp.where(layer.keep, 0.0, log_slope)
             return u_new, log_slope
 
-        passes = self._passes(layer)
+        passes = self._passes()
         if passes == 1:
             u, log_slope = step(v)
         else:
             u, log_slope = jax.lax.fori_loop(
-                0, passes, lambda _, carry: step(carry[0]), (v, jnp.zeros(shape, v.dtype))
+                0, passes, lambda _, carry: step(carry[0]), (v, jnp.zeros_like(v))
             )
         return u, jnp.sum(log_slope, axis=-1)
 
     # --- the stack ----------------------------------------------------------------------------
 
     def _fast(self, u: Array) -> tuple[Array, Array]:
-        """:math:`g_L\\circ\\dots\\circ g_1(u)` and its log-det (one pass per layer)."""
-        u = u.astype(self._dtype(u))
-        masks, ctx = self._masks(), self._context_terms(u)
-        total = jnp.zeros((), u.dtype)
-        for layer in range(self.num_layers):
-            u, log_det = self._layer(layer, u, masks, ctx[layer])
-            total = total + log_det
-        return u, jnp.broadcast_to(total, u.shape[:-1])
+        r""":math:`g_L\circ\dots\circ g_1(u)` and its log-det (one pass per layer)."""
+        layers, u = self._stacked(u.astype(self._dtype(u)))
+
+        def body(carry: tuple[Array, Array], layer: _Layers) -> tuple[Any, None]:
+            v, log_det = self._layer(layer, carry[0])
+            return (v, carry[1] + log_det), None
+
+        (u, total), _ = self._scan(body, (u, jnp.zeros(u.shape[:-1], u.dtype)), layers)
+        return u, total
 
     def _slow(self, v: Array) -> tuple[Array, Array]:
         """The inverse of :meth:`_fast` and its log-det."""
-        v = v.astype(self._dtype(v))
-        masks, ctx = self._masks(), self._context_terms(v)
-        total = jnp.zeros((), v.dtype)
-        for layer in reversed(range(self.num_layers)):
-            v, log_det = self._layer_inverse(layer, v, masks, ctx[layer])
-            total = total + log_det
-        return v, jnp.broadcast_to(total, v.shape[:-1])
+        layers, v = self._stacked(v.astype(self._dtype(v)))
+
+        def body(carry: tuple[Array, Array], layer: _Layers) -> tuple[Any, None]:
+            u, log_det = self._layer_inverse(layer, carry[0])
+            return (u, carry[1] + log_det), None
+
+        zeros = jnp.zeros(v.shape[:-1], v.dtype)
+        (v, total), _ = self._scan(body, (v, zeros), layers, reverse=True)
+        return v, total
 
     def _solve_fast_jacobian(self, u: Array, r: Array) -> Array:
         r""":math:`J^{-1} r` for the Jacobian :math:`J` of :meth:`_fast` at ``u`` (``(…, D)``).
@@ -286,31 +317,32 @@ class _MaskedFlow(FlowBijector):
         :math:`J_\ell` come from :math:`D` Jacobian-vector products evaluated together
         (``vmap`` of ``jvp``), not from :math:`D` sequential passes.
         """
-        masks, ctx = self._masks(), self._context_terms(u)
-        shape = jnp.broadcast_shapes(u.shape, r.shape)
-        for c in ctx:
-            if c is not None:
-                shape = jnp.broadcast_shapes(shape, c.shape[:-1] + (self.dim,))
-        inputs = [jnp.broadcast_to(u, shape)]
-        for layer in range(self.num_layers - 1):
-            inputs.append(self._layer(layer, inputs[-1], masks, ctx[layer])[0])
-        w = jnp.broadcast_to(r, shape)
+        layers, u = self._stacked(u)
+        u = jnp.broadcast_to(u, jnp.broadcast_shapes(u.shape, r.shape))
+        w = jnp.broadcast_to(r, u.shape)
+
+        def forward(x: Array, layer: _Layers) -> tuple[Array, Array]:
+            return self._layer(layer, x)[0], x
+
+        _, inputs = self._scan(forward, u, layers)  # each layer's input, (L, …, D)
         eye = jnp.eye(self.dim, dtype=w.dtype)
-        for layer in reversed(range(self.num_layers)):
-            x_in = inputs[layer]
 
-            def g(v: Array, layer: int = layer) -> Array:
-                return self._layer(layer, v, masks, ctx[layer])[0]
+        def solve(w: Array, xs: tuple[_Layers, Array]) -> tuple[Array, None]:
+            layer, x_in = xs
 
-            def column(e: Array, g: Any = g, x_in: Array = x_in) -> Array:
+            def column(e: Array) -> Array:
+                g = lambda v: self._layer(layer, v)[0]
                 return jax.jvp(g, (x_in,), (jnp.broadcast_to(e, x_in.shape),))[1]
 
             jac = jax.vmap(column, out_axes=-1)(eye)  # (…, D_out, D_in)
-            order = np.argsort(np.asarray(self.degrees[layer]), kind="stable")
-            rank = np.argsort(order)
-            lower = jac[..., order, :][..., :, order]
-            solved = jax.scipy.linalg.solve_triangular(lower, w[..., order, None], lower=True)
-            w = solved[..., 0][..., rank]
+            order = layer.order
+            lower = jnp.take(jnp.take(jac, order, axis=-2), order, axis=-1)
+            solved = jax.scipy.linalg.solve_triangular(
+                lower, jnp.take(w, order, axis=-1)[..., None], lower=True
+            )[..., 0]
+            return jnp.zeros_like(w).at[..., order].set(solved), None
+
+        w, _ = self._scan(solve, w, (layers, inputs), reverse=True)
         return w
 
     def _forward_and_log_det(self, x: Array) -> tuple[Array, Array]:

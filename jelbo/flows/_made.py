@@ -14,6 +14,7 @@ computed at trace time from static degrees and cached.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 
 import jax
@@ -51,7 +52,7 @@ def masks(
     d_in = np.asarray(input_degrees)
     degrees = [d_in] + [hidden_degrees(input_degrees, h) for h in hidden_sizes]
     out: list[np.ndarray] = []
-    for prev, nxt in zip(degrees[:-1], degrees[1:], strict=True):
+    for prev, nxt in itertools.pairwise(degrees):
         out.append(nxt[None, :] >= prev[:, None])
     out_degrees = np.tile(d_in, num_params)
     out.append(out_degrees[None, :] > degrees[-1][:, None])
