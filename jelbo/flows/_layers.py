@@ -59,6 +59,7 @@ class _Layers(NamedTuple):
     context: Array | None  # context @ W_c
     keep: Array | None  # coordinates passed through (coupling)
     order: Array  # the coordinates by degree: the Jacobian is lower triangular in this order
+    rank: Array  # the inverse permutation of ``order``
 
 
 def _log_softplus(t: Array) -> Array:
@@ -85,7 +86,7 @@ class _MaskedFlow(FlowBijector):
     transformer: str = static_field(default="affine")
     num_bins: int = static_field(default=8)
     interval: float = static_field(default=4.0)
-    activation: str = static_field(default="tanh")
+    activation: str = static_field(default="gelu")
     context_dim: int | None = static_field(default=None)
     min_bin_width: float = static_field(default=1e-3)
     min_bin_height: float = static_field(default=1e-3)
@@ -196,13 +197,15 @@ class _MaskedFlow(FlowBijector):
             )
         keep = np.asarray(self.keep, dtype=bool)
         masks = _made.stacked_masks(self.degrees, self.hidden_sizes, self.num_params)
+        order = np.argsort(np.asarray(self.degrees), axis=-1, kind="stable")
         layers = _Layers(
             weights=self.weights,
             biases=self.biases,
             masks=tuple(jnp.asarray(m, v.dtype) for m in masks),
             context=context,
             keep=jnp.asarray(keep) if keep.any() else None,
-            order=jnp.asarray(np.argsort(np.asarray(self.degrees), axis=-1, kind="stable")),
+            order=jnp.asarray(order),
+            rank=jnp.asarray(np.argsort(order, axis=-1)),
         )
         return layers, v
 
@@ -340,7 +343,7 @@ class _MaskedFlow(FlowBijector):
             solved = jax.scipy.linalg.solve_triangular(
                 lower, jnp.take(w, order, axis=-1)[..., None], lower=True
             )[..., 0]
-            return jnp.zeros_like(w).at[..., order].set(solved), None
+            return jnp.take(solved, layer.rank, axis=-1), None
 
         w, _ = self._scan(solve, w, (layers, inputs), reverse=True)
         return w
@@ -540,7 +543,7 @@ def masked_autoregressive(
     context_dim: int | None = None,
     inverse: bool = False,
     permutation: str = "reverse",
-    activation: str = "tanh",
+    activation: str = "gelu",
     min_bin_width: float = 1e-3,
     min_bin_height: float = 1e-3,
     min_derivative: float = 1e-3,
@@ -573,7 +576,11 @@ def masked_autoregressive(
             its own samples, the variational family).
         permutation: ``"reverse"`` or ``"random"`` (a fixed random order per layer drawn
             from ``key``, which must then be concrete).
-        activation: ``"tanh"``, ``"relu"``, ``"elu"``, ``"gelu"`` or ``"silu"``.
+        activation: the conditioner's nonlinearity, ``"gelu"`` (default: smooth, so the
+            log-density and its gradient are smooth in the sample, which STL relies on near
+            the optimum; unbounded above, so the transformer's parameters can grow with the
+            inputs, e.g. a banana's quadratic mean), ``"relu"``, ``"elu"``, ``"tanh"`` or
+            ``"silu"``.
         dtype: floating dtype of the parameters (default: JAX's default float).
 
     Returns:
@@ -640,7 +647,7 @@ def coupling(
     num_bins: int = 8,
     interval: float = 4.0,
     context_dim: int | None = None,
-    activation: str = "tanh",
+    activation: str = "gelu",
     min_bin_width: float = 1e-3,
     min_bin_height: float = 1e-3,
     min_derivative: float = 1e-3,
