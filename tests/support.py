@@ -9,7 +9,8 @@ Import as ``from support import ...`` (pytest puts ``tests/`` on ``sys.path``). 
   the examples (:data:`linear`, ``examples/_linear.py``: its decoder
   ``linear.log_likelihood(W, b, sigma2)`` is the tests' linear-Gaussian model too), and the
   examples' directory on ``sys.path`` so that tests import the examples' modules by name;
-- compiled-output inspection (:func:`noise_elements`).
+- compiled-output inspection (:func:`noise_elements`);
+- :data:`USES_0_1_BOUNDS`, the mark of tests that call the deprecated 0.1 bound functions.
 
 Add a helper here as soon as two test modules need it, and a new family to
 :data:`CLASSES` / :func:`random_params` when the shared tests should cover it.
@@ -24,6 +25,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jelbo
 
@@ -34,6 +36,12 @@ if str(EXAMPLES) not in sys.path:
 
 import _linear as linear  # noqa: E402  (examples/_linear.py: the linear VAE of the examples)
 import ppca  # noqa: E402  (examples/ppca.py: closed-form PPCA, float64 NumPy)
+
+#: For tests that exercise the 0.1 bound functions (jelbo.elbo, iwae_bound, renyi_bound),
+#: deprecated since 0.3: their warning is expected there (tests/test_compat.py checks it).
+USES_0_1_BOUNDS = pytest.mark.filterwarnings(
+    r"ignore:jelbo\.(elbo|iwae_bound|renyi_bound) is deprecated:DeprecationWarning"
+)
 
 K = 3  # event size of the vector-valued families
 C = 4  # number of categories

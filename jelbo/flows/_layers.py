@@ -31,8 +31,9 @@ import numpy as np
 
 from jelbo import _checks
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.bijectors import Bijector
 from jelbo.flows import _made, _spline
-from jelbo.flows._base import FlowBijector, static_field
+from jelbo.module import static_field
 
 __all__ = [
     "Coupling",
@@ -69,7 +70,7 @@ def _log_softplus(t: Array) -> Array:
     return jnp.where(small, t, jnp.log(jax.nn.softplus(jnp.where(small, 0.0, t))))
 
 
-class _MaskedFlow(FlowBijector):
+class _MaskedFlow(Bijector):
     """Shared machinery of the masked flows (see the module docstring).
 
     The parameters of the ``L`` layers are stacked on a leading axis; ``degrees[l][j]`` is
@@ -86,7 +87,7 @@ class _MaskedFlow(FlowBijector):
     transformer: str = static_field(default="affine")
     num_bins: int = static_field(default=8)
     interval: float = static_field(default=4.0)
-    activation: str = static_field(default="gelu")
+    activation: str = static_field(default="tanh")
     context_dim: int | None = static_field(default=None)
     min_bin_width: float = static_field(default=1e-3)
     min_bin_height: float = static_field(default=1e-3)
@@ -543,7 +544,7 @@ def masked_autoregressive(
     context_dim: int | None = None,
     inverse: bool = False,
     permutation: str = "reverse",
-    activation: str = "gelu",
+    activation: str = "tanh",
     min_bin_width: float = 1e-3,
     min_bin_height: float = 1e-3,
     min_derivative: float = 1e-3,
@@ -576,11 +577,12 @@ def masked_autoregressive(
             its own samples, the variational family).
         permutation: ``"reverse"`` or ``"random"`` (a fixed random order per layer drawn
             from ``key``, which must then be concrete).
-        activation: the conditioner's nonlinearity, ``"gelu"`` (default: smooth, so the
-            log-density and its gradient are smooth in the sample, which STL relies on near
-            the optimum; unbounded above, so the transformer's parameters can grow with the
-            inputs, e.g. a banana's quadratic mean), ``"relu"``, ``"elu"``, ``"tanh"`` or
-            ``"silu"``.
+        activation: the conditioner's nonlinearity: ``"tanh"`` (default: bounded, so a
+            layer's shift and log-scale stay within bounds set by its output weights however
+            far out its input is: a base draw in the far tail cannot push the next layers
+            into overflow), ``"gelu"``, ``"relu"``, ``"elu"`` or ``"silu"`` (unbounded: the
+            parameters can grow with the inputs, e.g. a banana's quadratic mean, which
+            bounded conditioners approximate more slowly).
         dtype: floating dtype of the parameters (default: JAX's default float).
 
     Returns:
@@ -647,7 +649,7 @@ def coupling(
     num_bins: int = 8,
     interval: float = 4.0,
     context_dim: int | None = None,
-    activation: str = "gelu",
+    activation: str = "tanh",
     min_bin_width: float = 1e-3,
     min_bin_height: float = 1e-3,
     min_derivative: float = 1e-3,

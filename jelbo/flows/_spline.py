@@ -33,7 +33,8 @@ import numpy as np
 
 from jelbo import _checks
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.flows._base import FlowBijector, static_field
+from jelbo.bijectors import Bijector
+from jelbo.module import static_field
 
 __all__ = ["RationalQuadraticSpline"]
 
@@ -209,7 +210,7 @@ def check_spline_options(
         raise ValueError(f"{where}: `min_derivative` must be in [0, 1); got {min_derivative}.")
 
 
-class RationalQuadraticSpline(FlowBijector):
+class RationalQuadraticSpline(Bijector):
     r"""Elementwise monotone rational-quadratic spline (Durkan et al. 2019), identity tails.
 
     Each coordinate :math:`j` of the event is mapped by its own spline with ``num_bins``
