@@ -349,19 +349,12 @@ def _check(flow, x):
 
 @jax.jit
 def _extremes(flow, x):
-    """Values and gradients (parameters and inputs) of both directions at ``x``."""
+    """Values of both directions and gradients (parameters and inputs) of the forward one."""
 
     def forward_total(f, v):
         return jnp.sum(f.forward(v)) + jnp.sum(f.forward_log_det_jacobian(v))
 
-    def inverse_total(f, v):
-        return jnp.sum(f.inverse(v)) + jnp.sum(f.inverse_log_det_jacobian(v))
-
-    return (
-        _round_trip.__wrapped__(flow, x),
-        jax.grad(forward_total, argnums=(0, 1))(flow, x),
-        jax.grad(inverse_total, argnums=(0, 1))(flow, x),
-    )
+    return _round_trip.__wrapped__(flow, x), jax.grad(forward_total, argnums=(0, 1))(flow, x)
 
 
 @pytest.mark.parametrize(("kind", "transformer", "conditional"), KINDS, ids=IDS)
@@ -412,9 +405,10 @@ def test_float32_round_trip_and_dtype(kind, transformer, conditional):
 
 
 def test_extremes_are_finite_with_finite_gradients():
-    """At +-interval exactly and +-1e4, both directions of a spline IAF (the one-pass and
-    the sequential direction; MAF is the same pair reversed): finite values and finite
-    gradients with respect to the parameters and the inputs."""
+    """At +-interval exactly and +-1e4, a spline IAF: finite values in both directions (the
+    one-pass and the sequential one; MAF is the same pair reversed) and finite gradients of
+    the forward direction with respect to the parameters and the inputs (the spline's own
+    inverse gradients at these points: test_spline_extremes_are_finite_...)."""
     for leaf in jax.tree_util.tree_leaves(_extremes(random_flow("iaf", "spline", False), EXTREME)):
         assert np.isfinite(np.asarray(leaf)).all()
 
@@ -534,11 +528,11 @@ def _implicit_first_order(flow, x):
     return [(fn(flow, y), jax.grad(fn, argnums=(0, 1))(flow, y)) for fn in _log_q_pair(flow, x)]
 
 
-@pytest.mark.parametrize("transformer", ["affine", "spline"])
-def test_implicit_inverse_matches_the_sequential_inverse(transformer):
+def test_implicit_inverse_matches_the_sequential_inverse():
     """log q(y) through the known preimage (no sequential inverse): the same value and
-    gradients with respect to y and the parameters as through ``inverse``."""
-    flow = random_flow("iaf", transformer, True)
+    gradients with respect to y and the parameters as through ``inverse`` (a conditional
+    spline IAF; the affine one through the objectives below)."""
+    flow = random_flow("iaf", "spline", True)
     (v1, g1), (v2, g2) = _implicit_first_order(flow, points(np.float64) * 0.4)
     np.testing.assert_allclose(v2, v1, rtol=1e-12)
     for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2), strict=True):
@@ -607,31 +601,30 @@ def _objective_losses(names):
 
 @functools.cache
 def _values_and_grads(names, reference):
-    """jit(vmap over keys) of the objectives' values and gradients (one compilation)."""
+    """jit of the objectives' values and gradients (one compilation)."""
     losses = _objective_losses(names)
-    grads = jax.jacrev(losses)
-    return jax.jit(jax.vmap(lambda f, k: (losses(f, k), grads(f, k)), (None, 0)))
+    return jax.jit(lambda f, k: (losses(f, k), jax.jacrev(losses)(f, k)))
 
 
 def test_every_objective_with_an_iaf_posterior():
     """ELBO (reparam, STL), IWAE (reparam, DReG), Renyi with an IAF q: values and gradients
-    finite under jit and vmap; STL and DReG through the implicit inverse equal the same
-    estimators through the sequential inverse, to rounding."""
+    finite under jit; STL and DReG through the implicit inverse equal the same estimators
+    through the sequential inverse, to rounding."""
     flow = random_flow("iaf", "affine", False)
-    keys = jax.random.split(jax.random.key(0), 3)
+    keys = jax.random.key(0)
     names = tuple(OBJECTIVES)
     values, grads = _values_and_grads(names, False)(flow, keys)
-    assert values.shape == (3, len(names)) and np.isfinite(values).all()
+    assert values.shape == (len(names),) and np.isfinite(values).all()
     for leaf in jax.tree_util.tree_leaves(grads):
         assert np.isfinite(np.asarray(leaf)).all()
     stopped = ("elbo-stl", "iwae-dreg")
     ref_values, ref_grads = _values_and_grads(stopped, True)(_inverse_only(flow), keys)
-    index = [names.index(n) for n in stopped]
-    np.testing.assert_allclose(values[:, index], ref_values, rtol=1e-12)
+    index = np.array([names.index(n) for n in stopped])
+    np.testing.assert_allclose(values[index], ref_values, rtol=1e-12)
     for a, b in zip(
         jax.tree_util.tree_leaves(ref_grads), jax.tree_util.tree_leaves(grads), strict=True
     ):
-        np.testing.assert_allclose(np.asarray(b)[:, index], a, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(b)[index], a, rtol=1e-9, atol=1e-12)
 
 
 def test_no_sequential_inverse_for_the_density_of_own_draws():
