@@ -247,11 +247,12 @@ def _kl_bernoulli_probs(q: Array, p: Array) -> Array:
 def _weighted_xm(a: Array, diff: Array, log_a: Array, log_b: Array) -> Array:
     # a xm(diff/a) = diff - a log(b/a) for a > 0, b = a + diff >= 0, with diff given exactly
     # (q - p, not (1 - p) - (1 - q), which rounds). Where b < a/2 the ratio diff/a rounds
-    # towards -1 (to -1 itself for b/a < eps, where xm is +inf: KL(0.2 || 1e-300) was inf):
-    # there the logarithms are taken separately (|log(b/a)| >= log 2, no cancellation).
-    w = diff / a
-    far = w < -0.5
-    near = a * _special.x_minus_log1p(jnp.where(far, 0.0, w))
+    # towards -1 (to -1 itself for b/a < eps, where xm is +inf: KL(0.2 || 1e-300) was inf),
+    # and where b > 2a it can overflow (float32 NaN at rates 1e-30 vs 1e30, and a wrong
+    # derivative in float64): there the logarithms are taken separately (|log(b/a)| >=
+    # log 2, the terms do not cancel).
+    far = (diff < -0.5 * a) | (diff > a)  # w = diff/a outside (-1/2, 1], without forming it
+    near = a * _special.x_minus_log1p(jnp.where(far, 0.0, diff) / a)
     return jnp.where(far, diff - a * (log_b - log_a), near)
 
 
@@ -266,7 +267,8 @@ def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
         rate_q, rate_p = common_float(q.rate, p.rate)
         zero = rate_q == 0
         safe = jnp.where(zero, 1.0, rate_q)
-        kl = jnp.where(zero, rate_p, safe * _special.x_minus_log1p((rate_p - safe) / safe))
+        logs = jnp.log(safe), jnp.log(rate_p)
+        kl = jnp.where(zero, rate_p, _weighted_xm(safe, rate_p - safe, *logs))
         return _event_sum(q, kl)
     eta_q, eta_p = common_float(q.log_rate, p.log_rate)
     u = eta_q - eta_p

@@ -283,6 +283,9 @@ class Family:
         x_shape: the event shape of one value (``xs`` entries are flattened).
         x_integer: values are integer indices (``Categorical``): passed as ints, no x-gradient.
         x_diff: whether ``log_prob`` is differentiated with respect to ``x`` too.
+        keyword: the keyword parameterization ``make`` uses (``"probs"``, ``"logits"``,
+            ``"rate"``, ...) for a family with alternatives (``cls.parameterizations``).
+        scalar: ``make`` builds a scalar distribution (0-d parameters, event shape ``()``).
     """
 
     name: str
@@ -294,6 +297,8 @@ class Family:
     x_shape: tuple[int, ...] = (1,)
     x_integer: bool = False
     x_diff: bool = True
+    keyword: str | None = None
+    scalar: bool = False
 
     def __repr__(self) -> str:
         return self.name
@@ -337,6 +342,12 @@ HALF_LOG_2PI = lambda: mp.log(2 * mp.pi) / 2
 def xlogy(c: Any, x: Any) -> Any:
     """``c log x`` with ``0 log x = 0`` (also at ``x = 0``)."""
     return mp.mpf(0) if c == 0 else c * mp.log(x)
+
+
+def xlog1p(c: Any, x: Any) -> Any:
+    """``c log1p(x)`` with ``0 log1p(x) = 0`` (``log1p``: ``1 - p`` at 30 digits is 1 for
+    ``p = 1e-300``, and so would be its finite differences)."""
+    return mp.mpf(0) if c == 0 else c * mp.log1p(x)
 
 
 def log_sigmoid(a: Any) -> Any:
@@ -703,7 +714,8 @@ BERNOULLI = family(
     name="Bernoulli",
     cls=jelbo.Bernoulli,
     params=("logits",),
-    make=lambda t: jelbo.Bernoulli(t[0:1]),
+    make=lambda t: jelbo.Bernoulli(logits=t[0:1]),
+    keyword="logits",
     refs={
         "log_prob": lambda t, x: x[0] * log_sigmoid(t[0]) + (1 - x[0]) * log_sigmoid(-t[0]),
         "entropy": lambda t: (
@@ -733,7 +745,8 @@ POISSON = family(
     name="Poisson",
     cls=jelbo.Poisson,
     params=("log_rate",),
-    make=lambda t: jelbo.Poisson(t[0:1]),
+    make=lambda t: jelbo.Poisson(log_rate=t[0:1]),
+    keyword="log_rate",
     refs={
         "log_prob": lambda t, x: x[0] * t[0] - mp.exp(t[0]) - mp.loggamma(x[0] + 1),
         "mean": lambda t: [mp.exp(t[0])],
@@ -773,7 +786,8 @@ CATEGORICAL = family(
     name="Categorical",
     cls=jelbo.Categorical,
     params=("logits[0]", "logits[1]", "logits[2]"),
-    make=lambda t: jelbo.Categorical(t),
+    make=lambda t: jelbo.Categorical(logits=t),
+    keyword="logits",
     refs={
         "log_prob": lambda t, x: _log_softmax(t)[int(x[0])],
         "entropy": _categorical_entropy,
@@ -1031,7 +1045,8 @@ CONTINUOUS_BERNOULLI = family(
     name="ContinuousBernoulli",
     cls=jelbo.ContinuousBernoulli,
     params=("logits",),
-    make=lambda t: jelbo.ContinuousBernoulli(t[0:1]),
+    make=lambda t: jelbo.ContinuousBernoulli(logits=t[0:1]),
+    keyword="logits",
     refs={
         "log_prob": lambda t, x: t[0] * x[0] - _cb(t[0])[0],
         "entropy": lambda t: _cb(t[0])[0] - t[0] * _cb(t[0])[1],
@@ -1073,7 +1088,8 @@ NEGATIVE_BINOMIAL = family(
     name="NegativeBinomial",
     cls=jelbo.NegativeBinomial,
     params=("total_count", "logits"),
-    make=lambda t: jelbo.NegativeBinomial(t[0:1], t[1:2]),
+    make=lambda t: jelbo.NegativeBinomial(t[0:1], logits=t[1:2]),
+    keyword="logits",
     refs={
         "log_prob": _nb_lp,
         "mean": lambda t: [t[0] * mp.exp(t[1])],
@@ -1114,7 +1130,8 @@ ONE_HOT = family(
     name="OneHotCategorical",
     cls=jelbo.OneHotCategorical,
     params=("logits[0]", "logits[1]", "logits[2]"),
-    make=lambda t: jelbo.OneHotCategorical(t),
+    make=lambda t: jelbo.OneHotCategorical(logits=t),
+    keyword="logits",
     refs={
         "log_prob": _one_hot_lp,
         "entropy": _categorical_entropy,
@@ -1156,7 +1173,8 @@ RELAXED_BERNOULLI = family(
     name="RelaxedBernoulli",
     cls=jelbo.RelaxedBernoulli,
     params=("temperature", "logits"),
-    make=lambda t: jelbo.RelaxedBernoulli(t[0:1], t[1:2]),
+    make=lambda t: jelbo.RelaxedBernoulli(t[0:1], logits=t[1:2]),
+    keyword="logits",
     refs={"log_prob": _relaxed_bernoulli_lp},
     points=(
         point((1.0, 0.0), (0.5,), (1e-30,), (0.99,), label="temperature 1"),
@@ -1191,7 +1209,8 @@ RELAXED_ONE_HOT = family(
     name="RelaxedOneHotCategorical",
     cls=jelbo.RelaxedOneHotCategorical,
     params=("temperature", "logits[0]", "logits[1]", "logits[2]"),
-    make=lambda t: jelbo.RelaxedOneHotCategorical(t[0], t[1:4]),
+    make=lambda t: jelbo.RelaxedOneHotCategorical(t[0], logits=t[1:4]),
+    keyword="logits",
     refs={"log_prob": _relaxed_one_hot_lp},
     x_shape=(3,),
     points=(
@@ -1499,6 +1518,273 @@ LKJ = family(
 )
 
 
+# --- keyword alternatives (probs=, rate=) -------------------------------------------------------
+# One entry per keyword parameterization: the families store the parameter given and compute
+# in it, so each alternative is its own code path (and its own special points: probabilities
+# 0, 1 and within 2^-52 of them, a zero rate).
+
+
+def _logit(p):
+    return mp.log(p) - mp.log1p(-p)
+
+
+BERNOULLI_PROBS = family(
+    name="Bernoulli(probs)",
+    cls=jelbo.Bernoulli,
+    params=("probs",),
+    make=lambda t: jelbo.Bernoulli(probs=t[0:1]),
+    keyword="probs",
+    refs={
+        "log_prob": lambda t, x: xlogy(x[0], t[0]) + xlog1p(1 - x[0], -t[0]),
+        "entropy": lambda t: -(xlogy(t[0], t[0]) + xlog1p(1 - t[0], -t[0])),
+        "mean": lambda t: [t[0]],
+        "variance": lambda t: [t[0] * (1 - t[0])],
+        "mode": lambda t: [step(t[0] > 0.5)],
+    },
+    points=(
+        point((0.5,), (0.0,), (1.0,), (0.5,), label="p = 1/2"),
+        point((0.0,), (0.0,), (1.0,), (0.25,), label="p = 0"),
+        point((1.0,), (0.0,), (1.0,), label="p = 1"),
+        point((1e-30,), (0.0,), (1.0,), label="tiny p"),
+        point((1 - 2.0**-24,), (0.0,), (1.0,), label="p within float32 eps of 1"),
+        point((1e-300,), (0.0,), (1.0,), f32=False, label="tiny p"),
+        point((1 - 2.0**-52,), (0.0,), (1.0,), f32=False, label="p within eps of 1"),
+        *randoms("Bernoulli(probs)", 2, lambda r: point((r.uniform(),), (r.uniform(),))),
+    ),
+)
+
+POISSON_RATE = family(
+    name="Poisson(rate)",
+    cls=jelbo.Poisson,
+    params=("rate",),
+    make=lambda t: jelbo.Poisson(rate=t[0:1]),
+    keyword="rate",
+    refs={
+        "log_prob": lambda t, x: xlogy(x[0], t[0]) - t[0] - mp.loggamma(x[0] + 1),
+        "mean": lambda t: [t[0]],
+        "variance": lambda t: [t[0]],
+        "mode": lambda t: [mp.floor(t[0])],
+    },
+    x_diff=False,
+    points=(
+        point((1.0,), (0.0,), (1.0,), (3.0,), label="rate 1"),
+        point((0.0,), (0.0,), (1.0,), label="rate 0"),
+        point((1e-30,), (0.0,), (1.0,), label="tiny rate"),
+        point((1e4,), (1e4,), (9990.0,), label="counts near the rate"),
+        point((1e-300,), (0.0,), (2.0,), f32=False, label="tiny rate"),
+        point((2.5e8,), (2.5e8 + 1e4,), (1e6,), f32=False, label="counts near a huge rate"),
+        *randoms(
+            "Poisson(rate)",
+            2,
+            lambda r: point((np.exp(r.uniform(-2, 3)),), (float(r.integers(0, 12)),)),
+        ),
+    ),
+)
+
+_SIMPLEX_POINTS = (
+    point((0.25, 0.25, 0.5), (0.0,), (2.0,), label="interior"),
+    point((1.0, 0.0, 0.0), (0.0,), (1.0,), label="vertex"),
+    point((0.5, 0.5, 0.0), (0.0,), (2.0,), label="face"),
+    point((1 - 2.0**-23, 2.0**-24, 2.0**-24), (0.0,), (1.0,), label="nearly a vertex"),
+    point((1 - 2e-300, 1e-300, 1e-300), (0.0,), (1.0,), f32=False, label="nearly a vertex"),
+)
+
+
+def _probs_entropy(t):
+    return -mp.fsum(xlogy(u, u) for u in t)
+
+
+CATEGORICAL_PROBS = family(
+    name="Categorical(probs)",
+    cls=jelbo.Categorical,
+    params=("probs[0]", "probs[1]", "probs[2]"),
+    make=lambda t: jelbo.Categorical(probs=t),
+    keyword="probs",
+    refs={
+        "log_prob": lambda t, x: mp.log(t[int(x[0])]),
+        "entropy": _probs_entropy,
+        "mode": lambda t: [mp.mpf(_argmax(t))],
+    },
+    x_shape=(),
+    x_integer=True,
+    points=_SIMPLEX_POINTS,
+)
+
+
+def _one_hot_simplex_points():
+    eye = tuple(tuple(float(v) for v in row) for row in np.eye(3))
+    return tuple(
+        dataclasses.replace(p, xs=tuple(eye[int(x[0])] for x in p.xs)) for p in _SIMPLEX_POINTS
+    )
+
+
+ONE_HOT_PROBS = family(
+    name="OneHotCategorical(probs)",
+    cls=jelbo.OneHotCategorical,
+    params=("probs[0]", "probs[1]", "probs[2]"),
+    make=lambda t: jelbo.OneHotCategorical(probs=t),
+    keyword="probs",
+    refs={
+        "log_prob": lambda t, x: mp.fsum(xlogy(v, u) for v, u in zip(x, t, strict=True)),
+        "entropy": _probs_entropy,
+        "mean": lambda t: list(t),
+        "variance": lambda t: [u * (1 - u) for u in t],
+        "mode": lambda t: [step(i == _argmax(t)) for i in range(len(t))],
+    },
+    x_shape=(3,),
+    points=_one_hot_simplex_points(),
+)
+
+
+def _nb_probs_lp(t, x):
+    r, p = t
+    k = x[0]
+    return mp.loggamma(k + r) - mp.loggamma(k + 1) - mp.loggamma(r) + xlogy(k, p) + r * mp.log1p(-p)
+
+
+NEGATIVE_BINOMIAL_PROBS = family(
+    name="NegativeBinomial(probs)",
+    cls=jelbo.NegativeBinomial,
+    params=("total_count", "probs"),
+    make=lambda t: jelbo.NegativeBinomial(t[0:1], probs=t[1:2]),
+    keyword="probs",
+    refs={
+        "log_prob": _nb_probs_lp,
+        "mean": lambda t: [t[0] * t[1] / (1 - t[1])],
+        "variance": lambda t: [t[0] * t[1] / (1 - t[1]) ** 2],
+        "mode": lambda t: [mp.floor((t[0] - 1) * t[1] / (1 - t[1])) if t[0] > 1 else mp.mpf(0)],
+    },
+    x_diff=False,
+    points=(
+        point((1.0, 0.5), (0.0,), (3.0,), label="geometric"),
+        point((2.5, 1e-6), (0.0,), (1.0,), label="small p"),
+        point((2.0, 0.0), (0.0,), (1.0,), label="p = 0"),
+        point((1e6, 0.5), (1e6,), (0.0,), label="huge total_count"),
+        point((2.0, 1 - 2.0**-24), (0.0,), (5.0,), label="p near 1"),
+        point((2.0, 1e-300), (0.0,), (3.0,), f32=False, label="tiny p"),
+    ),
+)
+
+CONTINUOUS_BERNOULLI_PROBS = family(
+    name="ContinuousBernoulli(probs)",
+    cls=jelbo.ContinuousBernoulli,
+    params=("probs",),
+    make=lambda t: jelbo.ContinuousBernoulli(probs=t[0:1]),
+    keyword="probs",
+    refs={
+        "log_prob": lambda t, x: _logit(t[0]) * x[0] - _cb(_logit(t[0]))[0],
+        "entropy": lambda t: _cb(_logit(t[0]))[0] - _logit(t[0]) * _cb(_logit(t[0]))[1],
+        "mean": lambda t: [_cb(_logit(t[0]))[1]],
+        "variance": lambda t: [_cb(_logit(t[0]))[2]],
+        "mode": lambda t: [step(t[0] > 0.5)],
+    },
+    points=(
+        point((0.5,), (0.0,), (1.0,), (0.5,), label="uniform"),
+        point((0.5 + 2.0**-20,), (0.3,), label="near 1/2"),
+        point((0.3,), (0.9,)),
+        point((1e-30,), (0.0,), (1.0,), label="tiny p"),
+        point((1 - 2.0**-24,), (1.0,), label="p near 1"),
+        point((1e-300,), (0.5,), f32=False, label="tiny p"),
+    ),
+)
+
+RELAXED_BERNOULLI_PROBS = family(
+    name="RelaxedBernoulli(probs)",
+    cls=jelbo.RelaxedBernoulli,
+    params=("temperature", "probs"),
+    make=lambda t: jelbo.RelaxedBernoulli(t[0:1], probs=t[1:2]),
+    keyword="probs",
+    refs={"log_prob": lambda t, x: _relaxed_bernoulli_lp([t[0], _logit(t[1])], x)},
+    points=(
+        point((1.0, 0.5), (0.5,), (0.99,), label="temperature 1"),
+        point((1e-3, 0.7), (0.5,), (0.999,), label="near-0 temperature"),
+        point((0.5, 1e-20), (0.5,), (1e-3,), label="tiny p"),
+        point((0.5, 1e-300), (0.5,), f32=False, label="tiny p"),
+    ),
+)
+
+RELAXED_ONE_HOT_PROBS = family(
+    name="RelaxedOneHotCategorical(probs)",
+    cls=jelbo.RelaxedOneHotCategorical,
+    params=("temperature", "probs[0]", "probs[1]", "probs[2]"),
+    make=lambda t: jelbo.RelaxedOneHotCategorical(t[0], probs=t[1:4]),
+    keyword="probs",
+    refs={"log_prob": lambda t, x: _relaxed_one_hot_lp([t[0], *(mp.log(u) for u in t[1:])], x)},
+    x_shape=(3,),
+    points=(
+        point((1.0, 0.25, 0.25, 0.5), (0.2, 0.3, 0.5), label="temperature 1"),
+        point((1e-3, 0.5, 0.25, 0.25), (0.25, 0.25, 0.5), label="near-0 temperature"),
+        point((0.5, 1 - 2e-20, 1e-20, 1e-20), (0.2, 0.3, 0.5), label="nearly a vertex"),
+    ),
+)
+
+
+# --- scalar families (0-d parameters, event shape ()) ------------------------------------------
+
+
+def scalar(fam: Family, make: Callable, points: Sequence[Point] | None = None) -> Family:
+    """The scalar version of a factorized entry: the same references (one coordinate) at
+    ``points`` (default: the entry's first three)."""
+    entry = dataclasses.replace(
+        fam,
+        name=f"{fam.name} (scalar)",
+        make=make,
+        x_shape=(),
+        scalar=True,
+        points=tuple(points if points is not None else fam.points[:3]),
+    )
+    FAMILIES.append(entry)
+    return entry
+
+
+NORMAL_SCALAR = scalar(NORMAL, lambda t: jelbo.Normal(t[0], t[1]))
+LAPLACE_SCALAR = scalar(LAPLACE, lambda t: jelbo.Laplace(t[0], t[1]))
+STUDENT_T_SCALAR = scalar(STUDENT_T, lambda t: jelbo.StudentT(t[0], t[1], t[2]))
+GAMMA_SCALAR = scalar(GAMMA, lambda t: jelbo.Gamma(t[0], t[1]))
+BETA_SCALAR = scalar(BETA, lambda t: jelbo.Beta(t[0], t[1]))
+KUMARASWAMY_SCALAR = scalar(KUMARASWAMY, lambda t: jelbo.Kumaraswamy(t[0], t[1]))
+CONTINUOUS_BERNOULLI_SCALAR = scalar(
+    CONTINUOUS_BERNOULLI, lambda t: jelbo.ContinuousBernoulli(logits=t[0])
+)
+BERNOULLI_SCALAR = scalar(BERNOULLI_PROBS, lambda t: jelbo.Bernoulli(probs=t[0]))
+POISSON_SCALAR = scalar(POISSON_RATE, lambda t: jelbo.Poisson(rate=t[0]))
+NEGATIVE_BINOMIAL_SCALAR = scalar(
+    NEGATIVE_BINOMIAL, lambda t: jelbo.NegativeBinomial(t[0], logits=t[1])
+)
+RELAXED_BERNOULLI_SCALAR = scalar(
+    RELAXED_BERNOULLI, lambda t: jelbo.RelaxedBernoulli(t[0], logits=t[1])
+)
+
+
+# --- Independent --------------------------------------------------------------------------------
+
+
+def _independent_normal_lp(t, x):
+    return Terms([_normal_lp([t[i], t[2 + i]], [x[i]]) for i in range(2)])
+
+
+INDEPENDENT = family(
+    name="Independent(Normal, 1)",
+    cls=jelbo.Independent,
+    params=("loc[0]", "loc[1]", "scale[0]", "scale[1]"),
+    # a base of batch shape (2,) and event shape (1,): event (2, 1) once reinterpreted
+    make=lambda t: jelbo.Independent(jelbo.Normal(t[0:2, None], t[2:4, None]), 1),
+    refs={
+        "log_prob": _independent_normal_lp,
+        "entropy": lambda t: _normal_entropy([t[0], t[2]]) + _normal_entropy([t[1], t[3]]),
+        "mean": lambda t: [t[0], t[1]],
+        "variance": lambda t: [t[2] ** 2, t[3] ** 2],
+        "mode": lambda t: [t[0], t[1]],
+    },
+    x_shape=(2, 1),
+    points=(
+        point((0.0, 1.0, 1.0, 2.0), (0.0, 1.0), (1.5, -3.0)),
+        point((0.5, 1e4, 1e-30, 1e30), (0.5, -1e30), label="scale extremes"),
+        point((0.0, 1e150, 1e-200, 1e200), (3e-200, -1e200), f32=False, label="scale extremes"),
+    ),
+)
+
+
 # --- KL pairs --------------------------------------------------------------------------------
 
 
@@ -1507,9 +1793,11 @@ def kp(theta_q: Sequence[float], theta_p: Sequence[float], **kwargs: Any) -> Poi
     return point(tuple(theta_q) + tuple(theta_p), **kwargs)
 
 
-def _kl_entry(name: str, cls: type, params: tuple[str, ...], make: Callable) -> Family:
+def _kl_entry(
+    name: str, cls: type, params: tuple[str, ...], make: Callable, keyword: str | None = None
+) -> Family:
     """A parameterization used only by KL pairs (e.g. a Normal with a 2-dimensional event)."""
-    return Family(name=name, cls=cls, params=params, make=make)
+    return Family(name=name, cls=cls, params=params, make=make, keyword=keyword)
 
 
 def _gaussian_kl(mq, sq, mp_, sp):
@@ -1884,6 +2172,188 @@ for _fam in (TRANSFORMED_FIXED, LOG_NORMAL):
             kp((0.0, 1e-30), (1e4, 1e30), label="scale extremes"),
         ],
     )
+
+
+# Keyword alternatives: the pairs computed from probabilities or rates as given.
+
+
+def _bernoulli_probs_kl(tq, tp):
+    q, p = tq[0], tp[0]
+    return Terms([xlogy(q, q) - xlogy(q, p), xlog1p(1 - q, -q) - xlog1p(1 - q, -p)])
+
+
+kl_pair(
+    BERNOULLI_PROBS,
+    BERNOULLI_PROBS,
+    _bernoulli_probs_kl,
+    [
+        kp((0.3,), (0.3,), label="q = p"),
+        kp((0.3,), (0.7,)),
+        kp((0.3,), (0.3 + 2.0**-20,), label="nearly equal, below 1/2"),
+        kp((1e-10,), (2e-10,), label="tiny"),
+        kp((1 - 2.0**-20,), (1 - 2.0**-19,), label="near 1"),
+        kp((0.2,), (1e-30,), label="p << q"),
+        kp((0.0,), (0.4,), label="q = 0"),
+        kp((1.0,), (0.4,), label="q = 1"),
+        kp((0.5,), (1.0,), label="p = 1 (infinite)"),
+        kp((0.2,), (1e-300,), f32=False, label="p << q"),
+        kp((0.3,), (0.3 + 1e-9,), f32=False, label="nearly equal, below 1/2"),
+    ],
+)
+
+
+def _poisson_rate_kl(tq, tp):
+    q, p = tq[0], tp[0]
+    return Terms([xlogy(q, q) - xlogy(q, p), -q, p])
+
+
+kl_pair(
+    POISSON_RATE,
+    POISSON_RATE,
+    _poisson_rate_kl,
+    [
+        kp((3.0,), (3.0,), label="q = p"),
+        kp((3.0,), (0.1,)),
+        kp((3.0,), (3.0 * (1 + 2.0**-20),), label="nearly equal"),
+        kp((1e-6,), (2e-6,)),
+        kp((0.0,), (2.0,), label="rate_q = 0"),
+        kp((1.0,), (1e-30,), label="rate_p << rate_q"),
+        kp((1e-30,), (1e30,), label="rate_q << rate_p"),
+        kp((1.0,), (1e-300,), f32=False, label="rate_p << rate_q"),
+        kp((2.5e8,), (2.5e8 + 1.0,), f32=False, label="nearly equal huge rates"),
+    ],
+)
+
+
+def _categorical_probs_kl(tq, tp):
+    return Terms([xlogy(u, u) - xlogy(u, v) for u, v in zip(tq, tp, strict=True)])
+
+
+_CATEGORICAL_PROBS_KL_POINTS = [
+    kp((0.25, 0.25, 0.5), (0.25, 0.25, 0.5), label="q = p"),
+    kp((0.25, 0.25, 0.5), (0.5, 0.25, 0.25)),
+    kp((0.5, 0.5, 0.0), (0.25, 0.25, 0.5), label="q on a face"),
+    kp((1.0, 0.0, 0.0), (0.25, 0.25, 0.5), label="q a vertex"),
+    kp((0.25, 0.25, 0.5), (0.5, 0.5, 0.0), label="p on a face q is not (infinite)"),
+    kp(
+        (1 - 2.0**-23, 2.0**-24, 2.0**-24),
+        (1 - 2.0**-22, 2.0**-23, 2.0**-23),
+        label="near a vertex",
+    ),
+]
+kl_pair(CATEGORICAL_PROBS, CATEGORICAL_PROBS, _categorical_probs_kl, _CATEGORICAL_PROBS_KL_POINTS)
+kl_pair(ONE_HOT_PROBS, ONE_HOT_PROBS, _categorical_probs_kl, _CATEGORICAL_PROBS_KL_POINTS)
+kl_pair(
+    CONTINUOUS_BERNOULLI_PROBS,
+    CONTINUOUS_BERNOULLI_PROBS,
+    lambda tq, tp: _cb_kl([_logit(tq[0])], [_logit(tp[0])]),
+    [
+        kp((0.5,), (0.5,), label="q = p"),
+        kp((0.3,), (0.9,)),
+        kp((0.5,), (0.5 + 2.0**-20,), label="nearly uniform"),
+        kp((1e-30,), (0.5,), label="tiny p"),
+    ],
+)
+
+# Straight-through relaxed q: the categorical KL of its one-hot samples (a closed form in
+# jelbo.kl for a OneHotCategorical or straight-through p); temperatures do not enter.
+RELAXED_ST = _kl_entry(
+    "RelaxedOneHotCategorical(straight_through)",
+    jelbo.RelaxedOneHotCategorical,
+    ("temperature", "logits[0]", "logits[1]", "logits[2]"),
+    lambda t: jelbo.RelaxedOneHotCategorical(t[0], logits=t[1:4], straight_through=True),
+    keyword="logits",
+)
+RELAXED_ST_PROBS = _kl_entry(
+    "RelaxedOneHotCategorical(straight_through, probs)",
+    jelbo.RelaxedOneHotCategorical,
+    ("temperature", "probs[0]", "probs[1]", "probs[2]"),
+    lambda t: jelbo.RelaxedOneHotCategorical(t[0], probs=t[1:4], straight_through=True),
+    keyword="probs",
+)
+_ST_POINTS = [
+    ((0.5, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), "q = p"),
+    ((0.1, 1.0, 0.0, -1.0), (0.0, 0.5, 2.0), ""),
+    ((2.0, 30.0, 0.0, 0.0), (30.0, 1e-3, 0.0), "nearly equal, nearly deterministic"),
+]
+kl_pair(
+    RELAXED_ST,
+    ONE_HOT,
+    lambda tq, tp: _categorical_kl(tq[1:], tp),
+    [kp(q, p, label=label) for q, p, label in _ST_POINTS],
+)
+kl_pair(
+    RELAXED_ST,
+    RELAXED_ST,
+    lambda tq, tp: _categorical_kl(tq[1:], tp[1:]),
+    [kp(q, (1.0, *p), label=label) for q, p, label in _ST_POINTS],
+)
+
+kl_pair(
+    RELAXED_ST_PROBS,
+    ONE_HOT_PROBS,
+    lambda tq, tp: _categorical_probs_kl(tq[1:], tp),
+    [
+        kp((0.5, 0.25, 0.25, 0.5), (0.25, 0.25, 0.5), label="q = p"),
+        kp((0.1, 0.5, 0.5, 0.0), (0.25, 0.25, 0.5), label="q on a face"),
+        kp((2.0, 0.25, 0.25, 0.5), (0.5, 0.5, 0.0), label="p on a face q is not (infinite)"),
+    ],
+)
+kl_pair(
+    RELAXED_ST_PROBS,
+    RELAXED_ST_PROBS,
+    lambda tq, tp: _categorical_probs_kl(tq[1:], tp[1:]),
+    [
+        kp((0.5, 0.25, 0.25, 0.5), (1.0, 0.5, 0.25, 0.25)),
+        kp((0.5, 1.0, 0.0, 0.0), (1.0, 0.25, 0.25, 0.5), label="q a vertex"),
+    ],
+)
+
+# Independent || Independent: the sum of the bases' KLs over the reinterpreted axes.
+kl_pair(
+    INDEPENDENT,
+    INDEPENDENT,
+    lambda tq, tp: Terms(
+        [
+            *NORMAL_NORMAL.ref([tq[0], tq[2]], [tp[0], tp[2]]),
+            *NORMAL_NORMAL.ref([tq[1], tq[3]], [tp[1], tp[3]]),
+        ]
+    ),
+    [
+        kp((0.0, 1.0, 1.0, 2.0), (0.0, 1.0, 1.0, 2.0), label="q = p"),
+        kp((0.0, 1.0, 1.0, 2.0), (0.5, -1.0, 3.0, 1e-3)),
+        kp((0.0, 1e4, 1e-30, 1e30), (1e4, 0.0, 1e30, 1e-30), label="scale extremes"),
+    ],
+)
+
+
+# Scalar pairs: every factorized KL again with 0-d parameters (event shape ()), the same
+# references at the first points of the vector pair.
+
+
+def scalar_kl(q: Family, p: Family, n: int = 3) -> KLPair:
+    """The pair of the scalar entries ``q``, ``p`` with the references and first ``n``
+    points of the vector pair of the entries they were made from."""
+    base = next(
+        pair
+        for pair in KL_PAIRS
+        if pair.q.name == q.name.removesuffix(" (scalar)")
+        and pair.p.name == p.name.removesuffix(" (scalar)")
+    )
+    return kl_pair(q, p, base.ref, base.points[:n], base.dps)
+
+
+for _q, _p in [
+    (NORMAL_SCALAR, NORMAL_SCALAR),
+    (LAPLACE_SCALAR, LAPLACE_SCALAR),
+    (GAMMA_SCALAR, GAMMA_SCALAR),
+    (BETA_SCALAR, BETA_SCALAR),
+    (CONTINUOUS_BERNOULLI_SCALAR, CONTINUOUS_BERNOULLI_SCALAR),
+    (BERNOULLI_SCALAR, BERNOULLI_SCALAR),
+    (POISSON_SCALAR, POISSON_SCALAR),
+]:
+    scalar_kl(_q, _p)
+scalar_kl(KUMARASWAMY_SCALAR, BETA_SCALAR, n=1)
 
 
 # --- introspection -----------------------------------------------------------------------------

@@ -740,3 +740,44 @@ def test_continuous_bernoulli_probs_are_the_logits_they_stand_for(dtype):
     np.testing.assert_allclose(
         by_probs.log_prob(x), ref, rtol=1e-4 if dtype == np.float32 else 1e-9
     )
+
+
+def test_issue19_gradient_at_concentration_exactly_one_keeps_the_log_term():
+    # Issue 19, defect 1: d/da of (a - 1) log x at a = 1 is log x; jelbo 0.2's xlogy zeroed
+    # it (d/da Beta(1, 1).log_prob(0.5) was 1.0 instead of 0.30685). References: mpmath
+    # derivatives of the log-densities at 30 digits; 0.9999 and 1.0001 must agree too.
+    mp.mp.dps = 30
+
+    def mp_grad(f, a):
+        return float(mp.diff(f, mp.mpf(a)))
+
+    cases = [  # (jelbo log-density in a, mpmath log-density in a)
+        (
+            lambda a: jelbo.Beta(a, 1.0).log_prob(0.5),
+            lambda a: (a - 1) * mp.log(0.5) - mp.log(mp.beta(a, 1)),
+        ),
+        (
+            lambda a: jelbo.Beta(a, 2.5).log_prob(0.25),
+            lambda a: (a - 1) * mp.log(0.25) + 1.5 * mp.log(0.75) - mp.log(mp.beta(a, 2.5)),
+        ),
+        (
+            lambda a: jelbo.Gamma(a, 2.0).log_prob(3.0),
+            lambda a: a * mp.log(2) + (a - 1) * mp.log(3) - 6 - mp.loggamma(a),
+        ),
+        (
+            lambda a: jelbo.Dirichlet(jnp.stack([a, 1.0, 1.0])).log_prob(
+                jnp.asarray([0.2, 0.3, 0.5])
+            ),
+            lambda a: (a - 1) * mp.log(0.2) + mp.loggamma(a + 2) - mp.loggamma(a),
+        ),
+        (
+            lambda a: jelbo.Kumaraswamy(a, 2.0).log_prob(0.5),
+            lambda a: mp.log(a * 2) + (a - 1) * mp.log(0.5) + mp.log1p(-(mp.mpf(0.5) ** a)),
+        ),
+    ]
+    for f, ref in cases:
+        grad = jax.grad(f)
+        for a in (1.0, 0.9999, 1.0001):
+            np.testing.assert_allclose(grad(jnp.float64(a)), mp_grad(ref, a), rtol=1e-12)
+    # the example of the issue
+    np.testing.assert_allclose(jax.grad(cases[0][0])(1.0), 1 - math.log(2), rtol=1e-14)

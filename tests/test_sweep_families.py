@@ -91,3 +91,41 @@ def test_every_method_keeps_the_input_dtype(fam):
             if out_dtype != want:
                 wrong.append(f"{name} [{np.dtype(dtype).name} in]: {out_dtype}")
     assert not wrong, f"{fam.name}: {wrong}"
+
+
+def test_every_keyword_parameterization_has_an_entry():
+    # Each alternative (probs=/logits=, rate=/log_rate=) is its own code path: one entry each.
+    missing = [
+        f"{cls.__name__}({name}=...)"
+        for cls in public_families()
+        for group in cls.parameterizations
+        for name in group
+        if not any(fam.cls is cls and fam.keyword == name for fam in FAMILIES)
+    ]
+    assert not missing, f"keyword parameterizations missing from tests/families.py: {missing}"
+
+
+def test_every_factorized_family_has_a_scalar_entry():
+    missing = sorted(
+        cls.__name__
+        for cls in public_families()
+        if issubclass(cls, jelbo.Factorized)
+        and not any(fam.cls is cls and fam.scalar for fam in FAMILIES)
+    )
+    assert not missing, f"factorized families without a scalar entry (families.scalar): {missing}"
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name)
+def test_entry_builds_what_it_declares(fam):
+    point = next(p for p in fam.points if p.f32)
+    dist = fam.make(jnp.asarray(point.theta, jnp.float32))
+    assert isinstance(dist, fam.cls)
+    if fam.scalar:
+        assert dist.batch_shape == () and dist.event_shape == (), fam.name
+    given = [n for group in fam.cls.parameterizations for n in group if _stored(dist, n)]
+    assert given == ([fam.keyword] if fam.keyword else []), (fam.name, given)
+
+
+def _stored(dist, name):
+    # keyword_parameter("probs") is stored in the field ``_probs`` (None when not given)
+    return getattr(dist, "_" + name) is not None

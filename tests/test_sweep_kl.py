@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from families import KL_PAIRS, kl_findings, kl_outputs, kl_registry, resolves_to
 
+import jelbo
+
 DTYPES = (np.float64, np.float32)
 
 
@@ -27,6 +29,32 @@ def test_every_registered_kl_pair_is_swept():
         if not any(resolves_to(pair, (q, p)) for pair in KL_PAIRS)
     ]
     assert not missing, f"KL pairs missing from tests/families.py (add a KLPair): {missing}"
+
+
+def test_kl_pairs_cover_every_keyword_parameterization():
+    # probs= and logits= (rate= and log_rate=) are separate code paths of a closed form: each
+    # alternative of q's class on the q side of some pair of the key, and likewise for p.
+    missing = []
+    for key in kl_registry():
+        pairs = [pair for pair in KL_PAIRS if resolves_to(pair, key)]
+        for side, cls in zip(("q", "p"), key, strict=True):
+            for name in (n for group in cls.parameterizations for n in group):
+                if not any(getattr(pair, side).keyword == name for pair in pairs):
+                    missing.append(f"{key[0].__name__} || {key[1].__name__}: {side} {name}=")
+    assert not missing, f"KL pairs missing from tests/families.py: {missing}"
+
+
+def test_factorized_kl_pairs_have_a_scalar_pair():
+    missing = [
+        f"{q.__name__} || {p.__name__}"
+        for q, p in kl_registry()
+        if issubclass(q, jelbo.Factorized)
+        and issubclass(p, jelbo.Factorized)
+        and not any(
+            pair.q.scalar and pair.p.scalar and resolves_to(pair, (q, p)) for pair in KL_PAIRS
+        )
+    ]
+    assert not missing, f"scalar KL pairs missing from tests/families.py: {missing}"
 
 
 def test_every_swept_pair_resolves_to_a_registered_closed_form():

@@ -136,7 +136,11 @@ class CategoricalProbsLogits:
         (``-inf`` for a probability 0)."""
         if self._logits is not None:
             return jnp.asarray(self._logits, _dtype(self))
-        return jnp.log(jnp.asarray(self._probs, _dtype(self)))
+        # -inf at a probability 0 with a zero (not infinite) derivative there, so that the
+        # zero cotangent of a category not chosen stays 0 (not 0 * inf = NaN).
+        p = jnp.asarray(self._probs, _dtype(self))
+        positive = p > 0
+        return jnp.where(positive, jnp.log(jnp.where(positive, p, 1.0)), -jnp.inf)
 
     def _masked_log_probs(self) -> tuple[Array, Array, Array]:
         """``(p, log p, mask)``, normalized, with the zero-probability categories masked

@@ -399,27 +399,34 @@ class Poisson(Factorized):
         return jnp.log(jnp.asarray(self._rate, self.dtype))
 
     def _log_prob_elementwise(self, x: Array) -> Array:
-        eta = self.log_rate
-        x = jnp.asarray(x, jnp.result_type(x, eta))
+        x = jnp.asarray(x, jnp.result_type(x, self.dtype))
         valid = (x >= 0) & (x == jnp.floor(x)) & jnp.isfinite(x)
         positive = valid & (x >= 1)
         xs = jnp.where(positive, x, 1.0)
         log_xs = jnp.log(xs)
-        t = log_xs - eta  # log(x / rate)
         if self._rate is not None:
-            # From the rate as given, near the count: log1p((x - rate)/rate), whose rounding
-            # is relative to t itself (log x - log rate leaves an absolute 1e-16 |log rate|,
-            # times the x - rate of the deviance's derivative: 2e-11 at x = 2.5e8 + 1e4).
+            # From the rate as given. Its log only where x >= 1 (x = 0 is -rate: no log 0,
+            # whose infinite derivative would turn the unused branch's zero cotangent into
+            # NaN at rate 0). Near the count, t = log(x/rate) as log1p((x - rate)/rate), whose
+            # rounding is relative to t itself (log x - log rate leaves an absolute 1e-16
+            # |log rate|, times the x - rate of the deviance's derivative: 2e-11 at x = 2.5e8
+            # + 1e4); the quotient only there (its derivative overflows at rate 1e-300).
             rate = jnp.asarray(self._rate, x.dtype)
-            d = (xs - rate) / rate
-            near = jnp.abs(d) < 0.5
-            t = jnp.where(near, jnp.log1p(jnp.where(near, d, 0.0)), t)
+            eta = jnp.log(jnp.where(positive, rate, 1.0))
+            near = (xs > 0.5 * rate) & (xs < 1.5 * rate)
+            rate_near = jnp.where(near, rate, xs)
+            t = jnp.where(near, jnp.log1p((xs - rate_near) / rate_near), log_xs - eta)
+            zero_count = -rate
+        else:
+            eta = jnp.asarray(self._log_rate, x.dtype)
+            t = log_xs - eta  # log(x / rate)
+            zero_count = -jnp.exp(eta)
         counts = (
             -xs * _special.expm1_plus(t)
             - 0.5 * (log_xs + 2.0 * HALF_LOG_2PI)
             - _special.lgamma_correction(xs)
         )
-        log_p = jnp.where(positive, counts, -self.rate)
+        log_p = jnp.where(positive, counts, zero_count)
         return jnp.where(valid, log_p, -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
