@@ -6,7 +6,7 @@ where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 README for the math and a quick start.
 """
 
-from jelbo import bijectors, classic, continuous, objectives, parameters, sharding
+from jelbo import bijectors, classic, continuous, fit, objectives, parameters, sharding
 from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
@@ -94,6 +94,7 @@ __all__ = [
     "data_parallel_mesh",
     "elbo",
     "entropy",
+    "fit",
     "iwae_bound",
     "kl_divergence",
     "laplace_approximation",

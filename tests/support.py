@@ -173,3 +173,97 @@ def worst_rel_error(values: Any, ref: np.ndarray, floor: Any = 1.0) -> float:
     values = np.asarray(values, np.float64)
     assert np.all(np.isfinite(values)), values
     return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))
+
+
+# --- targets for the jelbo.fit algorithms ----------------------------------------------------
+
+
+class FitTarget:
+    """A log density of ``(D,)`` vectors for the ``jelbo.fit`` tests, with a Python-side
+    evaluation counter (a ``jax.debug.callback`` inside it: what a user's own counter sees).
+
+    ``z = A u + b`` with independent coordinates ``u`` (``kind="gaussian"``: standard normal;
+    ``kind="loggamma"``: ``u_i`` the log of a Gamma(``shapes[i]``, 1) variable, density
+    :math:`\\propto e^{a u - e^u}`), so the exact posterior (Gaussian case) and the Gaussian
+    optima of the algorithms (log-gamma case, :func:`kl_optimum` and :func:`bam_fixed_point`)
+    are known in closed form or by one-dimensional root finding.
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, kind: str = "gaussian", shapes=None):
+        self.a, self.b, self.kind = np.asarray(a, float), np.asarray(b, float), kind
+        self.dim = self.b.shape[0]
+        self.shapes = None if shapes is None else np.asarray(shapes, float)
+        self._points: list[int] = []
+
+    @property
+    def count(self) -> int:
+        """Points evaluated since the last reset (``target.count = 0``)."""
+        return sum(self._points)
+
+    @count.setter
+    def count(self, value: int) -> None:
+        self._points = [value]
+
+    def _tick(self, z: Any) -> None:
+        # XLA runs host callbacks from several threads: list.append is atomic, `+=` is not.
+        self._points.append(int(np.asarray(z).size // self.dim))
+
+    def __call__(self, z: Any) -> Any:
+        import jax
+
+        jax.debug.callback(self._tick, z)
+        a_inv = jnp.asarray(np.linalg.inv(self.a), z.dtype)
+        u = a_inv @ (z - jnp.asarray(self.b, z.dtype))
+        if self.kind == "gaussian":
+            return -0.5 * jnp.sum(u * u)
+        shapes = jnp.asarray(self.shapes, z.dtype)
+        return jnp.sum(shapes * u - jnp.exp(u))
+
+    def transform(self, m_u: np.ndarray, s_u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Gaussian ``N(A m_u + b, A diag(s_u^2) A^T)`` in ``z``: (mean, covariance)."""
+        return self.a @ m_u + self.b, self.a @ np.diag(np.square(s_u)) @ self.a.T
+
+    def exact(self) -> tuple[np.ndarray, np.ndarray]:
+        """Gaussian kind: the posterior's mean and covariance."""
+        return self.transform(np.zeros(self.dim), np.ones(self.dim))
+
+    def kl_optimum(self) -> tuple[np.ndarray, np.ndarray]:
+        """Log-gamma kind: the full-rank Gaussian maximizing the ELBO. Per coordinate the
+        ELBO is :math:`am - e^{m + s^2/2} + \\log s` + const, maximal at :math:`s = a^{-1/2}`,
+        :math:`m = \\log a - 1/(2a)`; the product target makes the optimum diagonal in ``u``
+        (Hadamard's inequality) and the ELBO is affine-equivariant."""
+        a = self.shapes
+        return self.transform(np.log(a) - 0.5 / a, 1.0 / np.sqrt(a))
+
+    def bam_fixed_point(self) -> tuple[np.ndarray, np.ndarray]:
+        """Log-gamma kind: batch-and-match's population fixed point, where
+        :math:`\\mathbb E_q[\\nabla\\log p] = 0` and :math:`\\mathrm{Cov}_q[\\nabla\\log p] =
+        \\Sigma^{-1}`. Per coordinate (score :math:`a - e^u`): :math:`e^{m + s^2/2} = a` and
+        :math:`a^2(e^{s^2} - 1) = 1/s^2`, solved for :math:`s` by ``scipy.optimize.brentq``."""
+        from scipy.optimize import brentq
+
+        s = np.array(
+            [
+                np.sqrt(brentq(lambda v, a=a: a * a * np.expm1(v) * v - 1.0, 1e-12, 50.0))
+                for a in self.shapes
+            ]
+        )
+        return self.transform(np.log(self.shapes) - 0.5 * s * s, s)
+
+
+def ill_conditioned_gaussian(dim: int = 4, seed: int = 0) -> FitTarget:
+    """A correlated Gaussian with sds from 0.01 to 10 (condition number 1e6) and a mean far
+    from zero: what makes a plain ADVI from 0 slow."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    scales = np.logspace(-2, 1, dim)
+    return FitTarget(q * scales, rng.normal(size=dim) * 5.0 + 3.0)
+
+
+def loggamma_target(seed: int = 1) -> FitTarget:
+    """A skewed, correlated 2-d target: log-gamma coordinates (shapes 2 and 6) mixed by a
+    random matrix."""
+    rng = np.random.default_rng(seed)
+    return FitTarget(
+        rng.normal(size=(2, 2)) + 2.0 * np.eye(2), rng.normal(size=2), "loggamma", [2.0, 6.0]
+    )

@@ -10,7 +10,8 @@ with proximal steps that have a closed form. Iteration :math:`t`:
    :math:`\Gamma = \frac1B\sum_b(g_b-\bar g)(g_b-\bar g)^\top`;
 2. **match**: with the learning rate :math:`\lambda_t` and
    :math:`U = \lambda_t\Gamma + \frac{\lambda_t}{1+\lambda_t}\bar g\bar g^\top`,
-   :math:`V = \Sigma_t + \lambda_t C + \frac{\lambda_t}{1+\lambda_t}(\mu_t-\bar z)(\mu_t-\bar z)^\top`,
+   :math:`V = \Sigma_t + \lambda_t C
+   + \frac{\lambda_t}{1+\lambda_t}(\mu_t-\bar z)(\mu_t-\bar z)^\top`,
    :math:`\Sigma_{t+1}` is the positive definite solution of the quadratic matrix equation
    :math:`\Sigma U\Sigma + \Sigma = V` and
    :math:`\mu_{t+1} = \frac{1}{1+\lambda_t}\mu_t + \frac{\lambda_t}{1+\lambda_t}(\Sigma_{t+1}\bar g

@@ -28,9 +28,12 @@ Two choices here go beyond the paper (``docs/fit.md`` has the measurements behin
   these draws 0.01–0.06.
 - **The Laplace start** (``start="laplace"``): the mode by L-BFGS and the Hessian there
   (``D`` Hessian-vector products), and the optimizer works in coordinates whitened by it
-  (:math:`\mu = \hat z + Wa`, :math:`A = WB`); the objective and its optimum are unchanged,
-  the number of L-BFGS iterations drops from hundreds to about ten on ill-conditioned
-  posteriors.
+  (:math:`\mu = \hat z + Wa`, :math:`A = WB`): the number of L-BFGS iterations drops from
+  hundreds to about ten on ill-conditioned posteriors. For the mean field the objective is
+  unchanged (only its coordinates are). For the full rank the square root :math:`A = WB` is
+  not the paper's lower-triangular one; :math:`WB = LQ` with a parameter-dependent
+  orthogonal :math:`Q` rotates the fixed draws, a different but equally valid fixed-draw
+  objective (the same on Gaussian targets and as :math:`M` grows).
 
 **Linear response (LRVB, mean field).** Giordano, Broderick & Jordan (JMLR 19, 2018): the
 covariance of the posterior is estimated by the sensitivity of the variational mean to a
@@ -53,7 +56,7 @@ from jelbo._typing import Array, ArrayLike
 from jelbo.distributions import MultivariateNormalTriL
 from jelbo.fit._minimize import minimize_lbfgs
 from jelbo.fit._result import Fit
-from jelbo.fit._start import Start, hessian_by_columns, laplace_start
+from jelbo.fit._start import Start, hessian_by_columns, laplace_start, tril_from_square_root
 from jelbo.fit._tmp_common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
@@ -233,15 +236,6 @@ def fixed_draws(key: Array, num: int, dim: int, dtype: Any, *, antithetic: bool)
     else:
         e = e * jax.lax.rsqrt(jnp.mean(e * e, axis=0))
     return jnp.concatenate([e, -e], axis=0)
-
-
-def tril_from_square_root(a: Array) -> Array:
-    r"""The lower-triangular :math:`L` with :math:`LL^\top = AA^\top` and a positive diagonal,
-    from the QR decomposition :math:`A^\top = QR` (:math:`L = R^\top`, signs fixed), which
-    does not square :math:`A`'s condition number."""
-    r = jnp.linalg.qr(a.T, mode="r")
-    signs = jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(a.dtype)
-    return (r * signs[:, None]).T
 
 
 def lrvb_covariance(

@@ -167,9 +167,7 @@ def minimize_lbfgs(
             )
 
         init = (jnp.asarray(1.0, dtype), st.f, st.g, jnp.asarray(0.0, dtype), False, 0)
-        _, f_new, g_new, alpha, accepted, tries = jax.lax.while_loop(
-            search_cond, search_body, init
-        )
+        _, f_new, g_new, alpha, accepted, tries = jax.lax.while_loop(search_cond, search_body, init)
         x_new = jnp.where(accepted, st.x + alpha * d, st.x)
         f_new = jnp.where(accepted, f_new, st.f)
         g_new = jnp.where(accepted, g_new, st.g)
@@ -178,9 +176,7 @@ def minimize_lbfgs(
         keep = accepted & (sy > eps * jnp.dot(y_new, y_new))
         s_mem = jnp.where(keep, jnp.roll(st.s, -1, 0).at[-1].set(s_new), st.s)
         y_mem = jnp.where(keep, jnp.roll(st.y, -1, 0).at[-1].set(y_new), st.y)
-        rho_mem = jnp.where(
-            keep, jnp.roll(rho, -1).at[-1].set(1.0 / jnp.where(keep, sy, 1.0)), rho
-        )
+        rho_mem = jnp.where(keep, jnp.roll(rho, -1).at[-1].set(1.0 / jnp.where(keep, sy, 1.0)), rho)
         dec = -0.5 * jnp.dot(g_new, _direction(g_new, s_mem, y_mem, rho_mem))
         converged = (rho_mem[-1] > 0) & (dec <= tolerance(f_new)) | (jnp.max(jnp.abs(g_new)) == 0)
         return _State(
@@ -215,6 +211,4 @@ def minimize_lbfgs(
         jnp.asarray(jnp.inf, dtype),
     )
     st = jax.lax.while_loop(keep_going, step, init)
-    return LBFGSResult(
-        st.x, st.f, st.g, st.converged, st.stalled, st.iters, st.calls, st.decrement
-    )
+    return LBFGSResult(st.x, st.f, st.g, st.converged, st.stalled, st.iters, st.calls, st.decrement)

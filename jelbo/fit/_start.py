@@ -95,7 +95,7 @@ def laplace_start(
     top = jnp.max(magnitude)
     floor = jnp.where(top > 0, _EIGEN_FLOOR * top, 1.0)
     fixed = jnp.maximum(magnitude, floor)
-    vectors = jnp.where(jnp.all(jnp.isfinite(vectors)), vectors, jnp.eye(init.shape[0]))
+    vectors = jnp.where(jnp.all(jnp.isfinite(vectors)), vectors, jnp.eye(init.shape[0], dtype=init.dtype))
     scale = (vectors * jax.lax.rsqrt(fixed)) @ vectors.T
     precision_diag = jnp.einsum("ij,j,ij->i", vectors, fixed, vectors)
     start = Start(
@@ -111,3 +111,12 @@ def laplace_start(
         num_evals=count - before,
     )
     return start, count
+
+
+def tril_from_square_root(a: Array) -> Array:
+    r"""The lower-triangular :math:`L` with :math:`LL^\top = AA^\top` and a positive diagonal,
+    from the QR decomposition :math:`A^\top = QR` (:math:`L = R^\top`, signs fixed), which
+    does not square :math:`A`'s condition number."""
+    r = jnp.linalg.qr(a.T, mode="r")
+    signs = jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(a.dtype)
+    return (r * signs[:, None]).T
