@@ -203,9 +203,7 @@ def test_posteriordb_model_end_to_end():
     post = M.load("gp_pois_regr-gp_regr")
     space = M.make_space(post.spec)
     log_joint = M.make_log_joint(post, space)
-    fit = jax.jit(lambda k: jelbo.fit.dadvi(k, log_joint, jnp.zeros(space.dim)))(
-        jax.random.key(0)
-    )
+    fit = jax.jit(lambda k: jelbo.fit.dadvi(k, log_joint, jnp.zeros(space.dim)))(jax.random.key(0))
     u = jelbo.sample(jax.random.key(1), fit.q, (2000,))
     r = B.evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))
     assert bool(fit.converged) and int(fit.num_evals) < 1000

@@ -95,7 +95,8 @@ def laplace_start(
     top = jnp.max(magnitude)
     floor = jnp.where(top > 0, _EIGEN_FLOOR * top, 1.0)
     fixed = jnp.maximum(magnitude, floor)
-    vectors = jnp.where(jnp.all(jnp.isfinite(vectors)), vectors, jnp.eye(init.shape[0], dtype=init.dtype))
+    eye = jnp.eye(init.shape[0], dtype=init.dtype)
+    vectors = jnp.where(jnp.all(jnp.isfinite(vectors)), vectors, eye)
     scale = (vectors * jax.lax.rsqrt(fixed)) @ vectors.T
     precision_diag = jnp.einsum("ij,j,ij->i", vectors, fixed, vectors)
     start = Start(
