@@ -67,7 +67,7 @@ from jelbo._typing import Array, ArrayLike
 from jelbo.distributions import MultivariateNormalTriL
 from jelbo.fit._result import Fit
 from jelbo.fit._start import laplace_start
-from jelbo.fit._tmp_common import (
+from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
     check_draws,

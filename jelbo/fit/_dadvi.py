@@ -57,7 +57,7 @@ from jelbo.distributions import MultivariateNormalTriL
 from jelbo.fit._minimize import minimize_lbfgs
 from jelbo.fit._result import Fit
 from jelbo.fit._start import Start, hessian_by_columns, laplace_start, tril_from_square_root
-from jelbo.fit._tmp_common import (
+from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
     check_draws,

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from jelbo._typing import Array
 from jelbo.fit._minimize import minimize_lbfgs
-from jelbo.fit._tmp_common import CountedLogJoint
+from jelbo.fit._common import CountedLogJoint
 
 _EIGEN_FLOOR = 1e-8
 

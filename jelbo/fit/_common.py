@@ -1,9 +1,5 @@
 r"""Pieces shared by every algorithm of :mod:`jelbo.fit` (internal).
 
-TEMPORARY copy of the shared ``jelbo/fit/_common.py`` of the ``fit`` branch (commit 08622de),
-used by dadvi/batch_and_match/advi until that module lands on main; then this file goes and
-the imports switch to ``jelbo.fit._common``.
-
 - :func:`check_problem` checks ``(key, log_joint, init)`` at trace time and returns ``init``
   as a floating ``(D,)`` array;
 - :class:`CountedLogJoint` wraps ``log_joint`` so that every evaluation is counted: each
