@@ -58,6 +58,11 @@ def _counted(log_joint):
     return counted, calls
 
 
+def _closed(fn, log_joint, init, options):
+    """``key -> fn(key, log_joint, init, **options)``."""
+    return lambda key: fn(key, log_joint, init, **options)
+
+
 def run(configs: dict, models: list[str], seeds: list[int], eval_draws: int, log=print) -> list:
     records = []
     for name in models:
@@ -67,8 +72,9 @@ def run(configs: dict, models: list[str], seeds: list[int], eval_draws: int, log
         counted, calls = _counted(log_joint)
         dim = space.dim
         for label, (algorithm, options) in configs.items():
-            fn = getattr(jelbo.fit, algorithm)
-            fit_fn = jax.jit(lambda k, fn=fn, options=options: fn(k, counted, jnp.zeros(dim), **options))
+            fit_fn = jax.jit(
+                _closed(getattr(jelbo.fit, algorithm), counted, jnp.zeros(dim), options)
+            )
             t0 = time.perf_counter()
             exe = fit_fn.lower(jax.random.key(0)).compile()
             compile_s = time.perf_counter() - t0
@@ -78,8 +84,10 @@ def run(configs: dict, models: list[str], seeds: list[int], eval_draws: int, log
                 fit = jax.block_until_ready(exe(jax.random.key(seed)))
                 run_s = time.perf_counter() - t0
                 external = len(calls)
+                t0 = time.perf_counter()
                 u = jelbo.sample(jax.random.key(10_000 + seed), fit.q, (eval_draws,))
                 metrics = evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))
+                eval_s = time.perf_counter() - t0
                 info = {
                     k: float(v) if np.ndim(v) == 0 else None
                     for k, v in fit.info.items()
@@ -102,6 +110,7 @@ def run(configs: dict, models: list[str], seeds: list[int], eval_draws: int, log
                     **metrics,
                     "compile_s": compile_s,
                     "run_s": run_s,
+                    "eval_s": eval_s,
                     "load_average": list(os.getloadavg()),
                 }
                 records.append(rec)
@@ -109,7 +118,8 @@ def run(configs: dict, models: list[str], seeds: list[int], eval_draws: int, log
                     f"{name[:24]:24s} {label:18s} s{seed} conv {rec['converged']!s:5s} "
                     f"evals {rec['num_evals']:6d} (ext {external:6d}) mean {rec['mean_err']:.3f} "
                     f"sd {math.exp(rec['sd_err']):.2f}x k {rec['khat']:.2f} psis "
-                    f"{rec['psis_mean_err']:.3f} run {run_s:.2f}s"
+                    f"{rec['psis_mean_err']:.3f} run {run_s:.2f}s compile {compile_s:.0f}s "
+                    f"eval {eval_s:.1f}s"
                 )
     return records
 
@@ -166,12 +176,18 @@ def markdown(result: dict) -> str:
     models = list(dict.fromkeys(r["model"] for r in records))
     for cfg in configs:
         rows = [r for r in records if r["config"] == cfg]
+        is_advi = rows[0]["algorithm"] == "advi"
         lines += [
             f"## {cfg}: `{rows[0]['algorithm']}` {json.dumps(rows[0]['options'])}",
             "",
             "| model | mean err | sd ratio | k | PSIS mean err | evals | converged | ok |"
-            + (" recipe mean / sd (median, max) | ≥ recipe |" if rows[0]["algorithm"] == "advi" else ""),
-            "|---|---|---|---|---|---|---|---|" + ("---|---|" if rows[0]["algorithm"] == "advi" else ""),
+            + (
+                " recipe mean / sd (median, max) | ≥ recipe |"
+                if rows[0]["algorithm"] == "advi"
+                else ""
+            ),
+            "|---|---|---|---|---|---|---|---|"
+            + ("---|---|" if rows[0]["algorithm"] == "advi" else ""),
         ]
         passed, evals_median = 0, []
         for model in models:
@@ -179,7 +195,7 @@ def markdown(result: dict) -> str:
             if not rs:
                 continue
 
-            def cell(key, fn=lambda x: x, fmt="{:.3f}"):
+            def cell(key, fn=lambda x: x, fmt="{:.3f}", rs=rs):
                 v = [fn(r[key]) for r in rs]
                 return f"{fmt.format(np.median(v))} ({fmt.format(min(v))}–{fmt.format(max(v))})"
 
@@ -193,7 +209,7 @@ def markdown(result: dict) -> str:
                 f"{int(np.median(ev))} ({min(ev)}–{max(ev)}) | "
                 f"{sum(r['converged'] for r in rs)}/{len(rs)} | {'✓' if ok else '✗'} |"
             )
-            if rows[0]["algorithm"] == "advi":
+            if is_advi:
                 ref = recipe.get(model)
                 if ref:
                     mine_mean = float(np.median([r["mean_err"] for r in rs]))

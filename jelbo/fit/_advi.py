@@ -44,8 +44,6 @@ import jax.numpy as jnp
 from jelbo import _checks
 from jelbo._typing import Array, ArrayLike
 from jelbo.distributions import MultivariateNormalTriL
-from jelbo.fit._result import Fit
-from jelbo.fit._start import laplace_start, tril_from_square_root
 from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
@@ -55,6 +53,8 @@ from jelbo.fit._common import (
     finish,
     zero_count,
 )
+from jelbo.fit._result import Fit
+from jelbo.fit._start import laplace_start, tril_from_square_root
 from jelbo.objectives import ELBO
 
 __all__ = ["advi"]
@@ -80,7 +80,7 @@ class _State(NamedTuple):
     key: Array
     lr: Array
     steps: Array
-    count: Array
+    evals: Array
     windows: Array
     prev_value: Array
     prev_se: Array
@@ -233,7 +233,7 @@ def advi(
             key=key,
             lr=jnp.where(decrease, st.lr / decay, st.lr),
             steps=st.steps + window,
-            count=st.count + window * s,
+            evals=st.evals + window * s,
             windows=st.windows + 1,
             prev_value=value,
             prev_se=se,
@@ -257,7 +257,7 @@ def advi(
         key=run_key,
         lr=jnp.asarray(learning_rate, dtype),
         steps=jnp.zeros((), jnp.int32),
-        count=count,
+        evals=count,
         windows=jnp.zeros((), jnp.int32),
         prev_value=nan,
         prev_se=nan,
@@ -282,7 +282,7 @@ def advi(
     return finish(
         q,
         converged=state.converged,
-        num_evals=state.count,
+        num_evals=state.evals,
         num_iters=state.steps,
         diagnosis=diagnosis,
         info=info,

@@ -65,8 +65,6 @@ import jax.numpy as jnp
 from jelbo import _checks
 from jelbo._typing import Array, ArrayLike
 from jelbo.distributions import MultivariateNormalTriL
-from jelbo.fit._result import Fit
-from jelbo.fit._start import laplace_start
 from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
@@ -76,6 +74,8 @@ from jelbo.fit._common import (
     finish,
     zero_count,
 )
+from jelbo.fit._result import Fit
+from jelbo.fit._start import laplace_start
 
 __all__ = ["batch_and_match"]
 
@@ -88,7 +88,7 @@ class _State(NamedTuple):
     root: Array  # any square root of cov: cov = root @ root.T
     key: Array
     t: Array
-    count: Array
+    evals: Array
     noise: Array  # (D,) Monte Carlo variance of loc, absolute units
     win_loc: Array  # running sum of the iterates in the current window
     win_logsd: Array
@@ -190,7 +190,7 @@ def batch_and_match(
         key, draw_key = jax.random.split(s.key)
         eps = jax.random.normal(draw_key, (b, dim), dtype)
         z = s.loc + eps @ s.root.T
-        values, grads, count = model.values_and_grads(z, s.count)
+        values, grads, count = model.values_and_grads(z, s.evals)
         usable = jnp.isfinite(values) & jnp.all(jnp.isfinite(grads), axis=-1)
         lam = jnp.asarray(rate(s.t), dtype)
         loc, cov, root, se2, ok = bam_update(z, grads, usable, s.loc, s.cov, lam)
@@ -220,7 +220,7 @@ def batch_and_match(
             root=root,
             key=key,
             t=t,
-            count=count,
+            evals=count,
             noise=noise,
             win_loc=jnp.where(end, zeros, win_loc),
             win_logsd=jnp.where(end, zeros, win_logsd),
@@ -241,7 +241,7 @@ def batch_and_match(
         root=root0,
         key=run_key,
         t=jnp.zeros((), jnp.int32),
-        count=count,
+        evals=count,
         noise=zeros,
         win_loc=zeros,
         win_logsd=zeros,
@@ -264,7 +264,7 @@ def batch_and_match(
     return finish(
         q,
         converged=s.converged,
-        num_evals=s.count,
+        num_evals=s.evals,
         num_iters=s.t,
         diagnosis=diagnosis,
         info=info,

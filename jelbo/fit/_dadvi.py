@@ -54,9 +54,6 @@ import jax.numpy as jnp
 from jelbo import _checks
 from jelbo._typing import Array, ArrayLike
 from jelbo.distributions import MultivariateNormalTriL
-from jelbo.fit._minimize import minimize_lbfgs
-from jelbo.fit._result import Fit
-from jelbo.fit._start import Start, hessian_by_columns, laplace_start, tril_from_square_root
 from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
@@ -66,6 +63,9 @@ from jelbo.fit._common import (
     finish,
     zero_count,
 )
+from jelbo.fit._minimize import minimize_lbfgs
+from jelbo.fit._result import Fit
+from jelbo.fit._start import Start, hessian_by_columns, laplace_start, tril_from_square_root
 
 __all__ = ["dadvi"]
 

@@ -166,8 +166,17 @@ def minimize_lbfgs(
                 tries + 1,
             )
 
-        init = (jnp.asarray(1.0, dtype), st.f, st.g, jnp.asarray(0.0, dtype), False, 0)
-        _, f_new, g_new, alpha, accepted, tries = jax.lax.while_loop(search_cond, search_body, init)
+        init = (
+            jnp.asarray(1.0, dtype),
+            st.f,
+            st.g,
+            jnp.asarray(0.0, dtype),
+            jnp.asarray(False),
+            jnp.asarray(0, jnp.int32),
+        )
+        searched = jax.lax.while_loop(search_cond, search_body, init)
+        _, f_new, g_new, alpha = searched[:4]
+        accepted, tries = jnp.asarray(searched[4]), jnp.asarray(searched[5])
         x_new = jnp.where(accepted, st.x + alpha * d, st.x)
         f_new = jnp.where(accepted, f_new, st.f)
         g_new = jnp.where(accepted, g_new, st.g)

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from jelbo._typing import Array
-from jelbo.fit._minimize import minimize_lbfgs
 from jelbo.fit._common import CountedLogJoint
+from jelbo.fit._minimize import minimize_lbfgs
 
 _EIGEN_FLOOR = 1e-8
 
