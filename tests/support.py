@@ -11,7 +11,9 @@ Import as ``from support import ...`` (pytest puts ``tests/`` on ``sys.path``). 
   examples' directory on ``sys.path`` so that tests import the examples' modules by name;
 - compiled-output inspection (:func:`noise_elements`);
 - targets for the :mod:`jelbo.fit` algorithms with an evaluation counter inside and known
-  optima (:class:`FitTarget`, :func:`ill_conditioned_gaussian`, :func:`loggamma_target`).
+  optima (:class:`FitTarget`, :func:`ill_conditioned_gaussian`, :func:`loggamma_target`),
+  how far a fitted Gaussian is from one (:func:`standardized_errors`) and one posteriordb
+  model fitted and judged end to end (:func:`fit_posteriordb`).
 
 Add a helper here as soon as two test modules need it, and a new family to
 :data:`CLASSES` / :func:`random_params` when the shared tests should cover it.
@@ -54,13 +56,14 @@ CLASSES: dict[str, type[jelbo.Distribution]] = {
 __all__ = [
     "CLASSES",
     "EXAMPLES",
-    "FitTarget",
     "N_SIGMA",
     "ROOT",
     "C",
+    "FitTarget",
     "K",
     "assert_within_se",
     "build",
+    "fit_posteriordb",
     "ill_conditioned_gaussian",
     "linear",
     "loggamma_target",
@@ -70,6 +73,7 @@ __all__ = [
     "ppca",
     "random_params",
     "random_tril",
+    "standardized_errors",
 ]
 
 
@@ -304,3 +308,31 @@ def loggamma_target(seed: int = 1) -> FitTarget:
     return FitTarget(
         rng.normal(size=(2, 2)) + 2.0 * np.eye(2), rng.normal(size=2), "loggamma", [2.0, 6.0]
     )
+
+
+def standardized_errors(q: Any, mean: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
+    """How far a Gaussian ``q`` is from ``N(mean, cov)``: the largest mean error in standard
+    deviations (whitened by ``cov``'s Cholesky factor) and the largest deviation from 1 of
+    the eigenvalues of ``q``'s whitened covariance. Both 0 when ``q`` is ``N(mean, cov)``."""
+    chol = np.linalg.cholesky(cov)
+    q_cov = np.asarray(q.covariance(), np.float64)
+    white = np.linalg.solve(chol, np.linalg.solve(chol, q_cov).T)
+    mean_err = np.max(np.abs(np.linalg.solve(chol, np.asarray(q.loc, np.float64) - mean)))
+    return float(mean_err), float(np.max(np.abs(np.linalg.eigvalsh(white) - 1.0)))
+
+
+def fit_posteriordb(algorithm: Any, name: str = "gp_pois_regr-gp_regr") -> tuple[Any, dict]:
+    """Runs ``algorithm(key, log_joint, zeros(D))`` (jitted, defaults) on a posteriordb model
+    and judges its ``q`` with the benchmark's own evaluation (2,000 draws) against the
+    reference: ``(fit, metrics)``."""
+    import jax
+
+    from bench import posteriordb as B
+    from bench import posteriordb_models as M
+
+    post = M.load(name)
+    space = M.make_space(post.spec)
+    log_joint = M.make_log_joint(post, space)
+    fit = jax.jit(lambda k: algorithm(k, log_joint, jnp.zeros(space.dim)))(jax.random.key(0))
+    u = jelbo.sample(jax.random.key(1), fit.q, (2000,))
+    return fit, B.evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))

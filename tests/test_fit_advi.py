@@ -8,20 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from support import ill_conditioned_gaussian, loggamma_target
+from support import (
+    fit_posteriordb,
+    ill_conditioned_gaussian,
+    loggamma_target,
+    standardized_errors,
+)
 
 import jelbo
 
 GAUSS = ill_conditioned_gaussian()
 SKEWED = loggamma_target()
-
-
-def _standardized_errors(q, mean, cov):
-    chol = np.linalg.cholesky(cov)
-    q_cov = np.asarray(q.covariance(), np.float64)
-    white = np.linalg.solve(chol, np.linalg.solve(chol, q_cov).T)
-    mean_err = np.max(np.abs(np.linalg.solve(chol, np.asarray(q.loc, np.float64) - mean)))
-    return mean_err, np.max(np.abs(np.linalg.eigvalsh(white) - 1.0))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +35,7 @@ def test_near_an_ill_conditioned_gaussian_and_counts_every_evaluation(gauss_fit,
     fit = gauss_fit(dtype)
     assert fit.q.loc.dtype == dtype and fit.bound.value.dtype == dtype
     mean, cov = GAUSS.exact()
-    mean_err, cov_err = _standardized_errors(fit.q, mean, cov)
+    mean_err, cov_err = standardized_errors(fit.q, mean, cov)
     assert mean_err < 0.05 and cov_err < 0.1, (mean_err, cov_err)
     assert bool(fit.converged) and int(fit.info["num_decreases"]) == 3
     assert int(fit.num_evals) == GAUSS.count
@@ -56,7 +53,7 @@ def test_skewed_target_reaches_the_elbo_optimum():
     fit = jax.jit(lambda k: jelbo.fit.advi(k, SKEWED, jnp.zeros(2)))(jax.random.key(1))
     assert bool(fit.converged)
     mean, cov = SKEWED.kl_optimum()
-    mean_err, cov_err = _standardized_errors(fit.q, mean, cov)
+    mean_err, cov_err = standardized_errors(fit.q, mean, cov)
     assert mean_err < 0.05 and cov_err < 0.1, (mean_err, cov_err)
 
 
@@ -119,14 +116,6 @@ def test_bad_options_raise_naming_them(options, error, match):
 
 def test_posteriordb_model_end_to_end():
     """gp_pois_regr (D = 3) at defaults against posteriordb's reference draws."""
-    from bench import posteriordb as B
-    from bench import posteriordb_models as M
-
-    post = M.load("gp_pois_regr-gp_regr")
-    space = M.make_space(post.spec)
-    log_joint = M.make_log_joint(post, space)
-    fit = jax.jit(lambda k: jelbo.fit.advi(k, log_joint, jnp.zeros(space.dim)))(jax.random.key(0))
-    u = jelbo.sample(jax.random.key(1), fit.q, (2000,))
-    r = B.evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))
+    fit, r = fit_posteriordb(jelbo.fit.advi)
     assert bool(fit.converged) and int(fit.num_evals) < 40_000
     assert r["mean_err"] < 0.1 and r["sd_err"] < np.log(1.1) and r["psis_mean_err"] < 0.1, r

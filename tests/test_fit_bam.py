@@ -12,7 +12,12 @@ import pytest
 import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import ill_conditioned_gaussian, loggamma_target
+from support import (
+    fit_posteriordb,
+    ill_conditioned_gaussian,
+    loggamma_target,
+    standardized_errors,
+)
 
 import jelbo
 from jelbo.fit import _bam
@@ -99,14 +104,6 @@ def test_solve_quadratic_residual_and_positive_definite(seed, dim, rank, log_eps
     assert np.max(np.abs(residual)) < 1e-12 * np.linalg.cond(v) * size
 
 
-def _standardized_errors(q, mean, cov):
-    chol = np.linalg.cholesky(cov)
-    q_cov = np.asarray(q.covariance(), np.float64)
-    white = np.linalg.solve(chol, np.linalg.solve(chol, q_cov).T)
-    mean_err = np.max(np.abs(np.linalg.solve(chol, np.asarray(q.loc, np.float64) - mean)))
-    return mean_err, np.max(np.abs(np.linalg.eigvalsh(white) - 1.0))
-
-
 @pytest.fixture(scope="module")
 def gauss_fit():
     fit = jax.jit(lambda k, z0: jelbo.fit.batch_and_match(k, GAUSS, z0))
@@ -121,7 +118,7 @@ def test_exact_on_an_ill_conditioned_gaussian_and_counts_every_evaluation(gauss_
     fit = gauss_fit(dtype)
     assert fit.q.loc.dtype == dtype
     mean, cov = GAUSS.exact()
-    mean_err, cov_err = _standardized_errors(fit.q, mean, cov)
+    mean_err, cov_err = standardized_errors(fit.q, mean, cov)
     limit = 1e-7 if dtype == np.float64 else 0.05
     assert mean_err < limit and cov_err < limit, (mean_err, cov_err)
     assert bool(fit.converged) and int(fit.num_iters) == 20
@@ -140,7 +137,7 @@ def test_score_matching_limit_is_exact_in_one_iteration():
         )
     )(jax.random.key(3))
     mean, cov = GAUSS.exact()
-    mean_err, cov_err = _standardized_errors(fit.q, mean, cov)
+    mean_err, cov_err = standardized_errors(fit.q, mean, cov)
     # From N(0, I) the batch's score covariance P C P has condition number ~1e12.
     assert mean_err < 1e-4 and cov_err < 1e-4, (mean_err, cov_err)
     assert not bool(fit.converged)  # one iteration: the cap, not the stopping rule
@@ -155,7 +152,7 @@ def test_skewed_target_reaches_the_population_fixed_point():
     assert bool(fit.converged)
     assert float(np.max(fit.info["mc_stderr"])) <= 0.05
     mean, cov = SKEWED.bam_fixed_point()
-    mean_err, cov_err = _standardized_errors(fit.q, mean, cov)
+    mean_err, cov_err = standardized_errors(fit.q, mean, cov)
     assert mean_err < 0.15 and cov_err < 0.2, (mean_err, cov_err)
     kl_mean, _ = SKEWED.kl_optimum()
     assert np.max(np.abs(kl_mean - mean)) > 0.05  # the two optima differ measurably
@@ -210,16 +207,6 @@ def test_bad_options_raise_naming_them(options, error, match):
 
 def test_posteriordb_model_end_to_end():
     """gp_pois_regr (D = 3) at defaults against posteriordb's reference draws."""
-    from bench import posteriordb as B
-    from bench import posteriordb_models as M
-
-    post = M.load("gp_pois_regr-gp_regr")
-    space = M.make_space(post.spec)
-    log_joint = M.make_log_joint(post, space)
-    fit = jax.jit(lambda k: jelbo.fit.batch_and_match(k, log_joint, jnp.zeros(space.dim)))(
-        jax.random.key(0)
-    )
-    u = jelbo.sample(jax.random.key(1), fit.q, (2000,))
-    r = B.evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))
+    fit, r = fit_posteriordb(jelbo.fit.batch_and_match)
     assert bool(fit.converged) and int(fit.num_evals) < 1500
     assert r["mean_err"] < 0.15 and r["sd_err"] < np.log(1.15) and r["psis_mean_err"] < 0.1, r

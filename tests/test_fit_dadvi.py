@@ -8,25 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from support import ill_conditioned_gaussian, loggamma_target
+from support import (
+    fit_posteriordb,
+    ill_conditioned_gaussian,
+    loggamma_target,
+    standardized_errors,
+)
 
 import jelbo
-from jelbo.fit import _dadvi
+from jelbo.fit import _common, _dadvi
 
 GAUSS = ill_conditioned_gaussian()
 SKEWED = loggamma_target()
-
-
-def _standardized_errors(q, mean, cov):
-    """Mean error in posterior sds and the largest eigenvalue deviation of the whitened
-    covariance: both 0 for q = N(mean, cov)."""
-    chol = np.linalg.cholesky(cov)
-    loc = np.asarray(q.loc, np.float64)
-    q_cov = np.asarray(q.covariance(), np.float64)
-    white = np.linalg.solve(chol, np.linalg.solve(chol, q_cov).T)
-    mean_err = np.max(np.abs(np.linalg.solve(chol, loc - mean)))
-    cov_err = np.max(np.abs(np.linalg.eigvalsh(white) - 1.0))
-    return mean_err, cov_err
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ def test_fullrank_is_exact_on_an_ill_conditioned_gaussian_and_counts_every_evalu
     fit = fullrank_fit(dtype)
     assert fit.q.loc.dtype == dtype and fit.bound.value.dtype == dtype
     mean, cov = GAUSS.exact()
-    mean_err, cov_err = _standardized_errors(fit.q, mean, cov)
+    mean_err, cov_err = standardized_errors(fit.q, mean, cov)
     # With antithetic moment-matched draws the fixed-draw objective is exact for a Gaussian;
     # float32 loses about eps * condition number (1e6) in the whitening.
     limit = 1e-7 if dtype == np.float64 else 0.05
@@ -73,7 +66,7 @@ def test_meanfield_lrvb_recovers_the_full_covariance_of_a_gaussian():
         jax.random.key(1)
     )
     mean, cov = GAUSS.exact()
-    mean_err, cov_err = _standardized_errors(fit.q, mean, cov)
+    mean_err, cov_err = standardized_errors(fit.q, mean, cov)
     assert mean_err < 1e-6 and cov_err < 1e-6, (mean_err, cov_err)
     assert bool(fit.info["lrvb_ok"]) and bool(fit.converged)
     precision = np.linalg.inv(cov)
@@ -93,7 +86,7 @@ def test_lrvb_covariance_matches_the_inverse_autodiff_hessian():
 
     hess = jax.hessian(objective)(jnp.concatenate([loc, jnp.log(scale)]))
     expected = np.linalg.inv(np.asarray(hess))[:dim, :dim]
-    model = _dadvi.CountedLogJoint(SKEWED)
+    model = _common.CountedLogJoint(SKEWED)
     cov, ok, count = _dadvi.lrvb_covariance(model, loc, scale, eps, jnp.zeros((), jnp.int32))
     assert bool(ok)
     np.testing.assert_allclose(cov, expected, rtol=1e-10, atol=1e-12)
@@ -124,7 +117,7 @@ def test_skewed_target_reaches_the_elbo_optimum():
     optimum is within its draws' error of it (measured 0.01-0.03 sd over keys)."""
     fit = jax.jit(lambda k: jelbo.fit.dadvi(k, SKEWED, jnp.zeros(2)))(jax.random.key(2))
     mean, cov = SKEWED.kl_optimum()
-    mean_err, cov_err = _standardized_errors(fit.q, mean, cov)
+    mean_err, cov_err = standardized_errors(fit.q, mean, cov)
     assert mean_err < 0.1 and cov_err < 0.15, (mean_err, cov_err)
     assert bool(fit.converged)
 
@@ -157,7 +150,7 @@ def test_start_at_init_reaches_the_same_optimum_and_eager_equals_jit():
     assert int(jitted.info["num_evals_start"]) == 0
     laplace = jax.jit(run, static_argnums=1)(key, "laplace")
     assert bool(jitted.converged) and bool(laplace.converged)
-    mean_err, cov_err = _standardized_errors(
+    mean_err, cov_err = standardized_errors(
         jitted.q, np.asarray(laplace.q.loc), np.asarray(laplace.q.covariance())
     )
     assert mean_err < 1e-4 and cov_err < 1e-4, (mean_err, cov_err)
@@ -197,14 +190,6 @@ def test_posteriordb_model_end_to_end():
     """gp_pois_regr (D = 3) at defaults, judged by the benchmark's evaluation against
     posteriordb's reference draws: within 0.1 sd and 10 % in sd, in a few hundred
     evaluations."""
-    from bench import posteriordb as B
-    from bench import posteriordb_models as M
-
-    post = M.load("gp_pois_regr-gp_regr")
-    space = M.make_space(post.spec)
-    log_joint = M.make_log_joint(post, space)
-    fit = jax.jit(lambda k: jelbo.fit.dadvi(k, log_joint, jnp.zeros(space.dim)))(jax.random.key(0))
-    u = jelbo.sample(jax.random.key(1), fit.q, (2000,))
-    r = B.evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))
+    fit, r = fit_posteriordb(jelbo.fit.dadvi)
     assert bool(fit.converged) and int(fit.num_evals) < 1000
     assert r["mean_err"] < 0.1 and r["sd_err"] < np.log(1.1) and r["psis_mean_err"] < 0.1, r
