@@ -12,7 +12,7 @@ loss = the negative ELBO averaged over the batch, value + gradient + one Adam up
   KL :math:`\log q(z) - \log p(z)` on the same samples.
 
 Contenders: hand-written JAX (flattened ``(S·B, K) @ (K, D)``, ``jax.random.dirichlet`` /
-Gumbel noise, densities written out), jelbo (``jelbo.elbo`` with a per-example
+Gumbel noise, densities written out), jelbo (``jelbo.ELBO`` with a per-example
 ``log_likelihood``, as the README shows), TFP on JAX (``tfd.Dirichlet`` /
 ``tfd.RelaxedOneHotCategorical``, ``tfd.kl_divergence``), and NumPyro for the Dirichlet VAE
 (``TraceMeanField_ELBO``; NumPyro has no relaxed one-hot categorical). All JAX steps are one
@@ -170,8 +170,8 @@ def _jelbo_loss(workload: str, size: Size) -> Callable[..., Any]:
         def log_likelihood(z: Any, x: Any) -> Any:
             return jnp.sum(jelbo.Bernoulli(z @ params["dec_w"] + params["dec_b"]).log_prob(x))
 
-        terms = jelbo.elbo(key, q, log_likelihood, prior, x, num_samples=size.S, kl=kl)
-        return -jnp.mean(terms.elbo)
+        bound = jelbo.ELBO(num_samples=size.S, kl=kl)(key, q, log_likelihood, prior, x)
+        return -jnp.mean(bound.value)
 
     return loss
 

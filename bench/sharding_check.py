@@ -90,10 +90,10 @@ def worker() -> dict:
             for axis_type in ("explicit", "auto"):
                 kind = {"explicit": AxisType.Explicit, "auto": AxisType.Auto}[axis_type]
                 for n in DEVICE_COUNTS:
-                    mesh = jelbo.data_parallel_mesh(n, axis_type=kind)
+                    mesh = jelbo.sharding.data_parallel_mesh(n, axis_type=kind)
                     with jax.set_mesh(mesh):
-                        ps, ss = jelbo.replicate((params, std), mesh)
-                        xs = jelbo.shard_batch(x, mesh)
+                        ps, ss = jelbo.sharding.replicate((params, std), mesh)
+                        xs = jelbo.sharding.shard_batch(x, mesh)
                         value, grads = fn(ps, ss, key, xs, estimator)
                         if n == DEVICE_COUNTS[-1] and dtype == "float32":
                             hlo = fn.lower(ps, ss, key, xs, estimator).compile().as_text()

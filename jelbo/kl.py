@@ -19,22 +19,29 @@ from jax.scipy.special import digamma
 from jelbo import _checks, _special
 from jelbo._typing import Array
 from jelbo.bijectors import same_bijector
-from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
-from jelbo.discrete import OneHotCategorical, masked_log_softmax
 from jelbo.distributions import (
     Bernoulli,
+    Beta,
     Categorical,
+    ContinuousBernoulli,
+    Dirichlet,
     Distribution,
+    Gamma,
+    HypersphericalUniform,
+    Kumaraswamy,
     Laplace,
+    LowRankMultivariateNormal,
     MultivariateNormalTriL,
     Normal,
+    OneHotCategorical,
     Poisson,
+    PowerSpherical,
+    TransformedDistribution,
     log_prob,
-    sample,
+    sample_and_log_prob,
 )
-from jelbo.lowrank import LowRankMultivariateNormal, trace_inverse_product
-from jelbo.spherical import HypersphericalUniform, PowerSpherical
-from jelbo.transformed import TransformedDistribution
+from jelbo.distributions._util import common_float, log_scale, masked_log_softmax
+from jelbo.distributions.multivariate import trace_inverse_product
 
 KLFn = Callable[[Any, Any], Array]
 _F = TypeVar("_F", bound=Callable[..., Array])
@@ -140,19 +147,13 @@ def mc_kl(key: Array, q: Distribution, p: Distribution, *, num_samples: int) -> 
     batch = _checks.broadcast_shapes(
         ("q.batch_shape", q.batch_shape), ("p.batch_shape", p.batch_shape)
     )
-    z = sample(key, q, (num_samples,))
+    z, log_q = sample_and_log_prob(key, q, (num_samples,))
     # Line q's draws up with the joint batch: (S, 1, ..., 1, *q.batch_shape, *event).
     extra = len(batch) - len(q.batch_shape)
     z = z.reshape((num_samples,) + (1,) * extra + z.shape[1:])
-    kl = jnp.mean(log_prob(q, z) - log_prob(p, z), axis=0)
+    log_q = log_q.reshape((num_samples,) + (1,) * extra + log_q.shape[1:])
+    kl = jnp.mean(log_q - log_prob(p, z), axis=0)
     return jnp.broadcast_to(kl, batch)
-
-
-def _log_scale(dist: Normal) -> Array:
-    """log sigma of a Normal, exact also where its scale underflows (``log_scale`` given)."""
-    if dist.log_scale is not None:
-        return jnp.asarray(dist.log_scale, dist.dtype)
-    return jnp.log(jnp.asarray(dist.scale, dist.dtype))
 
 
 @register_kl(Normal, Normal)
@@ -160,8 +161,8 @@ def _kl_normal_normal(q: Normal, p: Normal) -> Array:
     # With t = 2 log(sq/sp): KL_i = ½[(e^t - 1 - t) + ((mq - mp)/sp)²]; expm1 keeps the
     # first bracket accurate and exactly zero when q == p.
     # expm1(t) - t = expm1_plus(-t), exact also where it vanishes (q.scale ~ p.scale).
-    t = 2.0 * (_log_scale(q) - _log_scale(p))
-    loc_q, loc_p, scale_p = _common_float(q.loc, p.loc, p.scale)
+    t = 2.0 * (log_scale(q.scale, q.log_scale, q.dtype) - log_scale(p.scale, p.log_scale, p.dtype))
+    loc_q, loc_p, scale_p = common_float(q.loc, p.loc, p.scale)
     d = _special.standardize(loc_q, loc_p, scale_p)  # 0 at equal locs, even if scale_p = 0
     return 0.5 * jnp.sum(_special.expm1_plus(-t) + d * d, axis=-1)
 
@@ -171,7 +172,7 @@ def _kl_laplace_laplace(q: Laplace, p: Laplace) -> Array:
     # KL_i = log(bp/bq) + |Δ|/bp + (bq/bp) exp(-|Δ|/bq) - 1, with Δ = mq - mp; with
     # r = log(bq/bp) and v = |Δ|/bq it is φ(-r) + e^r φ(v), φ(t) = e^-t - 1 + t >= 0 (two
     # non-negative terms, each exact via jelbo._special.expm1_plus).
-    loc_q, loc_p, scale_q, scale_p = _common_float(q.loc, p.loc, q.scale, p.scale)
+    loc_q, loc_p, scale_q, scale_p = common_float(q.loc, p.loc, q.scale, p.scale)
     v = jnp.abs(_special.standardize(loc_q, loc_p, scale_q))
     r = jnp.log(scale_q) - jnp.log(scale_p)
     kl = _special.expm1_plus(-r) + jnp.exp(r) * _special.expm1_plus(v)
@@ -187,7 +188,7 @@ def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
     # precision when both logits lie far out on the same side. Where y > 1 (b far below a)
     # KL = softplus(log s + log m) + s d avoids overflowing m. Infinite logits are
     # deterministic coordinates: KL(+inf || b) = softplus(-b).
-    a, b = _common_float(q.logits, p.logits)
+    a, b = common_float(q.logits, p.logits)
     b = jnp.where(a >= 0, b, -b)
     a = jnp.abs(a)
     a_inf, b_inf = jnp.isinf(a), jnp.isinf(b)
@@ -208,33 +209,12 @@ def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
     return jnp.sum(kl, axis=-1)
 
 
-def _common_float(*values: object) -> list[Array]:
-    dtype = jnp.result_type(float, *values)
-    return jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in values))
-
-
-@register_kl(Categorical, Categorical)
-def _kl_categorical_categorical(q: Categorical, p: Categorical) -> Array:
-    if q.num_categories != p.num_categories:
-        raise ValueError(
-            f"Categorical KL needs the same number of categories; got `q.logits` "
-            f"{jnp.shape(q.logits)} and `p.logits` {jnp.shape(p.logits)}."
-        )
-    # sum_i q_i (log q_i - log p_i) with 0 log 0 = 0: categories that q masks (-inf logits)
-    # contribute 0 with zero gradients, also where p masks them too; +inf where only p does.
-    log_q, log_p = q.log_probs(), p.log_probs()
-    masked = log_q == -jnp.inf
-    safe_q = jnp.where(masked, 0.0, log_q)
-    safe_p = jnp.where(masked, 0.0, log_p)
-    return jnp.sum(jnp.where(masked, 0.0, jnp.exp(safe_q) * (safe_q - safe_p)), axis=-1)
-
-
 @register_kl(Poisson, Poisson)
 def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
     # KL_i = λq log(λq/λp) - λq + λp = λq φ(u), u = ηq - ηp, φ(u) = e^-u - 1 + u >= 0 (exact
     # via jelbo._special.expm1_plus) for u > -1; below, λp + (u - 1) λq, whose two terms
     # do not cancel (|(u - 1) e^u| <= 2/e) and never form inf * 0 or e^-u overflowing.
-    eta_q, eta_p = _common_float(q.log_rate, p.log_rate)
+    eta_q, eta_p = common_float(q.log_rate, p.log_rate)
     u = eta_q - eta_p
     near = u > -1.0
     kl = jnp.where(
@@ -422,13 +402,17 @@ def _kl_kumaraswamy_beta(q: Kumaraswamy, p: Beta) -> Array:
     return jnp.sum(kl, axis=-1)
 
 
+@register_kl(Categorical, Categorical)
 @register_kl(OneHotCategorical, OneHotCategorical)
-def _kl_one_hot_one_hot(q: OneHotCategorical, p: OneHotCategorical) -> Array:
+def _kl_categorical(
+    q: Categorical | OneHotCategorical, p: Categorical | OneHotCategorical
+) -> Array:
     # Σ_k q_k (log q_k - log p_k) with 0 log 0 = 0: categories that q masks (-inf logits)
-    # contribute nothing (and no NaN gradient); one that only p masks makes the KL +inf.
-    if q.event_shape != p.event_shape:
+    # contribute nothing (and no NaN gradient), also where p masks them too; one that only p
+    # masks makes the KL +inf.
+    if q.num_categories != p.num_categories:
         raise ValueError(
-            f"OneHotCategorical KL needs the same number of categories; got `q.logits` "
+            f"{type(q).__name__} KL needs the same number of categories; got `q.logits` "
             f"{jnp.shape(q.logits)} and `p.logits` {jnp.shape(p.logits)}."
         )
     log_q, q_masked = masked_log_softmax(q.logits)

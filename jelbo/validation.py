@@ -32,7 +32,8 @@ import numpy as np
 from jax.core import Tracer
 from jax.experimental import checkify
 
-from jelbo.distributions import Distribution, _check_distribution
+from jelbo import _checks
+from jelbo.distributions.base import Distribution
 
 __all__ = ["check_parameters", "checked"]
 
@@ -59,7 +60,7 @@ def check_parameters(dist: D) -> D:
     Returns:
         ``dist``, so that the call can wrap a constructor.
     """
-    _check_distribution(dist, "dist")
+    _checks.check_instance(dist, Distribution, "dist")
     family = type(dist).__name__
     for name, ok, requirement in cast(Any, dist)._parameter_checks():
         ok = jnp.asarray(ok, bool)

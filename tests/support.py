@@ -13,7 +13,8 @@ Import as ``from support import ...`` (pytest puts ``tests/`` on ``sys.path``). 
 - targets for the :mod:`jelbo.fit` algorithms with an evaluation counter inside and known
   optima (:class:`FitTarget`, :func:`ill_conditioned_gaussian`, :func:`loggamma_target`),
   how far a fitted Gaussian is from one (:func:`standardized_errors`) and one posteriordb
-  model fitted and judged end to end (:func:`fit_posteriordb`).
+  model fitted and judged end to end (:func:`fit_posteriordb`);
+- :data:`USES_0_1_BOUNDS`, the mark of tests that call the deprecated 0.1 bound functions.
 
 Add a helper here as soon as two test modules need it, and a new family to
 :data:`CLASSES` / :func:`random_params` when the shared tests should cover it.
@@ -28,6 +29,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jelbo
 
@@ -38,6 +40,12 @@ if str(EXAMPLES) not in sys.path:
 
 import _linear as linear  # noqa: E402  (examples/_linear.py: the linear VAE of the examples)
 import ppca  # noqa: E402  (examples/ppca.py: closed-form PPCA, float64 NumPy)
+
+#: For tests that exercise the 0.1 bound functions (jelbo.elbo, iwae_bound, renyi_bound),
+#: deprecated since 0.3: their warning is expected there (tests/test_compat.py checks it).
+USES_0_1_BOUNDS = pytest.mark.filterwarnings(
+    r"ignore:jelbo\.(elbo|iwae_bound|renyi_bound) is deprecated:DeprecationWarning"
+)
 
 K = 3  # event size of the vector-valued families
 C = 4  # number of categories

@@ -712,8 +712,8 @@ def test_monte_carlo_kl_refuses_categoricals_with_different_categories():
     for fn in (
         lambda: jelbo.kl_divergence(q, p),
         lambda: jelbo.mc_kl(key, q, p, num_samples=2),
-        lambda: jelbo.elbo(
-            key, q, lambda z: 0.0 * z, p, num_samples=2, kl="mc", grad_estimator="score"
+        lambda: jelbo.ELBO(num_samples=2, kl="mc", grad_estimator="score")(
+            key, q, lambda z: 0.0 * z, p
         ),
     ):
         with pytest.raises(ValueError, match="same number of categories"):

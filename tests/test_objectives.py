@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 import scipy.stats
 from conftest import tol
-from support import linear, ppca
+from support import USES_0_1_BOUNDS, linear, ppca
 
 import jelbo
+
+pytestmark = USES_0_1_BOUNDS  # some tests compare with the 0.1 functions
 
 K, D, B = 2, 4, 3
 

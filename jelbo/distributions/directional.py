@@ -17,8 +17,9 @@ import jax.numpy as jnp
 
 from jelbo import _checks, _random, _special
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.continuous import Beta
-from jelbo.distributions import Distribution, static_field
+from jelbo.distributions.base import Distribution
+from jelbo.distributions.continuous import Beta
+from jelbo.module import static_field
 
 __all__ = ["HypersphericalUniform", "PowerSpherical"]
 

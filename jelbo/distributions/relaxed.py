@@ -19,7 +19,8 @@ from jax.scipy.special import gammaln, logsumexp
 
 from jelbo import _checks, _random
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.distributions import Distribution, Factorized, static_field
+from jelbo.distributions.base import Distribution, Factorized
+from jelbo.module import static_field
 
 __all__ = ["RelaxedBernoulli", "RelaxedOneHotCategorical"]
 

@@ -1,4 +1,8 @@
-r"""Continuous families on the positive line, the unit interval and the simplex.
+r"""Continuous families: on the real line (:class:`Normal`, :class:`Laplace`,
+:class:`StudentT`), the positive line, the unit interval and the simplex.
+
+:class:`Normal`, :class:`Laplace` and :class:`StudentT` are location-scale families,
+reparameterized as :math:`x = \mu + \sigma\epsilon`.
 
 :class:`Gamma`, :class:`Beta` and :class:`Dirichlet` are reparameterized by *implicit*
 differentiation of the sampler (Figurnov, Mohamed & Mnih 2018, "Implicit reparameterization
@@ -8,27 +12,45 @@ Dirichlet draws are normalized Gamma draws, generated in log space (so that tiny
 concentrations neither underflow nor lose their gradient). :class:`Kumaraswamy` and
 :class:`ContinuousBernoulli` are reparameterized by their closed-form inverse CDFs.
 
-The scalar-valued families (Gamma, Beta, Kumaraswamy, ContinuousBernoulli) follow
-:class:`~jelbo.Normal`: the parameters broadcast to ``batch_shape + (K,)``, the last axis
-is the event and ``log_prob``/``entropy``/KL sum over it. :class:`Dirichlet`'s event is the
-last axis of ``concentration`` (a point of the simplex).
+The scalar-valued families (all but Dirichlet) are :class:`~jelbo.distributions.Factorized`:
+the parameters broadcast to ``batch_shape + (K,)``, the last axis is the event and
+``log_prob``/``entropy``/KL sum over it. :class:`Dirichlet`'s event is the last axis of
+``concentration`` (a point of the simplex).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import digamma, gammaln
 
-from jelbo import _gamma, _special
+from jelbo import _gamma, _random, _special
+from jelbo import bijectors as _bijectors
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.distributions import Distribution, Factorized
+from jelbo.distributions._util import (
+    HALF_LOG_2PI,
+    common_float,
+    finite_checks,
+    log_scale,
+    positive_checks,
+)
+from jelbo.distributions.base import Distribution, Factorized
 
-__all__ = ["Beta", "ContinuousBernoulli", "Dirichlet", "Gamma", "Kumaraswamy"]
+__all__ = [
+    "Beta",
+    "ContinuousBernoulli",
+    "Dirichlet",
+    "Gamma",
+    "Kumaraswamy",
+    "Laplace",
+    "Normal",
+    "StudentT",
+]
 
 _EULER_GAMMA = 0.5772156649015329
 
@@ -519,3 +541,207 @@ class ContinuousBernoulli(Factorized):
         # The density e^{lambda x} is largest at 1 for lambda > 0 and at 0 for lambda < 0;
         # at lambda = 0 (uniform) this returns 0.
         return self._full((jnp.asarray(self.logits) > 0).astype(self.dtype))
+
+
+# --- location-scale families on the real line (jelbo 0.1) ------------------------------
+
+
+class Normal(Factorized):
+    r"""Diagonal Gaussian :math:`\mathcal N(x; \mu, \mathrm{diag}(\sigma^2))`.
+
+    :math:`\log p(x) = \sum_i -\tfrac12 ((x_i-\mu_i)/\sigma_i)^2 - \log\sigma_i
+    - \tfrac12\log 2\pi`.
+
+    Attributes:
+        loc: mean :math:`\mu`, shape ``(*batch, K)``.
+        scale: standard deviation :math:`\sigma > 0`, broadcastable to ``loc``.
+        log_scale: optional (keyword-only) :math:`\log\sigma`, which then replaces
+            ``log(scale)`` wherever the log-scale appears (log-density, entropy, KL), so a
+            scale that underflows (``from_log_var(0, -180)``: :math:`\sigma = e^{-90}`, 0 in
+            float32) keeps exact entropies and KLs. Set by :meth:`from_log_var`; when given
+            it must equal ``log(scale)`` up to rounding.
+
+    Parameter values are not checked: a non-positive, infinite or NaN scale or a non-finite loc
+    gives NaN or meaningless results rather than an error (shapes are checked at construction).
+    :func:`jelbo.check_parameters` checks them on demand, also under ``jit``."""
+
+    loc: ArrayLike
+    scale: ArrayLike
+    log_scale: ArrayLike | None = dataclasses.field(default=None, kw_only=True)
+    is_reparameterized: ClassVar[bool] = True
+    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
+        "scale": _bijectors.Softplus()
+    }
+
+    @classmethod
+    def from_log_var(cls, loc: ArrayLike, log_var: ArrayLike) -> Normal:
+        r"""Builds :math:`\mathcal N(\mu, \mathrm{diag}(e^{v}))` from the log-variance :math:`v`.
+
+        ``scale = exp(log_var / 2)``, and ``log_scale = log_var / 2`` is kept so that
+        entropies, KLs and log-densities stay exact where the scale underflows.
+        """
+        log_scale = 0.5 * jnp.asarray(log_var)
+        return cls(loc, jnp.exp(log_scale), log_scale=log_scale)
+
+    def _log_scale(self) -> Array:
+        return log_scale(self.scale, self.log_scale, self.dtype)
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        x, loc, scale = common_float(x, self.loc, self.scale)
+        z = _special.standardize(x, loc, scale)
+        return -0.5 * z * z - self._log_scale() - HALF_LOG_2PI
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + self.param_shape
+        eps = _random.draw(_random.normal, key, shape, self.dtype, self.loc, self.scale)
+        return eps * self.scale + self.loc
+
+    def _entropy_elementwise(self) -> Array:
+        return 0.5 + HALF_LOG_2PI + self._log_scale()
+
+    def _mean(self) -> Array:
+        return self._full(self.loc)
+
+    def _variance(self) -> Array:
+        return self._full(jnp.square(self.scale))
+
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        checks = [*finite_checks(self, "loc"), *positive_checks(self, "scale")]
+        if self.log_scale is not None:
+            checks += finite_checks(self, "log_scale")
+        return checks
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)
+
+
+class Laplace(Factorized):
+    r"""Factorized Laplace, :math:`\log p(x) = \sum_i -\log(2b_i) - |x_i-\mu_i|/b_i`.
+
+    Parameter values are not checked: a non-positive, infinite or NaN scale or a non-finite loc
+    give NaN or meaningless results rather than an error (shapes are checked at construction).
+    :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
+
+    Attributes:
+        loc: location :math:`\mu`, shape ``(*batch, K)``.
+        scale: scale :math:`b > 0`, broadcastable to ``loc``.
+    """
+
+    loc: ArrayLike
+    scale: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
+        "scale": _bijectors.Softplus()
+    }
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        x, loc, scale = common_float(x, self.loc, self.scale)
+        return -math.log(2.0) - jnp.log(scale) - jnp.abs(_special.standardize(x, loc, scale))
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + self.param_shape
+        eps = _random.draw(_random.laplace, key, shape, self.dtype, self.loc, self.scale)
+        return eps * self.scale + self.loc
+
+    def _entropy_elementwise(self) -> Array:
+        return 1.0 + math.log(2.0) + jnp.log(self.scale)
+
+    def _mean(self) -> Array:
+        return self._full(self.loc)
+
+    def _variance(self) -> Array:
+        return self._full(2.0 * jnp.square(self.scale))
+
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        return [*finite_checks(self, "loc"), *positive_checks(self, "scale")]
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)
+
+
+class StudentT(Factorized):
+    r"""Factorized Student-t with ``df`` :math:`\nu`, location :math:`\mu`, scale :math:`\sigma`.
+
+    :math:`\log p(x) = \sum_i \log\Gamma(\tfrac{\nu+1}2) - \log\Gamma(\tfrac\nu2)
+    - \tfrac12\log(\nu\pi) - \log\sigma - \tfrac{\nu+1}2\log(1 + t_i^2/\nu)`,
+    :math:`t_i = (x_i-\mu_i)/\sigma_i`.
+
+    Parameter values are not checked: ``df <= 0``, a non-positive or NaN scale or a non-finite
+    loc give NaN or meaningless results rather than an error (shapes are checked at
+    construction). :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
+
+    Attributes:
+        df: degrees of freedom :math:`\nu > 0`, broadcastable to ``loc``.
+        loc: location, shape ``(*batch, K)``.
+        scale: scale :math:`\sigma > 0`, broadcastable to ``loc``.
+    """
+
+    df: ArrayLike
+    loc: ArrayLike
+    scale: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
+        "df": _bijectors.Softplus(),
+        "scale": _bijectors.Softplus(),
+    }
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        # log Gamma((v+1)/2) - log Gamma(v/2) - log(v pi)/2 = R(v/2) - log(2 pi)/2 with
+        # R(h) = log Gamma(h + 1/2) - log Gamma(h) - log(h)/2 -> 0 (jelbo._special): no two
+        # large log-gammas are subtracted, so the density stays exact from df 0.1 to 1e10.
+        x, df, loc, scale = common_float(x, self.df, self.loc, self.scale)
+        t = _special.standardize(x, loc, scale)
+        # -(v+1)/2 log1p(w), w = t^2/v: for w < 1 as -t^2/2 (1 + 1/v) + (v+1)/2 (w - log1p(w)),
+        # whose df-derivative does not cancel at large df; else without overflowing t^2.
+        small = t * t < df
+        t_small = jnp.where(small, t, 0.0)
+        w = t_small * t_small / df
+        near = -0.5 * t_small * t_small * (1.0 + 1.0 / df) + 0.5 * (
+            df + 1.0
+        ) * _special.x_minus_log1p(w)
+        far = -0.5 * (df + 1.0) * _special.log1p_square(jnp.where(small, 1.0, t) / jnp.sqrt(df))
+        return (
+            _special.log_gamma_ratio_excess(0.5, 0.5 * df)
+            - HALF_LOG_2PI
+            - jnp.log(scale)
+            + jnp.where(small, near, far)
+        )
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + self.param_shape
+        df = jnp.broadcast_to(jnp.asarray(self.df, self.dtype), shape)
+        return jax.random.t(key, df, shape, self.dtype) * self.scale + self.loc
+
+    def _entropy_elementwise(self) -> Array:
+        # (h + 1/2)(psi(h + 1/2) - psi(h)) + log(v)/2 + log B(h, 1/2) + log(scale), h = v/2,
+        # with log(v)/2 + log B(h, 1/2) = log(2 pi)/2 - R(h) and the digamma difference from
+        # jelbo._special (both exact where they nearly cancel, at large df).
+        half_df = 0.5 * jnp.asarray(self.df, self.dtype)
+        return (
+            -(half_df + 0.5) * _special.digamma_difference(0.5, half_df)
+            + HALF_LOG_2PI
+            - _special.log_gamma_ratio_excess(0.5, half_df)
+            + jnp.log(self.scale)
+        )
+
+    def _mean(self) -> Array:
+        # Defined for df > 1; NaN otherwise (as NumPyro and TFP; scipy returns inf).
+        return self._full(jnp.where(jnp.asarray(self.df) > 1, self.loc, jnp.nan))
+
+    def _variance(self) -> Array:
+        # scale² df/(df-2) for df > 2, +inf for 1 < df <= 2, NaN for df <= 1 (as in scipy).
+        df = jnp.asarray(self.df, self.dtype)
+        safe = jnp.where(df > 2, df, 3.0)
+        finite = jnp.square(self.scale) * safe / (safe - 2.0)
+        return self._full(jnp.where(df > 2, finite, jnp.where(df > 1, jnp.inf, jnp.nan)))
+
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
+        df = jnp.asarray(self.df)
+        return [
+            ("df", (df > 0) & ~jnp.isnan(df), "> 0 (+inf allowed)"),
+            *finite_checks(self, "loc"),
+            *positive_checks(self, "scale"),
+        ]
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)

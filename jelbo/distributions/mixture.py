@@ -15,7 +15,7 @@ from jax.scipy.special import logsumexp
 
 from jelbo import _checks
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.distributions import Distribution, _check_distribution, log_prob, sample
+from jelbo.distributions.base import Distribution, log_prob, sample
 
 __all__ = ["MixtureSameFamily"]
 
@@ -53,7 +53,7 @@ class MixtureSameFamily(Distribution):
     is_reparameterized: ClassVar[bool] = False
 
     def _validate(self) -> None:
-        _check_distribution(self.components, "components")
+        _checks.check_instance(self.components, Distribution, "components")
         logits = jnp.shape(self.mixture_logits)
         batch = self.components.batch_shape
         if len(logits) < 1 or len(batch) < 1 or batch[-1] != logits[-1]:
