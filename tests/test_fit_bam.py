@@ -111,9 +111,10 @@ def gauss_fit():
 
 
 def test_exact_on_an_ill_conditioned_gaussian_and_counts_every_evaluation(gauss_fit, dtype):
-    """BaM's fixed point on a Gaussian target is the target (Cai et al., Sec. 4); with
-    B = 8 > D = 4 the first steps land on it and the stopping rule fires at the second
-    window (no drift, zero Monte Carlo noise: every per-draw target is the exact mean)."""
+    """BaM's fixed point on a Gaussian target is the target (Cai et al., Sec. 4). From the
+    (here exact) Laplace start the iterates stay on it and the stopping rule fires at the
+    second window (no drift, zero Monte Carlo noise: every per-draw target is the exact
+    mean)."""
     GAUSS.count = 0
     fit = gauss_fit(dtype)
     assert fit.q.loc.dtype == dtype
@@ -124,7 +125,7 @@ def test_exact_on_an_ill_conditioned_gaussian_and_counts_every_evaluation(gauss_
     assert bool(fit.converged) and int(fit.num_iters) == 20
     assert int(fit.num_evals) == GAUSS.count
     info = fit.info
-    assert int(info["num_evals_algorithm"]) == int(info["num_evals_start"]) + 8 * 20
+    assert int(info["num_evals_algorithm"]) == int(info["num_evals_start"]) + 4 * 20
     assert int(info["num_skipped"]) == 0
 
 
@@ -133,7 +134,13 @@ def test_score_matching_limit_is_exact_in_one_iteration():
     Gaussian target determines it exactly (Modi et al. 2023)."""
     fit = jax.jit(
         lambda k: jelbo.fit.batch_and_match(
-            k, GAUSS, jnp.zeros(4), learning_rate=float("inf"), start="init", max_iters=1
+            k,
+            GAUSS,
+            jnp.zeros(4),
+            batch_size=8,
+            learning_rate=float("inf"),
+            start="init",
+            max_iters=1,
         )
     )(jax.random.key(3))
     mean, cov = GAUSS.exact()
@@ -146,14 +153,17 @@ def test_score_matching_limit_is_exact_in_one_iteration():
 
 def test_skewed_target_reaches_the_population_fixed_point():
     """On the log-gamma target BaM converges to where E_q[grad log p] = 0 and
-    Cov_q[grad log p] = Sigma^{-1} (scipy root finding), not to the ELBO optimum; within
-    a few times its reported Monte Carlo standard error (tol = 0.05 sd)."""
+    Cov_q[grad log p] = Sigma^{-1} (scipy root finding), not to the ELBO optimum. The
+    stopping rule bounds the tracked Monte Carlo error of the mean by tol = 0.05 sd; over ten
+    keys the actual errors were 0.01-0.15 sd in the mean and 0.05-0.31 in the whitened
+    covariance's eigenvalues (the covariance is not what the rule tracks): the bounds below
+    leave a margin over those."""
     fit = jax.jit(lambda k: jelbo.fit.batch_and_match(k, SKEWED, jnp.zeros(2)))(jax.random.key(4))
     assert bool(fit.converged)
     assert float(np.max(fit.info["mc_stderr"])) <= 0.05
     mean, cov = SKEWED.bam_fixed_point()
     mean_err, cov_err = standardized_errors(fit.q, mean, cov)
-    assert mean_err < 0.15 and cov_err < 0.2, (mean_err, cov_err)
+    assert mean_err < 0.2 and cov_err < 0.4, (mean_err, cov_err)
     kl_mean, _ = SKEWED.kl_optimum()
     assert np.max(np.abs(kl_mean - mean)) > 0.05  # the two optima differ measurably
 
@@ -170,7 +180,7 @@ def test_eager_equals_jit_and_iteration_cap():
     np.testing.assert_allclose(eager.q.loc, jitted.q.loc, rtol=1e-9)
     np.testing.assert_allclose(eager.q.scale_tril, jitted.q.scale_tril, rtol=1e-8, atol=1e-12)
     assert not bool(jitted.converged) and int(jitted.num_iters) == 15
-    assert int(jitted.num_evals) == 15 * 8 + 32
+    assert int(jitted.num_evals) == 15 * 4 + 32
 
 
 def test_non_finite_draws_are_left_out():
@@ -192,7 +202,7 @@ def test_non_finite_draws_are_left_out():
     ("options", "error", "match"),
     [
         ({"batch_size": 1}, ValueError, "`batch_size` must be >= 2"),
-        ({"learning_rate": float("inf"), "batch_size": 4}, ValueError, "needs batch_size > D"),
+        ({"learning_rate": float("inf")}, ValueError, "needs batch_size > D"),
         ({"learning_rate": -1.0}, ValueError, "`learning_rate` must be > 0"),
         ({"learning_rate": "paper"}, TypeError, "`learning_rate` must be None"),
         ({"tol": 0.0}, ValueError, "`tol` must be a positive number"),
