@@ -168,7 +168,10 @@ def markdown(result: dict) -> str:
         "evals = `Fit.num_evals` (equal to the external callback count on every run: "
         f"{all(r['num_evals'] == r['external_evals'] for r in records)}); "
         "ok = raw mean <= 0.25, sd ratio in 0.75-1.33, PSIS mean <= 0.1 where k < 0.7, "
-        "on every seed.",
+        "on every seed. advi's ≥ recipe: its median over seeds at most the recipe's worst seed "
+        "(`bench/results/posteriordb-2026-12-02.json`, jelbo-fullrank-stl: 5,000 Adam steps x 8 "
+        "draws) plus twice the evaluation's Monte Carlo error (2/sqrt(n) sd for means, "
+        "2/sqrt(2n) for log sds), for both the mean and the sd error.",
         "",
     ]
     recipe = _recipe()
@@ -214,7 +217,12 @@ def markdown(result: dict) -> str:
                 if ref:
                     mine_mean = float(np.median([r["mean_err"] for r in rs]))
                     mine_sd = float(np.median([r["sd_err"] for r in rs]))
-                    better = mine_mean <= ref["mean_err"][1] and mine_sd <= ref["sd_err"][1]
+                    # The evaluation's own Monte Carlo error (n draws): about 1/sqrt(n) sd in a
+                    # mean and 1/sqrt(2n) in a log sd; twice that is allowed.
+                    n = meta["eval_draws"]
+                    better = mine_mean <= ref["mean_err"][1] + 2 / math.sqrt(n) and (
+                        mine_sd <= ref["sd_err"][1] + 2 / math.sqrt(2 * n)
+                    )
                     row += (
                         f" {ref['mean_err'][0]:.3f}, {ref['mean_err'][1]:.3f} / "
                         f"{math.exp(ref['sd_err'][0]):.2f}, {math.exp(ref['sd_err'][1]):.2f} | "
