@@ -257,6 +257,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _commit() -> str | None:
+    """The checked-out commit (``+dirty`` with uncommitted changes), for the record."""
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(M.POSTERIORS))
@@ -289,6 +310,7 @@ def main(argv=None) -> dict:
         "load_average_start": list(os.getloadavg()),
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
+        "commit": _commit(),
     }
     result: dict = {"meta": meta, "records": []}
     stem = pathlib.Path(args.out) if args.out else RESULTS / f"fit-tune-{start:%Y-%m-%d}"
