@@ -7,6 +7,9 @@ algorithm's own stopping rule was met, how many evaluations of ``log_joint`` the
 how good the approximation is (its ELBO and the PSIS :math:`\\hat k`).
 """
 
+from jelbo.fit._advi import advi
+from jelbo.fit._bam import batch_and_match
+from jelbo.fit._dadvi import dadvi
 from jelbo.fit._result import Fit
 
-__all__ = ["Fit"]
+__all__ = ["Fit", "advi", "batch_and_match", "dadvi"]
