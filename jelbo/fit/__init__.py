@@ -7,6 +7,14 @@ algorithm's own stopping rule was met, how many evaluations of ``log_joint`` the
 how good the approximation is (its ELBO and the PSIS :math:`\\hat k`).
 """
 
+from jelbo.fit._laplace import LaplaceApproximation, laplace_approximation, multistart_laplace
+from jelbo.fit._pathfinder import pathfinder
 from jelbo.fit._result import Fit
 
-__all__ = ["Fit"]
+__all__ = [
+    "Fit",
+    "LaplaceApproximation",
+    "laplace_approximation",
+    "multistart_laplace",
+    "pathfinder",
+]

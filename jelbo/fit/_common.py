@@ -143,9 +143,14 @@ class CountedLogJoint:
     def __init__(self, log_joint: Callable[[Array], Array]) -> None:
         self.fn = log_joint
 
-    def _one(self, z: Array) -> Array:
+    def uncounted(self, z: Array) -> Array:
+        """``log_joint(z)`` at one point, NOT counted: only for a caller that counts its own
+        calls (e.g. the L-BFGS of :mod:`jelbo.fit._lbfgs`, which counts every call of the
+        objective it is given)."""
         value = jnp.asarray(self.fn(z)).astype(z.dtype)
         return jnp.where(jnp.isnan(value), -jnp.inf, value)
+
+    _one = uncounted
 
     def value(self, z: Array, count: Array) -> tuple[Array, Array]:
         """``log_joint(z)`` at one point ``z`` ``(D,)``: ``(value, count + 1)``."""
