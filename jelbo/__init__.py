@@ -3,7 +3,7 @@
 Distributions are immutable pytrees; every function is pure and takes an explicit PRNG key
 where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 :class:`Renyi`) and return a :class:`Bound` with their Monte Carlo standard error. See the
-README for the math and a quick start.
+README for a quick start and ``docs/`` (the documentation site) for the math.
 """
 
 from jelbo import bijectors, classic, continuous, fit, objectives, parameters, sharding
