@@ -34,7 +34,11 @@ Methods (``METHODS``; a registry that other algorithms of ``jelbo.fit`` extend):
   recipe, the same code (``numpyro_method``);
 - ``blackjax-pathfinder``: ``blackjax.vi.pathfinder.approximate`` at its defaults
   (``maxiter=30``, 200 ELBO draws per iterate), draws by ``pathfinder.sample``;
-- ``blackjax-pathfinder-1000``: the same with ``maxiter=1000`` (Stan's default).
+- ``blackjax-pathfinder-100``: the same with ``maxiter=100``. (blackjax evaluates the ELBO at
+  every one of the ``maxiter + 1`` iterates it allocates, 200 draws each, in one vmapped
+  call, whether the optimizer used them or not: ``maxiter=1000``, Stan's default, would
+  evaluate the log density at 200,200 points at once, about 8 GB of intermediates on
+  ``diamonds``.)
 """
 
 from __future__ import annotations
@@ -171,8 +175,8 @@ METHODS: dict[str, Method] = {
     "blackjax-pathfinder": Method(
         blackjax_pathfinder(None), "blackjax 1.7 pathfinder.approximate, defaults (maxiter=30)"
     ),
-    "blackjax-pathfinder-1000": Method(
-        blackjax_pathfinder(1000), "blackjax 1.7 pathfinder.approximate, maxiter=1000"
+    "blackjax-pathfinder-100": Method(
+        blackjax_pathfinder(100), "blackjax 1.7 pathfinder.approximate, maxiter=100"
     ),
 }
 
@@ -239,7 +243,7 @@ def run_model(
                 **PDB.evaluate(post, space, log_joint, u, log_q),
                 "compile_s": compile_s,
                 "run_s": run_s,
-                "load_average": _load_average(),
+                "load_average": PDB._load_average(),
             }
             records.append(rec)
             log(
@@ -250,23 +254,6 @@ def run_model(
                 f"(compile {compile_s:.1f} s)"
             )
     return records
-
-
-def _load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "jax": jax.__version__}
-    for mod in ("numpyro", "blackjax", "optax"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
-            out[mod] = "not installed"
-    return out
 
 
 # --- report --------------------------------------------------------------------------------
@@ -356,6 +343,7 @@ def markdown(result: dict) -> str:
             f"{max(all_evals):,} | {_median(times):.3f} | {conv_cell} |"
         )
     lines.append("")
+    lines += _targets(by, models, methods)
     for mo in models:
         lines += [
             f"## {mo} (d = {by[(mo, methods[0])][0]['dim'] if by.get((mo, methods[0])) else '?'})",
@@ -390,6 +378,73 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _targets(by: dict, models: list[str], methods: list[str]) -> list[str]:
+    """Issue 21's targets for jelbo's pathfinder, measured."""
+    main = "jelbo-pathfinder"
+    if main not in methods:
+        return []
+    lines = ["## Targets (issue 21)", ""]
+    ran = [mo for mo in models if by.get((mo, main))]
+    ok = [mo for mo in ran if all(accurate(r) for r in by[(mo, main)])]
+    missed = [
+        f"{mo} ({sum(accurate(r) for r in by[(mo, main)])}/{len(by[(mo, main)])} seeds)"
+        for mo in ran
+        if mo not in ok
+    ]
+    evals = [r["evals"] for mo in ran for r in by[(mo, main)]]
+    lines.append(
+        f"- accuracy (every seed: mean err ≤ 0.25, sd ratios 0.75–1.33, PSIS mean err ≤ 0.1 "
+        f"where k̂ < 0.7): {len(ok)} of {len(ran)} models"
+        + (f"; missed: {', '.join(missed)}" if missed else "")
+    )
+    lines.append(
+        f"- evaluations (counted inside the log density): median {_median(evals):,.0f} over "
+        f"{len(evals)} fits, max {max(evals):,} (targets 4,000 and 10,000)"
+    )
+    rel = [
+        abs(r["reported_evals"] - r["evals"]) / r["evals"]
+        for m in methods
+        for mo in ran
+        for r in by.get((mo, m), [])
+        if r.get("reported_evals") is not None
+    ]
+    if rel:
+        lines.append(
+            f"- `Fit.num_evals` against the counter: largest relative difference "
+            f"{max(rel):.3%} over {len(rel)} fits (target 10 %)"
+        )
+    for other in ("blackjax-pathfinder", "blackjax-pathfinder-100"):
+        if other not in methods:
+            continue
+        both = [mo for mo in ran if by.get((mo, other))]
+        better = [
+            mo
+            for mo in both
+            if _median([r["mean_err"] for r in by[(mo, main)]])
+            <= _median([r["mean_err"] for r in by[(mo, other)]])
+            and _median([r["sd_err"] for r in by[(mo, main)]])
+            <= _median([r["sd_err"] for r in by[(mo, other)]])
+        ]
+        ev_main = _median([_median([r["evals"] for r in by[(mo, main)]]) for mo in both])
+        ev_other = _median([_median([r["evals"] for r in by[(mo, other)]]) for mo in both])
+        ratios = [
+            _median([r["run_s"] for r in by[(mo, main)]])
+            / _median([r["run_s"] for r in by[(mo, other)]])
+            for mo in both
+        ]
+        worse = [mo for mo in both if mo not in better]
+        lines.append(
+            f"- against `{other}`: at least as accurate (median mean err and median log-sd "
+            f"err) on {len(better)} of {len(both)} models"
+            + (f" (not: {', '.join(worse)})" if worse else "")
+            + f"; median evaluations {ev_main:,.0f} vs {ev_other:,.0f}; wall time ratio "
+            f"(jelbo / blackjax, per model) median {_median(ratios):.2f}, range "
+            f"{min(ratios):.2f}–{max(ratios):.2f}"
+        )
+    lines.append("")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(M.POSTERIORS))
@@ -420,10 +475,10 @@ def main(argv: list[str] | None = None) -> dict:
         "seeds": seeds,
         "repeats": args.repeats,
         "eval_draws": EVAL_DRAWS,
-        "load_average_start": _load_average(),
+        "load_average_start": PDB._load_average(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
-        "versions": _versions(),
+        "versions": PDB._versions(),
         "methods": {m: METHODS[m].description for m in methods},
     }
     records: list[dict] = []
@@ -433,7 +488,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in models:
         print(f"{name}:", flush=True)
         records += run_model(name, methods, seeds, args.repeats, log=lambda s: print(s, flush=True))
-        meta["load_average_end"] = _load_average()
+        meta["load_average_end"] = PDB._load_average()
         meta["finished_utc"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         # written after every model, so that an interrupted run keeps what it measured
         stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
