@@ -9,11 +9,11 @@ Every contender fits the SAME log joint of one unconstrained vector
 (``bench/posteriordb_models.py``) from ``init = 0`` at its defaults (the contender's own, or
 the recipe named in ``METHODS``), once per seed. For each (model, method, seed):
 
-- ``evals``: evaluations of the log density counted by a counter INSIDE it (a
-  ``jax.debug.callback`` in the log joint that adds the number of points of each call:
-  one per point, vmapped or not; a value and a gradient at one point count once, because
-  the callback runs in the forward pass only; a dense Hessian counts once too, so a method
-  that uses Hessians reports more in ``reported_evals`` than it shows here). The same
+- ``evals``: evaluations of the log density counted by a counter INSIDE it (an
+  ``io_callback`` in the log joint, ``Counter``: one call per point, vmapped or not; a
+  value and a gradient at one point count once, because the callback runs in the forward
+  pass only; a dense Hessian counts once too, so a method that uses Hessians reports more
+  in ``reported_evals`` than it shows here). The same
   counter for every contender, in a separately compiled copy of the fit, so that the
   callbacks do not slow the timed run;
 - ``reported_evals``, ``converged``: what the method itself says (``Fit.num_evals``,
@@ -59,6 +59,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import io_callback
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -185,7 +186,13 @@ METHODS: dict[str, Method] = {
 
 
 class Counter:
-    """Counts evaluations of a log joint from inside it (``jax.debug.callback``)."""
+    """Counts evaluations of a log joint from inside it (``jax.experimental.io_callback``).
+
+    The callback's argument is ``u[0]`` behind a stop-gradient (no tangent reaches it, so it
+    runs in the forward pass only); under ``vmap`` JAX maps an io_callback with a rolled
+    ``lax.map``, one call per point (``jax.debug.callback`` would be unrolled, one call site
+    per point: thousands for an importance sample, and minutes of compilation).
+    """
 
     def __init__(self) -> None:
         self.count = 0
@@ -195,8 +202,7 @@ class Counter:
 
     def wrap(self, log_joint: Callable) -> Callable:
         def counted(u: jax.Array) -> jax.Array:
-            # the marker depends on u, so a vmapped call passes one marker per point
-            jax.debug.callback(self._add, u[0] * 0)
+            io_callback(self._add, None, jax.lax.stop_gradient(u[0]))
             return log_joint(u)
 
         return counted
