@@ -204,7 +204,10 @@ _PREC = np.linalg.inv(_COV)
 
 def _target(z, mu, prec, skew):
     d = z - mu
-    return -0.5 * d @ prec @ d + skew * jnp.sum(3.0 * z - 2.0 * jnp.exp(z))
+    # without the skewed factors (skew = 0), exp(z) is not evaluated: it overflows at the
+    # z = 1000 of the wide Gaussian below (and 0 * inf is NaN, in the value and the gradient)
+    zs = jnp.where(skew == 0, jnp.zeros_like(z), z)
+    return -0.5 * d @ prec @ d + skew * jnp.sum(3.0 * zs - 2.0 * jnp.exp(zs))
 
 
 class _Counter:
@@ -410,3 +413,26 @@ def test_pathfinder_on_a_posteriordb_model_end_to_end():
     assert bool(fit.converged) and float(fit.pareto_k) < 0.7
     assert r["mean_err"] < 0.25 and 0.75 < r["sd_ratio_min"] and r["sd_ratio_max"] < 1.33, r
     assert int(fit.num_evals) < 4000
+
+
+def test_fit_public_surface():
+    import inspect
+
+    assert "fit" in jelbo.__all__ and set(jelbo.fit.__all__) >= {"Fit", "pathfinder"}
+    for name in jelbo.fit.__all__:
+        assert inspect.getdoc(getattr(jelbo.fit, name)), name
+    signature = inspect.signature(jelbo.fit.pathfinder)
+    params = list(signature.parameters.values())
+    assert [p.name for p in params[:3]] == ["key", "log_joint", "init"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[3:])
+    assert all(p.annotation is not inspect.Parameter.empty for p in params)
+    assert signature.return_annotation is not inspect.Signature.empty
+    assert jelbo.fit.Fit._fields == (
+        "q",
+        "converged",
+        "num_evals",
+        "num_iters",
+        "bound",
+        "pareto_k",
+        "info",
+    )
