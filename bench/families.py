@@ -12,7 +12,7 @@ loss = the negative ELBO averaged over the batch, value + gradient + one Adam up
   KL :math:`\log q(z) - \log p(z)` on the same samples.
 
 Contenders: hand-written JAX (flattened ``(S·B, K) @ (K, D)``, ``jax.random.dirichlet`` /
-Gumbel noise, densities written out), jelbo (``jelbo.elbo`` with a per-example
+Gumbel noise, densities written out), jelbo (``jelbo.ELBO`` with a per-example
 ``log_likelihood``, as the README shows), TFP on JAX (``tfd.Dirichlet`` /
 ``tfd.RelaxedOneHotCategorical``, ``tfd.kl_divergence``), and NumPyro for the Dirichlet VAE
 (``TraceMeanField_ELBO``; NumPyro has no relaxed one-hot categorical). All JAX steps are one
@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):  # run as a script: make `bench` importable
-    sys.path.insert(0, str(REPO))
+if __package__ in (None, ""):  # run as a file: bench's modules import each other as bench.*
+    sys.exit("Run it from the repository root as a module: python -m bench.families")
 
 from bench.workload import LEARNING_RATE, Size  # noqa: E402
 
@@ -160,18 +160,20 @@ def _jelbo_loss(workload: str, size: Size) -> Callable[..., Any]:
         posterior = lambda h: jelbo.Dirichlet(_concentration(h))
         kl = "analytic"
     else:
-        prior = jelbo.RelaxedOneHotCategorical(TEMPERATURE_P, jnp.zeros(k, jnp.float32))
-        posterior = lambda h: jelbo.RelaxedOneHotCategorical(TEMPERATURE_Q, h)
+        prior = jelbo.RelaxedOneHotCategorical(TEMPERATURE_P, logits=jnp.zeros(k, jnp.float32))
+        posterior = lambda h: jelbo.RelaxedOneHotCategorical(TEMPERATURE_Q, logits=h)
         kl = "mc"
 
     def loss(params: Any, key: Any, x: Any) -> Any:
         q = posterior(x @ params["enc_w"] + params["enc_b"])
 
         def log_likelihood(z: Any, x: Any) -> Any:
-            return jnp.sum(jelbo.Bernoulli(z @ params["dec_w"] + params["dec_b"]).log_prob(x))
+            return jnp.sum(
+                jelbo.Bernoulli(logits=z @ params["dec_w"] + params["dec_b"]).log_prob(x)
+            )
 
-        terms = jelbo.elbo(key, q, log_likelihood, prior, x, num_samples=size.S, kl=kl)
-        return -jnp.mean(terms.elbo)
+        bound = jelbo.ELBO(num_samples=size.S, kl=kl)(key, q, log_likelihood, prior, x)
+        return -jnp.mean(bound.value)
 
     return loss
 

@@ -1,12 +1,12 @@
 """Contender 4: jelbo, written the way its README tells users to write it.
 
-- ``"step"``: the training step with :func:`jelbo.elbo` and a per-example
+- ``"step"``: the training step with :class:`jelbo.ELBO` and a per-example
   ``log_likelihood(z, x)`` (one latent, one datapoint), ``jit(value_and_grad)`` + optax;
-- ``"value"``: the same :func:`jelbo.elbo` loss, value only;
+- ``"value"``: the same :class:`jelbo.ELBO` loss, value only;
 - ``"classic"``: :func:`jelbo.classic.compute_elbo` (the recipe's unnormalized
   reconstruction term), vmapped over the datapoints, value only;
 - ``"noise"``: only the draw of the ``S·B·K`` latents ``z ~ q`` (averaged, so the draw is
-  not dead code), with the sampler ``jelbo.elbo`` uses: a floor under any step that draws
+  not dead code), with the sampler ``jelbo.ELBO`` uses: a floor under any step that draws
   them, and so a ceiling on how many times faster than the NumPy loop a step can be.
 """
 
@@ -28,7 +28,7 @@ VARIANTS = ("step", "value", "classic", "noise")
 
 
 def make_loss(size: Size) -> LossFn:
-    """The negative ELBO per datapoint via :func:`jelbo.elbo`."""
+    """The negative ELBO per datapoint via :class:`jelbo.ELBO`."""
     k = size.K
     prior = jelbo.Normal(jnp.zeros(k), jnp.ones(k))
 
@@ -40,8 +40,8 @@ def make_loss(size: Size) -> LossFn:
             mean = z @ params["dec_w"] + params["dec_b"]
             return jnp.sum(jax.scipy.stats.norm.logpdf(x, mean, 1.0))
 
-        terms = jelbo.elbo(key, q, log_likelihood, prior, x, num_samples=size.S)
-        return -jnp.mean(terms.elbo)
+        bound = jelbo.ELBO(num_samples=size.S)(key, q, log_likelihood, prior, x)
+        return -jnp.mean(bound.value)
 
     return loss
 

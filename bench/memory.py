@@ -1,4 +1,4 @@
-"""Peak resident memory of one ``jelbo.elbo`` value evaluation with very many samples.
+"""Peak resident memory of one ``jelbo.ELBO`` value evaluation with very many samples.
 
 ``python -m bench.memory --num-samples 1000000 [--chunk 10000]`` evaluates the ELBO of one
 datapoint (``D`` = 64, ``K`` = 32, linear decoder) under ``jit`` and prints one JSON line
@@ -44,10 +44,8 @@ def run_memory(num_samples: int, chunk: int | None) -> dict[str, Any]:
         return jnp.sum(jax.scipy.stats.norm.logpdf(x, z @ w, 1.0))
 
     def value(key: jax.Array) -> jax.Array:
-        terms = jelbo.elbo(
-            key, q, log_likelihood, prior, x, num_samples=num_samples, sample_chunk_size=chunk
-        )
-        return terms.elbo
+        objective = jelbo.ELBO(num_samples=num_samples, sample_chunk_size=chunk)
+        return objective(key, q, log_likelihood, prior, x).value
 
     key = jax.random.key(0)
     compiled = jax.jit(value).lower(key).compile()

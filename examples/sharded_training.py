@@ -8,11 +8,11 @@ parameters in units standardized by the data's mean and scale, trained by maximi
 ELBO (``jelbo.ELBO``) with ``optax.adam``.
 
 Each minibatch is split over a 1-D device mesh with axis ``"data"``
-(:func:`jelbo.shard_batch`); the parameters, the standardizer, the optimizer state and the
-PRNG key are replicated (:func:`jelbo.replicate`). The train step is the same ``jax.jit``-compiled
-function that runs on one device: XLA partitions it from the shardings of its inputs and
-inserts the all-reduce of the gradients. The same seed gives the same parameters for any
-number of devices (``--compare-single-device`` checks it).
+(:func:`jelbo.sharding.shard_batch`); the parameters, the standardizer, the optimizer state
+and the PRNG key are replicated (:func:`jelbo.sharding.replicate`). The train step is the
+same ``jax.jit``-compiled function that runs on one device: XLA partitions it from the
+shardings of its inputs and inserts the all-reduce of the gradients. The same seed gives the
+same parameters for any number of devices (``--compare-single-device`` checks it).
 
 Run::
 
@@ -26,7 +26,7 @@ so they show that the program is partitioned correctly, not that it gets faster)
 
 On several hosts, start one process per host with ``--distributed`` (see
 ``docs/scaling_out.md``): every process loads the same data and draws the same permutation,
-takes its own contiguous share of each global batch, and :func:`jelbo.shard_batch`
+takes its own contiguous share of each global batch, and :func:`jelbo.sharding.shard_batch`
 assembles the global batch across processes.
 """
 
@@ -175,16 +175,17 @@ def train(
     train_step = make_train_step(optimizer, num_samples=num_samples)
     history = []
     with jax.set_mesh(mesh):
-        std = jelbo.replicate(linear.standardizer(x), mesh)
-        params = jelbo.replicate(linear.init_params(init_key, x.shape[1], latent_dim), mesh)
-        opt_state = jelbo.replicate(optimizer.init(params), mesh)
+        std = jelbo.sharding.replicate(linear.standardizer(x), mesh)
+        init = linear.init_params(init_key, x.shape[1], latent_dim)
+        params = jelbo.sharding.replicate(init, mesh)
+        opt_state = jelbo.sharding.replicate(optimizer.init(params), mesh)
         for epoch in range(epochs):
             epoch_key, key = jax.random.split(jax.random.fold_in(key, epoch))
             perm_key, step_keys = jax.random.split(epoch_key)
             total, count, start = 0.0, 0, time.perf_counter()
             for step, rows in batches(perm_key, x.shape[0], batch_size):
-                xb = jelbo.shard_batch(x[rows[pid * local : (pid + 1) * local]], mesh)
-                step_key = jelbo.replicate(jax.random.fold_in(step_keys, step), mesh)
+                xb = jelbo.sharding.shard_batch(x[rows[pid * local : (pid + 1) * local]], mesh)
+                step_key = jelbo.sharding.replicate(jax.random.fold_in(step_keys, step), mesh)
                 params, opt_state, loss = train_step(params, opt_state, std, step_key, xb)
                 total, count = total - float(loss), count + 1
             history.append(total / count)
@@ -204,7 +205,7 @@ def main(args: argparse.Namespace) -> None:
             num_processes=args.num_processes,
             process_id=args.process_id,
         )
-    mesh = jelbo.data_parallel_mesh(args.devices, axis_type=AXIS_TYPES[args.axis_type])
+    mesh = jelbo.sharding.data_parallel_mesh(args.devices, axis_type=AXIS_TYPES[args.axis_type])
     x = linear.load_data().astype(np.float32)  # scikit-learn's digits
     if jax.process_index() == 0:
         print(
@@ -225,7 +226,7 @@ def main(args: argparse.Namespace) -> None:
     if args.save_params and jax.process_index() == 0:  # raw units, like fit_linear_decoder.py's
         np.savez(args.save_params, **linear.export(params, linear.standardizer(x)))
     if args.compare_single_device:
-        single = jelbo.data_parallel_mesh(1)
+        single = jelbo.sharding.data_parallel_mesh(1)
         reference, _ = train(x, single, verbose=False, **options)
         diff = max(
             float(np.max(np.abs(a - b)))

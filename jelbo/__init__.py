@@ -6,23 +6,69 @@ where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 README for a quick start and ``docs/`` (the documentation site) for the math.
 """
 
-from jelbo import bijectors, classic, continuous, fit, objectives, parameters, sharding
-from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
-from jelbo.discrete import NegativeBinomial, OneHotCategorical
+import importlib.metadata as _metadata
+
+# First: importing _deprecation registers the 0.2 module paths (jelbo.psis, jelbo.continuous),
+# so code still on them imports, with a warning, even from inside jelbo (tests/test_api.py
+# checks that jelbo's own imports do not warn).
+from jelbo import _deprecation  # isort: skip
+from jelbo import (
+    bijectors,
+    classic,
+    constraints,
+    diagnostics,
+    distributions,
+    fit,
+    flows,
+    kl,
+    laplace,
+    module,
+    objectives,
+    parameters,
+    results,
+    score,
+    sharding,
+    validation,
+)
+
+# The 0.1 bound functions: deprecated (they warn when called), not in __all__.
+from jelbo.compat import ELBOTerms as ELBOTerms
+from jelbo.compat import elbo as elbo
+from jelbo.compat import iwae_bound as iwae_bound
+from jelbo.compat import renyi_bound as renyi_bound
+from jelbo.diagnostics import PosteriorSummary, posterior_summary, psis, psis_tail_length
 from jelbo.distributions import (
     Bernoulli,
+    Beta,
     Categorical,
+    ContinuousBernoulli,
+    Dirichlet,
     Distribution,
+    Factorized,
+    Gamma,
+    HypersphericalUniform,
+    Independent,
+    Kumaraswamy,
     Laplace,
+    LKJCholesky,
+    LogNormal,
+    LowRankMultivariateNormal,
+    MixtureSameFamily,
     MultivariateNormalTriL,
+    NegativeBinomial,
     Normal,
+    OneHotCategorical,
     Poisson,
+    PowerSpherical,
+    RelaxedBernoulli,
+    RelaxedOneHotCategorical,
     StudentT,
+    Transformed,
     entropy,
     log_prob,
     sample,
+    sample_and_log_prob,
 )
-from jelbo.elbo import ELBOTerms, elbo, iwae_bound, renyi_bound
 from jelbo.kl import kl_divergence, mc_kl, register_kl
 from jelbo.laplace import (
     LaplaceApproximation,
@@ -32,24 +78,16 @@ from jelbo.laplace import (
     preconditioned_init,
     preconditioned_q,
 )
-from jelbo.lkj import LKJCholesky
-from jelbo.lowrank import LowRankMultivariateNormal
-from jelbo.mixture import MixtureSameFamily
-from jelbo.objectives import ELBO, IWAE, Bound, Renyi
+from jelbo.module import Module, static_field
+from jelbo.objectives import ELBO, IWAE, Renyi
 from jelbo.parameters import ParameterSpace
-from jelbo.psis import PosteriorSummary, posterior_summary, psis, psis_tail_length
-from jelbo.relaxed import RelaxedBernoulli, RelaxedOneHotCategorical
-from jelbo.sharding import (
-    check_partitionable_threefry,
-    data_parallel_mesh,
-    replicate,
-    shard_batch,
-)
-from jelbo.spherical import HypersphericalUniform, PowerSpherical
-from jelbo.transformed import LogNormal, Transformed
+from jelbo.results import Bound
 from jelbo.validation import check_parameters, checked
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("jelbo")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ELBO",
@@ -61,9 +99,10 @@ __all__ = [
     "ContinuousBernoulli",
     "Dirichlet",
     "Distribution",
-    "ELBOTerms",
+    "Factorized",
     "Gamma",
     "HypersphericalUniform",
+    "Independent",
     "Kumaraswamy",
     "LKJCholesky",
     "Laplace",
@@ -71,6 +110,7 @@ __all__ = [
     "LogNormal",
     "LowRankMultivariateNormal",
     "MixtureSameFamily",
+    "Module",
     "MultivariateNormalTriL",
     "NegativeBinomial",
     "Normal",
@@ -87,19 +127,21 @@ __all__ = [
     "Transformed",
     "bijectors",
     "check_parameters",
-    "check_partitionable_threefry",
     "checked",
     "classic",
-    "continuous",
-    "data_parallel_mesh",
-    "elbo",
+    "constraints",
+    "diagnostics",
+    "distributions",
     "entropy",
     "fit",
-    "iwae_bound",
+    "flows",
+    "kl",
     "kl_divergence",
+    "laplace",
     "laplace_approximation",
     "log_prob",
     "mc_kl",
+    "module",
     "multistart_laplace",
     "objectives",
     "parameters",
@@ -109,9 +151,16 @@ __all__ = [
     "psis",
     "psis_tail_length",
     "register_kl",
-    "renyi_bound",
-    "replicate",
+    "results",
     "sample",
-    "shard_batch",
+    "sample_and_log_prob",
+    "score",
     "sharding",
+    "static_field",
+    "validation",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # jelbo 0.2 names that moved (old module paths, the sharding helpers): see _deprecation.
+    return _deprecation.moved_attribute(name)

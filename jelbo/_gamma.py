@@ -14,7 +14,7 @@ rate is at least 0.951 for :math:`\alpha \ge 1`). The draws are exact Gamma vari
 rejection is not truncated), but not bit-identical to ``jax.random``'s.
 
 Gradients are not defined here: callers wrap the draw in an implicit reparameterization
-(e.g. ``jelbo.continuous``), so the sampler's output is behind a stop-gradient.
+(e.g. ``jelbo.distributions.continuous``), so the sampler's output is behind a stop-gradient.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ e.g. :class:`Sigmoid`'s ``low``/``high``), so it passes through ``jax.jit``, ``j
 ``jax.grad`` and optax like a distribution. It acts on the **last axis as the event**
 (jelbo's convention) and broadcasts over leading batch axes; log-det-Jacobians are summed
 over the event and have the batch shape. Free functions :func:`forward`, :func:`inverse`,
-:func:`forward_log_det_jacobian` and :func:`inverse_log_det_jacobian` (and the same as
-methods) are the public surface.
+:func:`forward_log_det_jacobian`, :func:`inverse_log_det_jacobian` and
+:func:`forward_and_log_det` (and the same as methods) are the public surface.
 
 Elementwise maps (:class:`Identity`, :class:`Exp`, :class:`Softplus`, :class:`Sigmoid`,
 :class:`Affine`) keep the event shape. :class:`StickBreaking` maps :math:`\mathbb R^{K-1}`
@@ -28,17 +28,16 @@ Lewandowski, Kurowicka and Joe (2009) for the correlation transform.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, dataclass_transform
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jelbo import _checks
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.module import Module
 
 __all__ = [
     "Affine",
@@ -54,6 +53,7 @@ __all__ = [
     "Softplus",
     "StickBreaking",
     "forward",
+    "forward_and_log_det",
     "forward_log_det_jacobian",
     "inverse",
     "inverse_log_det_jacobian",
@@ -63,12 +63,12 @@ __all__ = [
 _LOG2 = math.log(2.0)
 
 
-@dataclass_transform(frozen_default=True, eq_default=False)
-class Bijector(abc.ABC):
+class Bijector(Module, abc.ABC):
     r"""Base class of bijectors: subclass it and declare the parameters as annotated fields.
 
-    Every field is a pytree leaf (an array, a Python number or another pytree such as a
-    bijector). Subclasses implement ``_forward(x)``, ``_inverse(y)`` and
+    A bijector is a :class:`jelbo.Module`: every field is a pytree child (an array, a Python
+    number or another pytree such as a bijector) unless marked with
+    :func:`jelbo.static_field`. Subclasses implement ``_forward(x)``, ``_inverse(y)`` and
     ``_forward_log_det_jacobian(x)`` (summed over the event, batch shape), and optionally
     ``_inverse_log_det_jacobian(y)`` (default: minus the forward one at ``inverse(y)``).
     A bijector that changes the event's shape sets ``event_ndims_in``/``event_ndims_out``
@@ -79,15 +79,6 @@ class Bijector(abc.ABC):
     event_ndims_out: ClassVar[int] = 1
     #: Elementwise maps also take scalars in forward/inverse (the log-dets need the event).
     elementwise: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
-        jax.tree_util.register_pytree_node(
-            cls,
-            lambda b: (tuple(getattr(b, name) for name in _field_names(b)), None),
-            lambda _, leaves: _unflatten(cls, leaves),  # type: ignore[arg-type, return-value]
-        )
 
     # --- hooks ------------------------------------------------------------------------------
 
@@ -102,6 +93,26 @@ class Bijector(abc.ABC):
 
     def _inverse_log_det_jacobian(self, y: Array) -> Array:
         return -self._forward_log_det_jacobian(self._inverse(y))
+
+    def _forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
+        """``(forward(x), forward_log_det_jacobian(x))`` in one pass; override it to share
+        work between the two (default: the two hooks)."""
+        return self._forward(x), self._forward_log_det_jacobian(x)
+
+    def _inverse_given(self, y: Array, x: Array) -> Array:
+        r"""Optional hook: :math:`f^{-1}(y)` where its value ``x`` is already known.
+
+        Called with ``y = forward(x)`` (``x`` a draw of a :class:`~jelbo.Transformed`'s base)
+        under a stop-gradient on the bijector's parameters, to evaluate :math:`\log q(y)`
+        with :math:`q`'s parameters stopped (the STL and DReG estimators, see
+        :func:`jelbo.distributions.sample_and_stopped_log_prob`). It must return ``x``'s
+        value and the derivative of :math:`f^{-1}` at ``y``, i.e. tangents
+        :math:`J_f(x)^{-1}\dot y`. The default recomputes the inverse, ``_inverse(y)``; a
+        bijector whose inverse is costly (an autoregressive flow) can return ``x`` with a
+        custom JVP (a triangular solve) instead.
+        """
+        del x
+        return self._inverse(y)
 
     def forward_shape(self, shape: Shape) -> Shape:
         """The output event shape for an input event shape (static)."""
@@ -121,6 +132,11 @@ class Bijector(abc.ABC):
         r""":math:`x = f^{-1}(y)`; the same as :func:`jelbo.bijectors.inverse`."""
         return inverse(self, y)
 
+    def forward_and_log_det(self, x: ArrayLike) -> tuple[Array, Array]:
+        r"""``(forward(x), forward_log_det_jacobian(x))``; as
+        :func:`jelbo.bijectors.forward_and_log_det`."""
+        return forward_and_log_det(self, x)
+
     def forward_log_det_jacobian(self, x: ArrayLike) -> Array:
         r""":math:`\log|\det \partial f/\partial x|`, batch shape."""
         return forward_log_det_jacobian(self, x)
@@ -129,38 +145,18 @@ class Bijector(abc.ABC):
         r""":math:`\log|\det \partial f^{-1}/\partial y|`, batch shape."""
         return inverse_log_det_jacobian(self, y)
 
-    def __repr__(self) -> str:
-        params = ", ".join(
-            f"{name}={_describe(getattr(self, name))}" for name in _field_names(self)
-        )
-        return f"{type(self).__name__}({params})"
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (Bijector, tuple, list)) or value is None:
-        return repr(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return _checks.describe(value)
-
-
-def _field_names(obj: Any) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(obj))
-
-
-def _unflatten(cls: type, leaves: Any) -> Any:
-    # Bypasses __init__: JAX rebuilds pytrees with placeholder leaves that must not be checked.
-    bij = object.__new__(cls)
-    for name, leaf in zip(_field_names(cls), leaves, strict=True):
-        object.__setattr__(bij, name, leaf)
-    return bij
-
 
 # --- free functions -------------------------------------------------------------------------
 
 
 def _apply(b: Any, v: ArrayLike, fn: str) -> Array:
     """Checks ``b`` and the event axes of ``v`` (at trace time), then calls ``b._<fn>(v)``."""
+    v = _checked(b, v, fn)  # first: it checks that b is a bijector
+    return getattr(b, "_" + fn)(v)
+
+
+def _checked(b: Any, v: ArrayLike, fn: str) -> Array:
+    """``v`` as a floating array, after checking ``b`` and ``v``'s event axes for ``fn``."""
     if not isinstance(b, Bijector):
         raise TypeError(f"{fn}: `b` must be a jelbo bijector; got {type(b).__name__}.")
     forward_direction = fn.startswith("forward")
@@ -179,7 +175,7 @@ def _apply(b: Any, v: ArrayLike, fn: str) -> Array:
     event_ndims = b.event_ndims_in if forward_direction else b.event_ndims_out
     event = v.shape[max(v.ndim - event_ndims, 0) :]
     (b.forward_shape if forward_direction else b.inverse_shape)(event)
-    return getattr(b, "_" + fn)(v)
+    return v
 
 
 def forward(b: Bijector, x: ArrayLike) -> Array:
@@ -193,6 +189,21 @@ def forward(b: Bijector, x: ArrayLike) -> Array:
         ``y`` of shape ``(*batch, *b.forward_shape(event_in))``.
     """
     return _apply(b, x, "forward")
+
+
+def forward_and_log_det(b: Bijector, x: ArrayLike) -> tuple[Array, Array]:
+    r""":math:`y = f(x)` and :math:`\log|\det J_f(x)|` together, in one pass.
+
+    The same numbers as ``(forward(b, x), forward_log_det_jacobian(b, x))``; a bijector may
+    share work between the two (hook ``_forward_and_log_det``), and :class:`Chain` composes
+    them in one pass over its bijectors. :class:`jelbo.Transformed` uses it to give the
+    log-density of its own draws without an inverse.
+
+    Returns:
+        ``(y, log_det)`` with shapes ``(*batch, *b.forward_shape(event_in))`` and ``batch``.
+    """
+    x = _checked(b, x, "forward_and_log_det")  # first: it checks that b is a bijector
+    return b._forward_and_log_det(x)
 
 
 def inverse(b: Bijector, y: ArrayLike) -> Array:
@@ -436,6 +447,25 @@ class Chain(Bijector):
         if not self.bijectors:
             total = jnp.zeros(y.shape[:-1], y.dtype)
         return total
+
+    def _forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
+        total = jnp.zeros(x.shape[:-1], x.dtype) if not self.bijectors else jnp.zeros((), x.dtype)
+        for b in self.bijectors:
+            x, log_det = b._forward_and_log_det(x)
+            total = total + log_det
+        return x, total
+
+    def _inverse_given(self, y: Array, x: Array) -> Array:
+        # The known inputs of every link, by forward passes (cheap, and dead code for links
+        # that ignore them), then each link's hook in reverse order.
+        if not self.bijectors:
+            return y
+        inputs = [x]
+        for b in self.bijectors[:-1]:
+            inputs.append(b._forward(inputs[-1]))
+        for b, known in zip(reversed(self.bijectors), reversed(inputs), strict=True):
+            y = b._inverse_given(y, known)
+        return y
 
 
 # --- vector bijectors -----------------------------------------------------------------------

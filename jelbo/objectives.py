@@ -36,59 +36,41 @@ the KL term becomes :math:`\mathbb E_q[\log q] = -H(q)` and the log weights
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, dataclass_transform
+from typing import Any, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 
 from jelbo import _checks, _random, _stats, score
 from jelbo._typing import Array, ArrayLike, PyTree
-from jelbo.distributions import Distribution, entropy, log_prob, sample
+from jelbo.distributions.base import (
+    Distribution,
+    check_sample_density,
+    entropy,
+    log_prob,
+    sample,
+    sample_and_log_prob,
+    sample_and_stopped_log_prob,
+)
 from jelbo.kl import kl_divergence
+from jelbo.module import Module, static_field
+from jelbo.results import Bound as Bound  # its 0.2 home; jelbo.Bound is the public path
 
 LogLikelihood = Callable[..., Array]
 
-__all__ = ["ELBO", "IWAE", "Bound", "Renyi"]
+#: ``kl`` of :class:`ELBO`: closed form (or the closed-form entropy without a prior) or Monte
+#: Carlo on the bound's own samples.
+KLEstimator = Literal["analytic", "mc"]
+#: ``grad_estimator`` of :class:`ELBO`.
+ELBOGradEstimator = Literal["reparam", "stl", "score"]
+#: ``grad_estimator`` of :class:`IWAE`.
+IWAEGradEstimator = Literal["reparam", "dreg", "vimco"]
+
+__all__ = ["ELBO", "IWAE", "ELBOGradEstimator", "IWAEGradEstimator", "KLEstimator", "Renyi"]
 
 _sg = jax.lax.stop_gradient
-
-
-class Bound(NamedTuple):
-    r"""A variational bound and its diagnostics, each with ``q``'s batch shape.
-
-    Attributes:
-        value: the bound per datapoint (for the score-function estimators, a surrogate
-            whose value is the bound and whose gradient is the estimator).
-        expected_log_likelihood: :class:`ELBO` only (else ``None``): the Monte Carlo
-            estimate of :math:`\mathbb E_q[\log p(x\mid z)]` (of :math:`\mathbb E_q[\log
-            p(x, z)]` with ``prior=None``).
-        kl: :class:`ELBO` only (else ``None``): :math:`\mathrm{KL}(q\|p)`, closed form or
-            Monte Carlo; :math:`-H(q)` resp. :math:`\frac1S\sum_s\log q(z_s)` with
-            ``prior=None``.
-        stderr: Monte Carlo standard error of ``value`` per datapoint, estimated from the
-            same samples (no extra model evaluations; no gradient flows through it). For
-            the ELBO, :math:`\mathrm{sd}(f_s)/\sqrt S` over the per-sample terms
-            :math:`f_s = \log p(x|z_s) - \beta(\log q(z_s) - \log p(z_s))` (only the
-            likelihood varies with the analytic KL). For the importance-weighted bounds
-            the delta method on :math:`\log\bar v`, :math:`\bar v = \frac1K\sum_k v_k`:
-            :math:`\mathrm{se} = \frac{1}{|1-\alpha|}\sqrt{(K\sum_k\tilde v_k^2 - 1)/(K-1)}`
-            with the normalized :math:`\tilde v_k \propto v_k = w_k^{1-\alpha}`
-            (:math:`\alpha = 0` for IWAE). It is a first-order estimate: with heavy-tailed
-            weights it understates the error, as does the ESS. With one sample there is
-            no spread to estimate it from and it is ``nan``.
-        ess: importance-weighted bounds only (else ``None``): the effective sample size
-            :math:`1/\sum_k\tilde w_k^2` of the normalized importance weights
-            :math:`\tilde w_k = w_k/\sum_j w_j`, between 1 and ``num_samples``.
-    """
-
-    value: Array
-    expected_log_likelihood: Array | None
-    kl: Array | None
-    stderr: Array
-    ess: Array | None
 
 
 # --- checked arguments ----------------------------------------------------------------------
@@ -113,10 +95,13 @@ def _check_problem(
     data: Any,
     num_samples: int,
     chunk: int | None,
+    log_q_at_samples: bool = True,
 ) -> _Problem:
     _checks.check_key(key)
     _checks.check_instance(q, Distribution, "q")
     _checks.check_callable(log_likelihood, "log_likelihood")
+    if log_q_at_samples:  # a straight-through relaxed q has no density at its samples
+        check_sample_density(q)
     batch = q.batch_shape
     if prior is not None:
         _checks.check_instance(prior, Distribution, "prior", "a jelbo distribution or None")
@@ -189,17 +174,30 @@ def _sample_terms(
     """
     q, prior = problem.q, problem.prior
     n_batch = len(q.batch_shape)
-    q_for_log_q = _sg(q) if stop_q else q
 
     def per_key(key: Array, weight: Array | None) -> tuple[Array, ...]:
-        z = sample(key, q)
-        if stop_z:
-            z = _sg(z)
-        if weight is not None:
-            z = _scale_gradient(z, jnp.reshape(weight, weight.shape + (1,) * len(q.event_shape)))
+        # log q at q's own draw comes with the draw (sample_and_log_prob: no bijector inverse
+        # for a Transformed q), except for the score-function estimators, whose log q is taken
+        # at a stop-gradiented z (its gradient must reach q's parameters directly).
+        log_q = None
         if not with_log_q:
+            z = sample(key, q)
+        elif stop_z:
+            z = _sg(sample(key, q))
+            log_q = log_prob(q, z)
+        elif stop_q:
+            z, log_q = sample_and_stopped_log_prob(key, q)
+        else:
+            z, log_q = sample_and_log_prob(key, q)
+        if weight is not None:
+            # DReG: every gradient that reaches z is scaled by its weight; log q (parameters
+            # stopped) depends on the parameters through z only, so its gradient is scaled
+            # as a whole.
+            z = _scale_gradient(z, jnp.reshape(weight, weight.shape + (1,) * len(q.event_shape)))
+            if log_q is not None:
+                log_q = _scale_gradient(log_q, weight)
+        if log_q is None:
             return (z,)
-        log_q = log_prob(q_for_log_q, z)
         log_p = jnp.zeros_like(log_q) if prior is None else log_prob(prior, z)
         return z, log_q, log_p
 
@@ -263,41 +261,14 @@ def _analytic_kl(problem: _Problem) -> Array:
 # --- the objectives -------------------------------------------------------------------------
 
 
-@dataclass_transform(frozen_default=True)
-class _Objective:
-    """Shared machinery: pytree registration with static options and traced leaves.
+class _Objective(Module, eq=True):
+    """Shared base of the objectives: a :class:`jelbo.Module` with value equality.
 
-    Subclasses are frozen dataclasses; ``_leaves`` names the fields that are pytree leaves
-    (may be traced), every other field is static auxiliary data (hashable Python values,
-    part of the compiled function's identity).
+    The options that change the program (``num_samples``, ``kl``, ``grad_estimator``,
+    ``alpha``, ``sample_chunk_size``) are static fields (hashable Python values, part of
+    the compiled function's identity); ``beta`` and ``baseline`` are children (may be
+    traced). Objectives compare and hash by their fields.
     """
-
-    _leaves: ClassVar[tuple[str, ...]] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        dataclasses.dataclass(frozen=True)(cls)
-        names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-        leaves = cls._leaves
-        static = tuple(name for name in names if name not in leaves)
-
-        def flatten_with_keys(obj: Any) -> tuple[Any, tuple[Any, ...]]:
-            children = tuple((jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in leaves)
-            return children, tuple(getattr(obj, n) for n in static)
-
-        def flatten(obj: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-            return tuple(getattr(obj, n) for n in leaves), tuple(getattr(obj, n) for n in static)
-
-        def unflatten(aux: tuple[Any, ...], children: Any) -> Any:
-            # Bypasses __init__: JAX rebuilds pytrees with placeholder leaves.
-            obj = object.__new__(cls)
-            for name, value in zip(static, aux, strict=True):
-                object.__setattr__(obj, name, value)
-            for name, value in zip(leaves, children, strict=True):
-                object.__setattr__(obj, name, value)
-            return obj
-
-        jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
 
 
 class ELBO(_Objective):
@@ -352,20 +323,18 @@ class ELBO(_Objective):
     Calling it: see :meth:`__call__`.
     """
 
-    _leaves: ClassVar[tuple[str, ...]] = ("beta", "baseline")
-
-    num_samples: int = 1
-    kl: str = "analytic"
-    grad_estimator: str = "reparam"
+    num_samples: int = static_field(default=1)
+    kl: KLEstimator = static_field(default="analytic")
+    grad_estimator: ELBOGradEstimator = static_field(default="reparam")
     beta: ArrayLike = 1.0
-    sample_chunk_size: int | None = None
+    sample_chunk_size: int | None = static_field(default=None)
     baseline: ArrayLike | None = None
 
     def __post_init__(self) -> None:
         _set(self, "num_samples", _checks.check_positive_int(self.num_samples, "num_samples"))
         _set(self, "sample_chunk_size", _check_chunk(self.sample_chunk_size))
-        _checks.check_choice(self.kl, "kl", ("analytic", "mc"))
-        _checks.check_choice(self.grad_estimator, "grad_estimator", ("reparam", "stl", "score"))
+        _checks.check_choice(self.kl, "kl", get_args(KLEstimator))
+        _checks.check_choice(self.grad_estimator, "grad_estimator", get_args(ELBOGradEstimator))
         if self.kl == "analytic" and self.grad_estimator == "stl":
             raise ValueError(
                 "grad_estimator='stl' drops the score term of log q(z), which only exists in "
@@ -411,14 +380,21 @@ class ELBO(_Objective):
                 ``beta`` or ``baseline`` that does not broadcast to ``B``, or a pathwise
                 estimator on a ``q`` that cannot be reparameterized.
         """
+        mc = self.kl == "mc"
         problem = _check_problem(
-            key, q, log_likelihood, prior, data, self.num_samples, self.sample_chunk_size
+            key,
+            q,
+            log_likelihood,
+            prior,
+            data,
+            self.num_samples,
+            self.sample_chunk_size,
+            log_q_at_samples=mc or self.grad_estimator != "reparam",
         )
         batch = q.batch_shape
         _checks.check_broadcasts_to(jnp.shape(self.beta), "beta", batch, "`q`'s batch shape")
         beta = self.beta
         beta_per_sample = jnp.expand_dims(jnp.asarray(beta), -1)
-        mc = self.kl == "mc"
         if self.grad_estimator == "score":
             baseline = self.baseline
             if baseline is not None:
@@ -482,14 +458,14 @@ class IWAE(_Objective):
             non-positive ``num_samples``, or ``"vimco"`` with one sample.
     """
 
-    num_samples: int
-    grad_estimator: str = "reparam"
-    sample_chunk_size: int | None = None
+    num_samples: int = static_field()
+    grad_estimator: IWAEGradEstimator = static_field(default="reparam")
+    sample_chunk_size: int | None = static_field(default=None)
 
     def __post_init__(self) -> None:
         _set(self, "num_samples", _checks.check_positive_int(self.num_samples, "num_samples"))
         _set(self, "sample_chunk_size", _check_chunk(self.sample_chunk_size))
-        _checks.check_choice(self.grad_estimator, "grad_estimator", ("reparam", "dreg", "vimco"))
+        _checks.check_choice(self.grad_estimator, "grad_estimator", get_args(IWAEGradEstimator))
         if self.grad_estimator == "vimco" and self.num_samples < 2:
             raise ValueError(
                 "grad_estimator='vimco' uses the other samples as control variates: it needs "
@@ -563,9 +539,9 @@ class Renyi(_Objective):
             number >= 0 or a non-positive ``num_samples``.
     """
 
-    alpha: float
-    num_samples: int
-    sample_chunk_size: int | None = None
+    alpha: float = static_field()
+    num_samples: int = static_field()
+    sample_chunk_size: int | None = static_field(default=None)
 
     def __post_init__(self) -> None:
         _set(self, "alpha", _checks.check_alpha(self.alpha))
@@ -600,14 +576,14 @@ class Renyi(_Objective):
 
 
 def _renyi(log_w: Array, beta: float) -> tuple[Array, Array]:
-    r"""Rényi bound :math:`rac1eta\lograc1K\sum_k w_k^eta` (:math:`eta = 1-lpha`)
-    and its delta-method standard error, exact also as :math:`eta	o0`.
+    r"""Rényi bound :math:`\frac1\beta\log\frac1K\sum_k w_k^\beta` (:math:`\beta = 1-\alpha`)
+    and its delta-method standard error, exact also as :math:`\beta\to0`.
 
     The direct form divides a ``logsumexp`` that is :math:`\log K` plus a term of order
-    :math:`eta` by :math:`eta`, losing :math:`\epsilon\log K/|eta|` (0.1 nats in
-    float32 at :math:`lpha = 1 - 10^{-6}`). Where every :math:`|eta(\log w_k - m)| < 1`,
+    :math:`\beta` by :math:`\beta`, losing :math:`\epsilon\log K/|\beta|` (0.1 nats in
+    float32 at :math:`\alpha = 1 - 10^{-6}`). Where every :math:`|\beta(\log w_k - m)| < 1`,
     with :math:`m` the mean log-weight, it is evaluated centred instead:
-    :math:`m + \mathrm{log1p}(\overline{\mathrm{expm1}(eta(\log w - m))})/eta`, which tends
+    :math:`m + \mathrm{log1p}(\overline{\mathrm{expm1}(\beta(\log w - m))})/\beta`, which tends
     to the ELBO :math:`m` with full precision.
     """
     k = log_w.shape[-1]

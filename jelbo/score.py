@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -216,7 +217,9 @@ def vimco_leave_one_out_bounds(log_w: Array) -> Array:
     return jnp.logaddexp(others, geometric) - math.log(k)
 
 
-def iwae_surrogate(log_w: Array, log_q: Array, *, control_variate: str = "vimco") -> Array:
+def iwae_surrogate(
+    log_w: Array, log_q: Array, *, control_variate: Literal["vimco", "none"] = "vimco"
+) -> Array:
     r"""IWAE bound with the score-function (VIMCO) gradient, one value per datapoint.
 
     Value :math:`\hat{\mathcal L} = \log\frac1K\sum_k w_k`; gradient

@@ -87,9 +87,13 @@ def test_round_trip_and_log_det_against_jacobian(name, dtype, rng):
     reference = jacobian_log_det(name, cast(b, np.float64), x)
     np.testing.assert_allclose(ldj, reference, **tol(dtype))
     np.testing.assert_allclose(B.inverse_log_det_jacobian(b, y), -reference, **tol(dtype))
-    # methods are the free functions
+    # methods are the free functions, and forward_and_log_det is the pair
     np.testing.assert_array_equal(b.forward(x), y)
     np.testing.assert_array_equal(b.inverse_log_det_jacobian(y), B.inverse_log_det_jacobian(b, y))
+    y2, ldj2 = B.forward_and_log_det(b, x)
+    np.testing.assert_allclose(y2, y, **tol(dtype))
+    np.testing.assert_allclose(ldj2, ldj, **tol(dtype))
+    assert ldj2.dtype == dtype and b.forward_and_log_det(x)[1].shape == (2,)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -260,7 +264,37 @@ def test_errors():
     np.testing.assert_allclose(B.forward(B.Exp(), 0.0), 1.0)  # elementwise maps take scalars
     with pytest.raises(TypeError, match="bijector"):
         B.forward(jnp.sin, jnp.zeros(2))
+    with pytest.raises(TypeError, match="forward_and_log_det: `b` must be a jelbo bijector"):
+        B.forward_and_log_det(jnp.sin, jnp.zeros(2))
+    with pytest.raises(ValueError, match="at least 1 axis"):
+        B.forward_and_log_det(B.Exp(), jnp.asarray(1.0))
     with pytest.raises(TypeError, match=r"bijectors\[1\]"):
         B.Chain([B.Exp(), jnp.exp])
     with pytest.raises(ValueError, match="K >= 2"):
         B.inverse(B.StickBreaking(), jnp.ones(1))
+
+
+def test_chain_composes_forward_and_log_det_in_one_pass():
+    calls = []
+
+    class Spy(B.Affine):
+        def _forward(self, x):
+            calls.append("forward")
+            return super()._forward(x)
+
+        def _forward_and_log_det(self, x):
+            calls.append("pair")
+            return super()._forward_and_log_det(x)
+
+    chain = B.Chain([Spy(1.0, 2.0), B.Exp(), Spy(0.0, 0.5)])
+    x = jnp.array([[0.1, -0.3], [1.0, 2.0]])
+    y, ldj = B.forward_and_log_det(chain, x)
+    assert calls == ["pair", "forward", "pair", "forward"]  # each link once, no re-run
+    np.testing.assert_allclose(y, B.forward(chain, x), rtol=1e-15)
+    np.testing.assert_allclose(ldj, B.forward_log_det_jacobian(chain, x), rtol=1e-15)
+    empty_y, empty_ldj = B.forward_and_log_det(B.Chain([]), x)
+    np.testing.assert_array_equal(empty_y, x)
+    np.testing.assert_array_equal(empty_ldj, jnp.zeros(2))
+    # the known-inverse hook: each link gets its own known input (defaults invert)
+    np.testing.assert_allclose(chain._inverse_given(y, x), x, rtol=1e-14)
+    assert B.Chain([])._inverse_given(y, x) is y

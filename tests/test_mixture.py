@@ -1,5 +1,5 @@
 """Tests of jelbo.mixture.MixtureSameFamily against explicit mixtures built from scipy.stats,
-and as a prior (Gaussian mixture, VampPrior) in ``jelbo.elbo(..., kl="mc")``."""
+and as a prior (Gaussian mixture, VampPrior) in ``jelbo.ELBO(kl="mc")``."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_mixture_of_full_rank_gaussians_and_of_categoricals(rng):
     np.testing.assert_allclose(dist.log_prob(x), ref, rtol=1e-12)
     # Scalar events: a mixture of categoricals is a categorical with the mixed probabilities.
     cat_logits = rng.normal(size=(3, 5))
-    mix = jelbo.MixtureSameFamily(logits, jelbo.Categorical(cat_logits))
+    mix = jelbo.MixtureSameFamily(logits, jelbo.Categorical(logits=cat_logits))
     assert mix.event_shape == () and mix.batch_shape == ()
     probs = w @ scipy.special.softmax(cat_logits, -1)
     np.testing.assert_allclose(mix.log_prob(jnp.arange(5)), np.log(probs), rtol=1e-12)
@@ -90,9 +90,7 @@ def test_mixture_is_not_reparameterized_and_checks_shapes(rng):
     g = jax.grad(lambda d: jnp.sum(d.sample(jax.random.key(0), (2,))))(dist)
     assert all(np.all(v == 0) for v in jax.tree_util.tree_leaves(g))
     with pytest.raises(ValueError, match="cannot be reparameterized"):
-        jelbo.elbo(
-            jax.random.key(0), dist, lambda z, x: 0.0, dist, jnp.zeros((3, 1)), num_samples=1
-        )
+        jelbo.ELBO()(jax.random.key(0), dist, lambda z, x: 0.0, dist, jnp.zeros((3, 1)))
     with pytest.raises(ValueError, match="mixture_logits"):
         jelbo.MixtureSameFamily(jnp.zeros(3), jelbo.Normal(jnp.zeros((2, 4)), 1.0))
     with pytest.raises(TypeError, match="components"):
@@ -124,7 +122,7 @@ def test_gmm_prior_and_vamp_prior_with_monte_carlo_kl(rng):
 
     @jax.jit
     def kl_term(prior, key):
-        return jelbo.elbo(key, q, ll, prior, data, num_samples=n, kl="mc").kl
+        return jelbo.ELBO(num_samples=n, kl="mc")(key, q, ll, prior, data).kl
 
     z = np.asarray(q.loc)[None] + np.asarray(q.scale)[None] * rng.normal(size=(n, B, D))
     log_q = scipy.stats.norm.logpdf(z, np.asarray(q.loc), np.asarray(q.scale)).sum(-1)
@@ -147,9 +145,9 @@ def test_gmm_prior_and_vamp_prior_with_monte_carlo_kl(rng):
     grads = jax.jit(
         jax.grad(
             lambda p, w: jnp.sum(
-                jelbo.elbo(
-                    jax.random.key(2), q, ll, vamp_prior(p, w), data, num_samples=4, kl="mc"
-                ).elbo
+                jelbo.ELBO(num_samples=4, kl="mc")(
+                    jax.random.key(2), q, ll, vamp_prior(p, w), data
+                ).value
             ),
             (0, 1),
         )

@@ -24,9 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import USES_0_1_BOUNDS
 
 import jelbo
 from jelbo import score
+
+pytestmark = USES_0_1_BOUNDS  # some tests go through the 0.1 functions
 
 B, D = 2, 4
 N_BITS, N_CATS = 3, 4

@@ -42,7 +42,7 @@ RTOL = 2e-5
 
 
 def _worker() -> dict:
-    import _linear as linear  # examples/ is on sys.path (support)
+    import _linear as linear  # examples/ is on PYTHONPATH (the fixture `report`)
     import jax.numpy as jnp
     import optax
     from jax.sharding import AxisType
@@ -102,8 +102,8 @@ def _worker() -> dict:
         """``num_steps`` train steps on ``mesh`` (None: one device, no mesh)."""
         p, s, xs = params, optimizer.init(params), x
         if mesh is not None:
-            p, s = jelbo.replicate((p, s), mesh)
-            xs = jelbo.shard_batch(x, mesh)
+            p, s = jelbo.sharding.replicate((p, s), mesh)
+            xs = jelbo.sharding.shard_batch(x, mesh)
         compiled = step.lower(p, s, key, xs).compile()
         outputs = []
         for i in range(num_steps):
@@ -126,7 +126,7 @@ def _worker() -> dict:
     configs += [("auto", 2), ("auto", NUM_DEVICES)]
     for axis_type, n in configs:
         label[0] = f"{axis_type}-{n}"
-        mesh = jelbo.data_parallel_mesh(n, axis_type=axis_types[axis_type])
+        mesh = jelbo.sharding.data_parallel_mesh(n, axis_type=axis_types[axis_type])
         with jax.set_mesh(mesh):
             outputs, hlo, xs = run_steps(mesh, 10)
         new_params, loss, grads, values = outputs[0]
@@ -164,9 +164,9 @@ def _worker() -> dict:
 
     grad = jax.jit(jax.value_and_grad(other_loss))
     ref = grad(params, key, x)
-    mesh = jelbo.data_parallel_mesh(NUM_DEVICES)
+    mesh = jelbo.sharding.data_parallel_mesh(NUM_DEVICES)
     with jax.set_mesh(mesh):
-        out = grad(jelbo.replicate(params, mesh), key, jelbo.shard_batch(x, mesh))
+        out = grad(jelbo.sharding.replicate(params, mesh), key, jelbo.sharding.shard_batch(x, mesh))
     report["estimators"] = {"diff": max_diff(out, ref), "scale": max_abs(ref)}
 
     # jelbo's sampler with a sharded output: the same bits as jax.random, laid out per device.
@@ -185,7 +185,7 @@ def _worker() -> dict:
     }
 
     try:
-        jelbo.shard_batch({"x": x[:30]}, mesh)
+        jelbo.sharding.shard_batch({"x": x[:30]}, mesh)
         report["indivisible_error"] = None
     except ValueError as error:
         report["indivisible_error"] = str(error)
@@ -208,6 +208,10 @@ def report() -> dict:
     )
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
     env["JAX_PLATFORMS"] = "cpu"
+    # As pytest's `pythonpath` setting: the repository root (bench) and examples/ (_linear).
+    root = Path(__file__).resolve().parents[1]
+    paths = [str(root), str(root / "examples"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     result = subprocess.run(
         [sys.executable, str(Path(__file__).resolve())],
         env=env,
@@ -301,44 +305,44 @@ def test_batch_not_divisible_by_the_device_count_is_refused(report):
 
 
 def test_shard_batch_keeps_values_and_checks_the_leaves():
-    mesh = jelbo.data_parallel_mesh(1)
+    mesh = jelbo.sharding.data_parallel_mesh(1)
     batch = {"x": np.arange(12.0).reshape(6, 2), "y": np.arange(6)}
-    sharded = jelbo.shard_batch(batch, mesh)
+    sharded = jelbo.sharding.shard_batch(batch, mesh)
     np.testing.assert_array_equal(sharded["x"], batch["x"])
     assert sharded["y"].sharding.spec == jax.sharding.PartitionSpec("data")
     with pytest.raises(ValueError, match="disagree on the batch size"):
-        jelbo.shard_batch({"x": np.zeros((6, 2)), "y": np.zeros(5)}, mesh)
+        jelbo.sharding.shard_batch({"x": np.zeros((6, 2)), "y": np.zeros(5)}, mesh)
     with pytest.raises(ValueError, match="scalar"):
-        jelbo.shard_batch({"x": np.zeros(())}, mesh)
+        jelbo.sharding.shard_batch({"x": np.zeros(())}, mesh)
     with pytest.raises(ValueError, match="no axis 'batch'"):
-        jelbo.shard_batch(batch, mesh, axis_name="batch")
-    replicated = jelbo.replicate({"w": np.ones(3), "key": jax.random.key(0)}, mesh)
+        jelbo.sharding.shard_batch(batch, mesh, axis_name="batch")
+    replicated = jelbo.sharding.replicate({"w": np.ones(3), "key": jax.random.key(0)}, mesh)
     assert replicated["w"].sharding.is_fully_replicated
 
 
 def test_data_parallel_mesh_checks_the_device_count():
-    mesh = jelbo.data_parallel_mesh()
+    mesh = jelbo.sharding.data_parallel_mesh()
     assert mesh.axis_names == ("data",) and mesh.size == jax.device_count()
     with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
-        jelbo.data_parallel_mesh(jax.device_count() + 1)
+        jelbo.sharding.data_parallel_mesh(jax.device_count() + 1)
 
 
 def test_partitionable_threefry_check():
-    assert jelbo.check_partitionable_threefry(strict=True)
+    assert jelbo.sharding.check_partitionable_threefry(strict=True)
     before = jax.config.jax_threefry_partitionable
     jax.config.update("jax_threefry_partitionable", False)
     try:
         with pytest.raises(RuntimeError, match="jax_threefry_partitionable"):
-            jelbo.check_partitionable_threefry(strict=True)
+            jelbo.sharding.check_partitionable_threefry(strict=True)
         with pytest.warns(UserWarning, match="jax_threefry_partitionable"):
-            assert not jelbo.check_partitionable_threefry()
+            assert not jelbo.sharding.check_partitionable_threefry()
         with pytest.warns(UserWarning):
-            jelbo.data_parallel_mesh(1)
+            jelbo.sharding.data_parallel_mesh(1)
     finally:
         jax.config.update("jax_threefry_partitionable", before)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        jelbo.data_parallel_mesh(1)
+        jelbo.sharding.data_parallel_mesh(1)
 
 
 if __name__ == "__main__":

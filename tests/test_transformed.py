@@ -140,10 +140,118 @@ def test_elbo_with_transformed_q_and_reparameterization_flag():
     prior = jelbo.LogNormal(jnp.zeros(2), 2.0 * jnp.ones(2))
     bound = jelbo.ELBO(num_samples=4)(jax.random.key(0), q, lambda z: -jnp.sum(z), prior)
     assert bound.value.shape == () and np.isfinite(bound.value)
-    assert not jelbo.Transformed(jelbo.Bernoulli(jnp.zeros(2)), B.Identity()).is_reparameterized
+    assert not jelbo.Transformed(
+        jelbo.Bernoulli(logits=jnp.zeros(2)), B.Identity()
+    ).is_reparameterized
     with pytest.raises(ValueError, match=r"K\(K\+1\)/2 for some K; got 2"):
         jelbo.Transformed(jelbo.Normal(jnp.zeros(2), 1.0), B.FillScaleTriL())
     with pytest.raises(ValueError, match=r"1 axis\(es\), but the base Categorical"):
-        jelbo.Transformed(jelbo.Categorical(jnp.zeros(3)), B.Exp())
+        jelbo.Transformed(jelbo.Categorical(logits=jnp.zeros(3)), B.Exp())
     with pytest.raises(TypeError, match="`bijector` must be a jelbo bijector"):
         jelbo.Transformed(jelbo.Normal(jnp.zeros(2), 1.0), jnp.exp)
+
+
+# --- the sample-and-log-density path: no inverse for q's own draws --------------------------
+
+
+@jax.custom_jvp
+def _known_inverse(y, x, scale):
+    """``x`` in value (it is ``(y - shift) / scale``); the inverse's derivative dy / scale."""
+    del y, scale
+    return x
+
+
+@_known_inverse.defjvp
+def _known_inverse_jvp(primals, tangents):
+    _, x, scale = primals
+    return x, tangents[0] / scale
+
+
+class NoInverseAffine(B.Bijector):
+    """``shift + scale * x`` whose inverse raises; ``_inverse_given`` knows the draw."""
+
+    elementwise = True
+    shift: jax.Array
+    scale: jax.Array
+
+    def _forward(self, x):
+        return self.shift + self.scale * x
+
+    def _inverse(self, y):
+        raise AssertionError("the inverse ran")
+
+    def _forward_log_det_jacobian(self, x):
+        return jnp.sum(jnp.broadcast_to(jnp.log(jnp.abs(self.scale)), x.shape), axis=-1)
+
+    def _inverse_given(self, y, x):
+        return _known_inverse(y, jnp.broadcast_to(x, y.shape), self.scale)
+
+
+class OldPath(jelbo.Transformed):
+    """A Transformed that takes jelbo 0.2's path: sample, then log_prob (with an inverse)."""
+
+    def _sample_and_log_prob(self, key, sample_shape):
+        return jelbo.Distribution._sample_and_log_prob(self, key, sample_shape)
+
+    def _sample_and_stopped_log_prob(self, key, sample_shape):
+        return jelbo.Distribution._sample_and_stopped_log_prob(self, key, sample_shape)
+
+
+def _q_pair(params):
+    loc, scale, shift, s = params
+    base = jelbo.Normal(loc, scale)
+    return (
+        jelbo.Transformed(base, NoInverseAffine(shift, s)),
+        OldPath(base, B.Chain([B.Affine(shift, s)])),
+    )
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        jelbo.ELBO(num_samples=3, kl="mc"),
+        jelbo.ELBO(num_samples=3, kl="mc", grad_estimator="stl"),
+        jelbo.IWAE(3),
+        jelbo.IWAE(3, "dreg"),
+        jelbo.Renyi(0.5, 3),
+    ],
+    ids=["elbo-mc", "elbo-stl", "iwae", "iwae-dreg", "renyi"],
+)
+@pytest.mark.parametrize("with_prior", [True, False], ids=["prior", "log-joint"])
+def test_objectives_run_no_inverse_for_a_transformed_q(objective, with_prior, rng):
+    # Same values and gradients (q's parameters and the model's) as the 0.2 path that
+    # inverts every draw, with a bijector whose inverse raises.
+    params = (
+        jnp.asarray(rng.normal(size=(2, 3))),
+        jnp.asarray(rng.uniform(0.5, 1.5, (2, 3))),
+        jnp.asarray(rng.normal(size=3)),
+        jnp.asarray(rng.uniform(0.5, 2.0, 3)),
+    )
+    w = jnp.asarray(rng.normal(size=3))
+    prior = jelbo.Normal(jnp.zeros(3), 2.0) if with_prior else None
+
+    def value(params, w, which):
+        q = _q_pair(params)[which]
+        ll = lambda z, x: -0.5 * jnp.sum((x - w * z) ** 2)
+        return jnp.sum(objective(jax.random.key(3), q, ll, prior, jnp.ones((2, 3))).value)
+
+    new = jax.jit(jax.value_and_grad(value, (0, 1)), static_argnums=2)
+    (v_new, g_new), (v_old, g_old) = new(params, w, 0), new(params, w, 1)
+    np.testing.assert_allclose(v_new, v_old, rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(g_new), jax.tree.leaves(g_old), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_sample_and_log_prob_of_transformed_matches_log_prob(dtype, rng):
+    base = jelbo.Normal(jnp.asarray(rng.normal(size=(2, 3)), dtype), jnp.ones(3, dtype))
+    for bijector in (B.Exp(), B.Softplus(), B.Chain([B.Affine(1.0, 2.0), B.Sigmoid()])):
+        q = jelbo.Transformed(base, bijector)
+        y, log_q = jelbo.sample_and_log_prob(jax.random.key(0), q, (4,))
+        assert y.shape == (4, 2, 3) and log_q.shape == (4, 2) and log_q.dtype == dtype
+        np.testing.assert_array_equal(y, jelbo.sample(jax.random.key(0), q, (4,)))
+        np.testing.assert_allclose(log_q, q.log_prob(y), **tol(dtype))
+    # mc_kl and posterior_summary draw through the same path
+    q = jelbo.Transformed(base, NoInverseAffine(jnp.zeros(3, dtype), 2.0 * jnp.ones(3, dtype)))
+    assert jelbo.mc_kl(
+        jax.random.key(1), q, jelbo.Normal(jnp.zeros(3), 3.0), num_samples=2
+    ).shape == (2,)

@@ -11,7 +11,8 @@ public module, and a check of every link of the built site.
   and the link is rewritten to it. A link that points to no file of the repository is a
   warning, so ``mkdocs build --strict`` fails on it.
 - **Reference.** Every public module of ``jelbo`` (no ``_`` in its dotted name; subpackages
-  included, e.g. ``jelbo.fit``) gets ``reference/<module>.md`` rendered by mkdocstrings, and
+  included, e.g. ``jelbo.fit``) gets ``reference/<module>.md`` rendered by mkdocstrings (a
+  package's page leaves out the members that its public submodules' pages show), and
   ``reference/index.md`` lists ``jelbo.__all__`` with the page of each name. The pages are put
   into the navigation here; a new module needs no edit.
 - **Built-site check.** After the build every ``href``/``src`` of every page is resolved
@@ -259,10 +260,24 @@ def on_files(files: Files, config: Any) -> Files:
     modules = public_modules()
     files.append(File.generated(config, "reference/index.md", content=_reference_index(modules)))
     for name in modules:
-        importlib.import_module(f"jelbo.{name}")
+        module = importlib.import_module(f"jelbo.{name}")
         content = f"# `jelbo.{name}`\n\n::: jelbo.{name}\n"
+        if hasattr(module, "__path__"):  # a package: not its public submodules' members again
+            content += f"    options:\n      members: {_own_members(module, modules)}\n"
         files.append(File.generated(config, f"reference/{name}.md", content=content))
     return files
+
+
+def _own_members(package: Any, modules: list[str]) -> list[str] | bool:
+    """The names of a package's ``__all__`` that no public submodule of it documents (e.g.
+    ``jelbo.fit.Fit``, defined in the private ``jelbo.fit._result``); ``False`` for none (the
+    families of ``jelbo.distributions`` are on its submodules' pages)."""
+    own = []
+    for name in getattr(package, "__all__", []):
+        home = (getattr(getattr(package, name), "__module__", None) or "").removeprefix("jelbo.")
+        if home not in modules or home == package.__name__.removeprefix("jelbo."):
+            own.append(name)
+    return own or False
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:

@@ -39,10 +39,10 @@ import jax.numpy as jnp
 
 from jelbo import _checks, _stats
 from jelbo._typing import Array, ArrayLike
+from jelbo.diagnostics import psis
 from jelbo.distributions import Distribution, log_prob, sample
 from jelbo.fit._result import Fit
 from jelbo.objectives import Bound
-from jelbo.psis import psis
 
 __all__ = [
     "DIAGNOSTIC_DRAWS",

@@ -1,4 +1,6 @@
-"""Tests of jelbo.elbo, jelbo.iwae_bound and jelbo.renyi_bound.
+"""Tests of jelbo.compat, the deprecated 0.1 functions jelbo.elbo, jelbo.iwae_bound and
+jelbo.renyi_bound (which keep their numbers and warn), and of the gradient estimators they
+reach.
 
 The reference model is probabilistic PCA, p(z) = N(0, I), p(x|z) = N(Wz + b, s2 I), where
 log p(x) = log N(x; b, WWᵀ + s2 I) and the exact posterior N(m(x), S) are known in closed
@@ -17,9 +19,11 @@ import pytest
 from conftest import tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import linear, ppca
+from support import USES_0_1_BOUNDS, linear, ppca
 
 import jelbo
+
+pytestmark = USES_0_1_BOUNDS
 
 K, D, B = 2, 4, 3
 
@@ -499,8 +503,8 @@ def test_unknown_analytic_kl_pair_points_to_mc():
 
 def test_non_reparameterizable_q_is_rejected_for_pathwise_estimators():
     key, _, _, _, x = _args()
-    q = jelbo.Bernoulli(jnp.zeros((B, K)))
-    prior = jelbo.Bernoulli(jnp.zeros(K))
+    q = jelbo.Bernoulli(logits=jnp.zeros((B, K)))
+    prior = jelbo.Bernoulli(logits=jnp.zeros(K))
     with pytest.raises(ValueError, match="Bernoulli"):
         jelbo.elbo(key, q, lambda z, x: -jnp.sum(z), prior, x)
     with pytest.raises(ValueError, match="Bernoulli"):
@@ -525,3 +529,25 @@ def test_iwae_requires_num_samples_and_known_estimator():
         jelbo.iwae_bound(key, q, ll, prior, x, num_samples=2, grad_estimator="stl")
     with pytest.raises(TypeError):
         jelbo.iwae_bound(key, q, ll, prior, x)  # num_samples is required
+
+
+@pytest.mark.filterwarnings("error")
+def test_the_0_1_functions_warn_and_name_the_replacement():
+    key, q = jax.random.key(0), jelbo.Normal(jnp.zeros(2), 1.0)
+    ll, prior = (lambda z: -jnp.sum(z**2)), jelbo.Normal(jnp.zeros(2), 2.0)
+    calls = {
+        "jelbo.ELBO": lambda: jelbo.elbo(key, q, ll, prior, num_samples=2),
+        "jelbo.IWAE": lambda: jelbo.iwae_bound(key, q, ll, prior, num_samples=2),
+        "jelbo.Renyi": lambda: jelbo.renyi_bound(key, q, ll, prior, alpha=0.5, num_samples=2),
+    }
+    for instead, call in calls.items():
+        with pytest.warns(DeprecationWarning, match=f"deprecated since jelbo 0.3.*{instead}"):
+            out = call()
+        assert np.all(np.isfinite(jax.tree_util.tree_leaves(out)))
+    # ...and the same numbers as the objectives
+    with pytest.warns(DeprecationWarning):
+        terms = jelbo.elbo(key, q, ll, prior, num_samples=2)
+    bound = jelbo.ELBO(num_samples=2)(key, q, ll, prior)
+    assert isinstance(terms, jelbo.compat.ELBOTerms)
+    np.testing.assert_array_equal(terms.elbo, bound.value)
+    np.testing.assert_array_equal(terms.kl, bound.kl)

@@ -1,22 +1,42 @@
-r"""The jelbo 0.1 bound functions: :func:`elbo`, :func:`iwae_bound`, :func:`renyi_bound`.
+r"""Deprecated: the jelbo 0.1 bound functions :func:`elbo`, :func:`iwae_bound`,
+:func:`renyi_bound` (and :class:`ELBOTerms`).
 
-They keep their 0.1 signatures and return types and are thin over the objectives of
-:mod:`jelbo.objectives` (the same numbers for the same key): ``elbo(key, q, ll, prior, x,
-num_samples=S, kl=..., ...)`` is ``ELBO(num_samples=S, kl=..., ...)(key, q, ll, prior, x)``
-without the standard error. New code should use :class:`jelbo.ELBO`, :class:`jelbo.IWAE`
-and :class:`jelbo.Renyi`, which return a :class:`jelbo.Bound` with the Monte Carlo standard
-error and the effective sample size.
+Deprecated since jelbo 0.3, to be removed in 0.4: each call warns with a
+``DeprecationWarning`` that says what to write instead. They keep their 0.1 signatures and
+return types and are thin over the objectives (the same numbers for the same key):
+``elbo(key, q, ll, prior, x, num_samples=S, kl=..., ...)`` is
+``jelbo.ELBO(num_samples=S, kl=..., ...)(key, q, ll, prior, x)`` without the standard
+error; :func:`iwae_bound` and :func:`renyi_bound` are the ``.value`` of
+:class:`jelbo.IWAE` and :class:`jelbo.Renyi`. The objectives return a :class:`jelbo.Bound`
+with the Monte Carlo standard error and the effective sample size.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple, cast
 
 from jelbo._typing import Array, ArrayLike, PyTree
-from jelbo.distributions import Distribution
-from jelbo.objectives import ELBO, IWAE, LogLikelihood, Renyi
+from jelbo.distributions.base import Distribution
+from jelbo.objectives import (
+    ELBO,
+    IWAE,
+    ELBOGradEstimator,
+    IWAEGradEstimator,
+    KLEstimator,
+    LogLikelihood,
+    Renyi,
+)
 
 __all__ = ["ELBOTerms", "elbo", "iwae_bound", "renyi_bound"]
+
+
+def _deprecated(name: str, instead: str) -> None:
+    warnings.warn(
+        f"jelbo.{name} is deprecated since jelbo 0.3 and will be removed in 0.4; use {instead}.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class ELBOTerms(NamedTuple):
@@ -41,13 +61,14 @@ def elbo(
     data: PyTree = None,
     *,
     num_samples: int = 1,
-    kl: str = "analytic",
-    grad_estimator: str = "reparam",
+    kl: KLEstimator = "analytic",
+    grad_estimator: ELBOGradEstimator = "reparam",
     beta: ArrayLike = 1.0,
     sample_chunk_size: int | None = None,
     baseline: ArrayLike | None = None,
 ) -> ELBOTerms:
-    r"""Monte Carlo evidence lower bound, one value per datapoint (jelbo 0.1 API).
+    r"""Deprecated (0.1 API): use :class:`jelbo.ELBO`. Monte Carlo evidence lower bound, one
+    value per datapoint.
 
     .. math::
         \mathrm{ELBO}(x) = \frac1S\sum_{s=1}^S \log p(x\mid z_s) - \beta\,\mathrm{KL}(q\|p),
@@ -87,6 +108,12 @@ def elbo(
     Raises:
         ValueError, TypeError: at trace time, for mismatched shapes or invalid options.
     """
+    _deprecated(
+        "elbo",
+        "jelbo.ELBO(num_samples=..., kl=..., grad_estimator=..., beta=...)(key, q, "
+        "log_likelihood, prior, data): it returns a jelbo.Bound whose value, "
+        "expected_log_likelihood and kl are the three ELBOTerms (and adds the standard error)",
+    )
     bound = ELBO(
         num_samples=num_samples,
         kl=kl,
@@ -106,10 +133,11 @@ def iwae_bound(
     data: PyTree = None,
     *,
     num_samples: int,
-    grad_estimator: str = "reparam",
+    grad_estimator: IWAEGradEstimator = "reparam",
     sample_chunk_size: int | None = None,
 ) -> Array:
-    r"""Importance-weighted bound (Burda et al. 2016), one value per datapoint (0.1 API).
+    r"""Deprecated (0.1 API): use :class:`jelbo.IWAE`. Importance-weighted bound (Burda et
+    al. 2016), one value per datapoint.
 
     The same as ``jelbo.IWAE(num_samples, grad_estimator, sample_chunk_size)(key, q,
     log_likelihood, prior, data).value``.
@@ -122,7 +150,7 @@ def iwae_bound(
     \mathbb E\,\mathcal L_{K+1} \le \log p(x)`.
 
     Args:
-        key, q, log_likelihood, prior, data, sample_chunk_size: as in :func:`jelbo.elbo`
+        key, q, log_likelihood, prior, data, sample_chunk_size: as in :func:`elbo`
             (``prior=None``: ``log_likelihood`` is the log joint).
         num_samples: :math:`K` (static).
         grad_estimator: ``"reparam"`` (plain reparameterized gradient) or ``"dreg"``,
@@ -143,6 +171,10 @@ def iwae_bound(
     Returns:
         Array of shape ``q.batch_shape``.
     """
+    _deprecated(
+        "iwae_bound",
+        "jelbo.IWAE(num_samples, grad_estimator)(key, q, log_likelihood, prior, data).value",
+    )
     objective = IWAE(num_samples, grad_estimator, sample_chunk_size)
     return objective(key, q, log_likelihood, prior, data).value
 
@@ -158,7 +190,8 @@ def renyi_bound(
     num_samples: int,
     sample_chunk_size: int | None = None,
 ) -> Array:
-    r"""Monte Carlo Rényi-α variational bound (Li & Turner 2016), per datapoint (0.1 API).
+    r"""Deprecated (0.1 API): use :class:`jelbo.Renyi`. Monte Carlo Rényi-α variational
+    bound (Li & Turner 2016), per datapoint.
 
     The same as ``jelbo.Renyi(alpha, num_samples, sample_chunk_size)(key, q,
     log_likelihood, prior, data).value``.
@@ -173,7 +206,7 @@ def renyi_bound(
     Gradients are reparameterized.
 
     Args:
-        key, q, log_likelihood, prior, data, sample_chunk_size: as in :func:`jelbo.elbo`
+        key, q, log_likelihood, prior, data, sample_chunk_size: as in :func:`elbo`
             (``prior=None``: ``log_likelihood`` is the log joint).
         alpha: finite Python float :math:`\alpha \ge 0` (static).
         num_samples: :math:`K` (static).
@@ -181,5 +214,9 @@ def renyi_bound(
     Returns:
         Array of shape ``q.batch_shape``.
     """
+    _deprecated(
+        "renyi_bound",
+        "jelbo.Renyi(alpha, num_samples)(key, q, log_likelihood, prior, data).value",
+    )
     objective = Renyi(alpha, num_samples, sample_chunk_size)
     return objective(key, q, log_likelihood, prior, data).value

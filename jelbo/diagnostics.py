@@ -46,8 +46,8 @@ import numpy as np
 
 from jelbo import _checks, _stats
 from jelbo._typing import Array, ArrayLike, PyTree
-from jelbo.distributions import Distribution, log_prob, sample
-from jelbo.objectives import Bound
+from jelbo.distributions.base import Distribution, sample_and_log_prob
+from jelbo.results import Bound
 
 __all__ = ["PosteriorSummary", "posterior_summary", "psis", "psis_tail_length"]
 
@@ -307,7 +307,7 @@ def posterior_summary(
     fn = (lambda z: z) if fn is None else fn
     batch, event = q.batch_shape, q.event_shape
     keys = jax.random.split(key, num)
-    draws = jax.vmap(lambda k: sample(k, q))(keys)  # (S, *B, *E)
+    draws, log_q = jax.vmap(lambda k: sample_and_log_prob(k, q))(keys)  # (S, *B, *E), (S, *B)
     flat = draws.reshape((-1, *event))
     out = jax.eval_shape(log_joint, jax.ShapeDtypeStruct(event, draws.dtype))
     if getattr(out, "shape", None) != ():
@@ -316,7 +316,6 @@ def posterior_summary(
             f"{event}; it returned {getattr(out, 'shape', type(out).__name__)}."
         )
     log_p = jax.vmap(log_joint)(flat).reshape((num, *batch)).astype(draws.dtype)
-    log_q = log_prob(q, draws)
     log_w = log_p - log_q
     values = jax.tree.map(lambda v: v.reshape((num, *batch, *v.shape[1:])), jax.vmap(fn)(flat))
 

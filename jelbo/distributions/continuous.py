@@ -1,4 +1,8 @@
-r"""Continuous families on the positive line, the unit interval and the simplex.
+r"""Continuous families: on the real line (:class:`Normal`, :class:`Laplace`,
+:class:`StudentT`), the positive line, the unit interval and the simplex.
+
+:class:`Normal`, :class:`Laplace` and :class:`StudentT` are location-scale families,
+reparameterized as :math:`x = \mu + \sigma\epsilon`.
 
 :class:`Gamma`, :class:`Beta` and :class:`Dirichlet` are reparameterized by *implicit*
 differentiation of the sampler (Figurnov, Mohamed & Mnih 2018, "Implicit reparameterization
@@ -8,14 +12,15 @@ Dirichlet draws are normalized Gamma draws, generated in log space (so that tiny
 concentrations neither underflow nor lose their gradient). :class:`Kumaraswamy` and
 :class:`ContinuousBernoulli` are reparameterized by their closed-form inverse CDFs.
 
-The scalar-valued families (Gamma, Beta, Kumaraswamy, ContinuousBernoulli) follow
-:class:`~jelbo.Normal`: the parameters broadcast to ``batch_shape + (K,)``, the last axis
-is the event and ``log_prob``/``entropy``/KL sum over it. :class:`Dirichlet`'s event is the
-last axis of ``concentration`` (a point of the simplex).
+The scalar-valued families (all but Dirichlet) are :class:`~jelbo.distributions.Factorized`:
+the parameters broadcast to ``batch_shape + (K,)``, the last axis is the event and
+``log_prob``/``entropy``/KL sum over it. :class:`Dirichlet`'s event is the last axis of
+``concentration`` (a point of the simplex).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import ClassVar
 
@@ -24,11 +29,23 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import digamma, gammaln
 
-from jelbo import _gamma, _special
+from jelbo import _gamma, _random, _special
+from jelbo import constraints as _c
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.distributions import Distribution, Factorized
+from jelbo.constraints import Constraint
+from jelbo.distributions._util import HALF_LOG_2PI, BinaryProbsLogits, common_float, log_scale
+from jelbo.distributions.base import Distribution, Factorized, keyword_parameter
 
-__all__ = ["Beta", "ContinuousBernoulli", "Dirichlet", "Gamma", "Kumaraswamy"]
+__all__ = [
+    "Beta",
+    "ContinuousBernoulli",
+    "Dirichlet",
+    "Gamma",
+    "Kumaraswamy",
+    "Laplace",
+    "Normal",
+    "StudentT",
+]
 
 _EULER_GAMMA = 0.5772156649015329
 
@@ -130,6 +147,11 @@ class Gamma(Factorized):
     concentration: ArrayLike
     rate: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "concentration": _c.positive,
+        "rate": _c.positive,
+    }
+    support: ClassVar[Constraint] = _c.positive
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         a, rate = self.concentration, self.rate
@@ -182,6 +204,11 @@ class Beta(Factorized):
     concentration1: ArrayLike
     concentration0: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "concentration1": _c.positive,
+        "concentration0": _c.positive,
+    }
+    support: ClassVar[Constraint] = _c.unit_interval
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         a, b = self.concentration1, self.concentration0
@@ -254,6 +281,8 @@ class Dirichlet(Distribution):
 
     concentration: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"concentration": _c.positive}
+    support: ClassVar[Constraint] = _c.simplex
 
     def _validate(self) -> None:
         if jnp.ndim(self.concentration) < 1:
@@ -340,6 +369,11 @@ class Kumaraswamy(Factorized):
     concentration1: ArrayLike
     concentration0: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "concentration1": _c.positive,
+        "concentration0": _c.positive,
+    }
+    support: ClassVar[Constraint] = _c.unit_interval
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         a, b = self.concentration1, self.concentration0
@@ -452,10 +486,11 @@ def _cb_log_normalizer(logits: Array) -> Array:
     return 0.5 * logits + _log_sinhc(0.5 * logits)
 
 
-class ContinuousBernoulli(Factorized):
-    r"""Factorized continuous Bernoulli on :math:`[0, 1]` with logits :math:`\lambda`
-    (Loaiza-Ganem & Cunningham 2019), the properly normalized Bernoulli likelihood for
-    grey-level pixels.
+class ContinuousBernoulli(BinaryProbsLogits, Factorized):
+    r"""Factorized continuous Bernoulli on :math:`[0, 1]` (Loaiza-Ganem & Cunningham 2019),
+    the properly normalized Bernoulli likelihood for grey-level pixels, given by
+    ``logits=`` :math:`\lambda` or ``probs=`` :math:`p = \sigma(\lambda)` (exactly one; as
+    torch's ``ContinuousBernoulli(probs=, logits=)``).
 
     :math:`p(x) \propto \sigma(\lambda)^x\sigma(-\lambda)^{1-x} \propto e^{\lambda x}`, so
     :math:`\log p(x) = \sum_i \lambda_i x_i - A(\lambda_i)` with the log-normalizer
@@ -466,14 +501,26 @@ class ContinuousBernoulli(Factorized):
     :math:`\tfrac14 L'(\lambda/2)` (:math:`L` the Langevin function). Samples use the
     inverse CDF :math:`x = \mathrm{log1p}(u\,\mathrm{expm1}(\lambda))/\lambda` (for
     :math:`\lambda > 0` through the reflection :math:`x \mapsto 1-x`, :math:`\lambda\mapsto
-    -\lambda`), so they are reparameterized.
+    -\lambda`), so they are reparameterized. Everything is computed from :math:`\lambda`
+    (``probs`` are converted by an accurate logit). ``ContinuousBernoulli(x)`` positionally
+    is ``logits`` (jelbo 0.2's meaning; deprecated).
 
     Attributes:
-        logits: :math:`\lambda`, shape ``(*batch, K)``.
+        logits: :math:`\lambda`, shape ``(*batch, K)`` or ``()``; a property when ``probs``
+            was given.
+        probs: :math:`\sigma(\lambda) \in (0, 1)`, likewise.
     """
 
-    logits: ArrayLike
+    _probs: ArrayLike | None = keyword_parameter("probs")
+    _logits: ArrayLike | None = keyword_parameter("logits")
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "probs": _c.interval(0.0, 1.0),
+        "logits": _c.real,
+    }
+    support: ClassVar[Constraint] = _c.unit_interval
+    _legacy_positional: ClassVar[tuple[str, ...]] = ("logits",)
+    _legacy_meaning: ClassVar[str] = "logits"
 
     def log_normalizer(self) -> Array:
         r"""Elementwise :math:`A(\lambda) = \log\int_0^1 e^{\lambda x}dx`, shape
@@ -519,3 +566,194 @@ class ContinuousBernoulli(Factorized):
         # The density e^{lambda x} is largest at 1 for lambda > 0 and at 0 for lambda < 0;
         # at lambda = 0 (uniform) this returns 0.
         return self._full((jnp.asarray(self.logits) > 0).astype(self.dtype))
+
+
+# --- location-scale families on the real line (jelbo 0.1) ------------------------------
+
+
+class Normal(Factorized):
+    r"""Diagonal Gaussian :math:`\mathcal N(x; \mu, \mathrm{diag}(\sigma^2))`.
+
+    :math:`\log p(x) = \sum_i -\tfrac12 ((x_i-\mu_i)/\sigma_i)^2 - \log\sigma_i
+    - \tfrac12\log 2\pi`.
+
+    Attributes:
+        loc: mean :math:`\mu`, shape ``(*batch, K)``.
+        scale: standard deviation :math:`\sigma > 0`, broadcastable to ``loc``.
+        log_scale: optional (keyword-only) :math:`\log\sigma`, which then replaces
+            ``log(scale)`` wherever the log-scale appears (log-density, entropy, KL), so a
+            scale that underflows (``from_log_var(0, -180)``: :math:`\sigma = e^{-90}`, 0 in
+            float32) keeps exact entropies and KLs. Set by :meth:`from_log_var`; when given
+            it must equal ``log(scale)`` up to rounding.
+
+    Parameter values are not checked: a non-positive, infinite or NaN scale or a non-finite loc
+    gives NaN or meaningless results rather than an error (shapes are checked at construction).
+    :func:`jelbo.check_parameters` checks them on demand, also under ``jit``."""
+
+    loc: ArrayLike
+    scale: ArrayLike
+    log_scale: ArrayLike | None = dataclasses.field(default=None, kw_only=True)
+    is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "loc": _c.real,
+        "scale": _c.positive,
+        "log_scale": _c.real,
+    }
+    support: ClassVar[Constraint] = _c.real
+
+    @classmethod
+    def from_log_var(cls, loc: ArrayLike, log_var: ArrayLike) -> Normal:
+        r"""Builds :math:`\mathcal N(\mu, \mathrm{diag}(e^{v}))` from the log-variance :math:`v`.
+
+        ``scale = exp(log_var / 2)``, and ``log_scale = log_var / 2`` is kept so that
+        entropies, KLs and log-densities stay exact where the scale underflows.
+        """
+        log_scale = 0.5 * jnp.asarray(log_var)
+        return cls(loc, jnp.exp(log_scale), log_scale=log_scale)
+
+    def _log_scale(self) -> Array:
+        return log_scale(self.scale, self.log_scale, self.dtype)
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        x, loc, scale = common_float(x, self.loc, self.scale)
+        z = _special.standardize(x, loc, scale)
+        return -0.5 * z * z - self._log_scale() - HALF_LOG_2PI
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + self.param_shape
+        eps = _random.draw(_random.normal, key, shape, self.dtype, self.loc, self.scale)
+        return eps * self.scale + self.loc
+
+    def _entropy_elementwise(self) -> Array:
+        return 0.5 + HALF_LOG_2PI + self._log_scale()
+
+    def _mean(self) -> Array:
+        return self._full(self.loc)
+
+    def _variance(self) -> Array:
+        return self._full(jnp.square(self.scale))
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)
+
+
+class Laplace(Factorized):
+    r"""Factorized Laplace, :math:`\log p(x) = \sum_i -\log(2b_i) - |x_i-\mu_i|/b_i`.
+
+    Parameter values are not checked: a non-positive, infinite or NaN scale or a non-finite loc
+    give NaN or meaningless results rather than an error (shapes are checked at construction).
+    :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
+
+    Attributes:
+        loc: location :math:`\mu`, shape ``(*batch, K)``.
+        scale: scale :math:`b > 0`, broadcastable to ``loc``.
+    """
+
+    loc: ArrayLike
+    scale: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"loc": _c.real, "scale": _c.positive}
+    support: ClassVar[Constraint] = _c.real
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        x, loc, scale = common_float(x, self.loc, self.scale)
+        return -math.log(2.0) - jnp.log(scale) - jnp.abs(_special.standardize(x, loc, scale))
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + self.param_shape
+        eps = _random.draw(_random.laplace, key, shape, self.dtype, self.loc, self.scale)
+        return eps * self.scale + self.loc
+
+    def _entropy_elementwise(self) -> Array:
+        return 1.0 + math.log(2.0) + jnp.log(self.scale)
+
+    def _mean(self) -> Array:
+        return self._full(self.loc)
+
+    def _variance(self) -> Array:
+        return self._full(2.0 * jnp.square(self.scale))
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)
+
+
+class StudentT(Factorized):
+    r"""Factorized Student-t with ``df`` :math:`\nu`, location :math:`\mu`, scale :math:`\sigma`.
+
+    :math:`\log p(x) = \sum_i \log\Gamma(\tfrac{\nu+1}2) - \log\Gamma(\tfrac\nu2)
+    - \tfrac12\log(\nu\pi) - \log\sigma - \tfrac{\nu+1}2\log(1 + t_i^2/\nu)`,
+    :math:`t_i = (x_i-\mu_i)/\sigma_i`.
+
+    Parameter values are not checked: ``df <= 0``, a non-positive or NaN scale or a non-finite
+    loc give NaN or meaningless results rather than an error (shapes are checked at
+    construction). :func:`jelbo.check_parameters` checks them on demand, also under ``jit``.
+
+    Attributes:
+        df: degrees of freedom :math:`\nu > 0`, broadcastable to ``loc``.
+        loc: location, shape ``(*batch, K)``.
+        scale: scale :math:`\sigma > 0`, broadcastable to ``loc``.
+    """
+
+    df: ArrayLike
+    loc: ArrayLike
+    scale: ArrayLike
+    is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "df": _c.extended_positive,
+        "loc": _c.real,
+        "scale": _c.positive,
+    }
+    support: ClassVar[Constraint] = _c.real
+
+    def _log_prob_elementwise(self, x: Array) -> Array:
+        # log Gamma((v+1)/2) - log Gamma(v/2) - log(v pi)/2 = R(v/2) - log(2 pi)/2 with
+        # R(h) = log Gamma(h + 1/2) - log Gamma(h) - log(h)/2 -> 0 (jelbo._special): no two
+        # large log-gammas are subtracted, so the density stays exact from df 0.1 to 1e10.
+        x, df, loc, scale = common_float(x, self.df, self.loc, self.scale)
+        t = _special.standardize(x, loc, scale)
+        # -(v+1)/2 log1p(w), w = t^2/v: for w < 1 as -t^2/2 (1 + 1/v) + (v+1)/2 (w - log1p(w)),
+        # whose df-derivative does not cancel at large df; else without overflowing t^2.
+        small = t * t < df
+        t_small = jnp.where(small, t, 0.0)
+        w = t_small * t_small / df
+        near = -0.5 * t_small * t_small * (1.0 + 1.0 / df) + 0.5 * (
+            df + 1.0
+        ) * _special.x_minus_log1p(w)
+        far = -0.5 * (df + 1.0) * _special.log1p_square(jnp.where(small, 1.0, t) / jnp.sqrt(df))
+        return (
+            _special.log_gamma_ratio_excess(0.5, 0.5 * df)
+            - HALF_LOG_2PI
+            - jnp.log(scale)
+            + jnp.where(small, near, far)
+        )
+
+    def _sample(self, key: Array, sample_shape: Shape) -> Array:
+        shape = sample_shape + self.param_shape
+        df = jnp.broadcast_to(jnp.asarray(self.df, self.dtype), shape)
+        return jax.random.t(key, df, shape, self.dtype) * self.scale + self.loc
+
+    def _entropy_elementwise(self) -> Array:
+        # (h + 1/2)(psi(h + 1/2) - psi(h)) + log(v)/2 + log B(h, 1/2) + log(scale), h = v/2,
+        # with log(v)/2 + log B(h, 1/2) = log(2 pi)/2 - R(h) and the digamma difference from
+        # jelbo._special (both exact where they nearly cancel, at large df).
+        half_df = 0.5 * jnp.asarray(self.df, self.dtype)
+        return (
+            -(half_df + 0.5) * _special.digamma_difference(0.5, half_df)
+            + HALF_LOG_2PI
+            - _special.log_gamma_ratio_excess(0.5, half_df)
+            + jnp.log(self.scale)
+        )
+
+    def _mean(self) -> Array:
+        # Defined for df > 1; NaN otherwise (as NumPyro and TFP; scipy returns inf).
+        return self._full(jnp.where(jnp.asarray(self.df) > 1, self.loc, jnp.nan))
+
+    def _variance(self) -> Array:
+        # scale² df/(df-2) for df > 2, +inf for 1 < df <= 2, NaN for df <= 1 (as in scipy).
+        df = jnp.asarray(self.df, self.dtype)
+        safe = jnp.where(df > 2, df, 3.0)
+        finite = jnp.square(self.scale) * safe / (safe - 2.0)
+        return self._full(jnp.where(df > 2, finite, jnp.where(df > 1, jnp.inf, jnp.nan)))
+
+    def _mode(self) -> Array:
+        return self._full(self.loc)

@@ -5,7 +5,9 @@ r"""Distributions of transformed random variables, :math:`y = f(x)`, :math:`x \s
 
 .. math:: \log p_Y(y) = \log p_X(f^{-1}(y)) + \log|\det J_{f^{-1}}(y)|,
 
-and samples :math:`y = f(x)` (reparameterized whenever the base is). :class:`LogNormal` is
+and samples :math:`y = f(x)` (reparameterized whenever the base is). The log-density of its
+own draws, :func:`jelbo.sample_and_log_prob`, is :math:`\log p_X(x) - \log|\det J_f(x)|` at
+the base draw, so no inverse runs for them. :class:`LogNormal` is
 the Normal pushed through :class:`~jelbo.bijectors.Exp`, with its closed-form moments.
 
 Closed forms exist only where they are exact: the entropy for bijectors with a constant or
@@ -27,8 +29,17 @@ import jax
 import jax.numpy as jnp
 
 from jelbo import bijectors as _bij
+from jelbo import constraints as _c
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.distributions import Distribution, Normal, entropy, log_prob, sample
+from jelbo.constraints import Constraint
+from jelbo.distributions.base import (
+    Distribution,
+    entropy,
+    log_prob,
+    sample,
+    sample_and_log_prob,
+)
+from jelbo.distributions.continuous import Normal
 
 __all__ = ["LogNormal", "Transformed", "TransformedDistribution"]
 
@@ -103,6 +114,27 @@ class TransformedDistribution(Distribution):
         x = sample(key, self.base_distribution(), sample_shape)
         return _bij.forward(self.transform(), x)
 
+    def _sample_and_log_prob(self, key: Array, sample_shape: Shape) -> tuple[Array, Array]:
+        # log p_Y(f(x)) = log p_X(x) - log|det J_f(x)| at the base draw: no inverse runs.
+        x, log_px = sample_and_log_prob(key, self.base_distribution(), sample_shape)
+        y, log_det = _bij.forward_and_log_det(self.transform(), x)
+        return y, log_px - log_det
+
+    def _sample_and_stopped_log_prob(self, key: Array, sample_shape: Shape) -> tuple[Array, Array]:
+        # log q(y) with the parameters stopped: log p_X(x_hat) - log|det J_f(x_hat)| at
+        # x_hat = f^{-1}(y), which the bijector's _inverse_given hook may give from the known
+        # base draw x without running the inverse (its default runs it).
+        x = sample(key, self.base_distribution(), sample_shape)
+        y = _bij.forward(self.transform(), x)
+        frozen = jax.lax.stop_gradient(self)
+        bijector = frozen.transform()
+        x_hat = bijector._inverse_given(y, x)
+        log_px = log_prob(frozen.base_distribution(), x_hat)
+        return y, log_px - _bij.forward_log_det_jacobian(bijector, x_hat)
+
+    def _sample_density_issue(self) -> str | None:
+        return self.base_distribution()._sample_density_issue()
+
     def _entropy(self) -> Array:
         base, bijector = self.base_distribution(), self.transform()
         if isinstance(bijector, _bij.Identity):
@@ -169,7 +201,8 @@ class LogNormal(TransformedDistribution):
 
     loc: ArrayLike
     scale: ArrayLike
-    unconstrained_bijectors: ClassVar[dict[str, _bij.Bijector]] = {"scale": _bij.Softplus()}
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"loc": _c.real, "scale": _c.positive}
+    support: ClassVar[Constraint] = _c.positive
 
     @property
     def base(self) -> Normal:
