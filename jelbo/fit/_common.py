@@ -42,7 +42,7 @@ from jelbo._typing import Array, ArrayLike
 from jelbo.diagnostics import psis
 from jelbo.distributions import Distribution, log_prob, sample
 from jelbo.fit._result import Fit
-from jelbo.objectives import Bound
+from jelbo.results import Bound
 
 __all__ = [
     "DIAGNOSTIC_DRAWS",

@@ -12,11 +12,10 @@ import jax.numpy as jnp
 
 from jelbo import _checks
 from jelbo._typing import Array, ArrayLike
-from jelbo.distributions import Distribution, MultivariateNormalTriL
+from jelbo.distributions import Distribution, MixtureSameFamily, MultivariateNormalTriL
 from jelbo.fit import _common, _lbfgs
 from jelbo.fit._result import Fit
-from jelbo.mixture import MixtureSameFamily
-from jelbo.objectives import Bound
+from jelbo.results import Bound
 
 __all__ = ["pathfinder"]
 
