@@ -48,6 +48,7 @@ __all__ = [
     "DIAGNOSTIC_DRAWS",
     "CountedLogJoint",
     "Diagnosis",
+    "check_log_joint",
     "check_problem",
     "diagnose",
     "finish",
@@ -80,12 +81,23 @@ def check_problem(caller: str, key: Any, log_joint: Any, init: ArrayLike) -> Arr
         _checks.check_key(key)
     except TypeError as err:
         raise TypeError(f"{caller}: {err}") from None
+    return check_log_joint(caller, log_joint, jnp.asarray(init))
+
+
+def check_log_joint(caller: str, log_joint: Any, z0: Array) -> Array:
+    """Checks ``log_joint`` and a floating start ``z0`` at trace time; returns ``z0``.
+
+    Raises:
+        TypeError: a ``log_joint`` that is not callable or returns a non-floating value, a
+            ``z0`` that is not floating.
+        ValueError: a ``z0`` that is not ``(D,)`` with ``D >= 1``, a ``log_joint`` whose
+            value is not a scalar.
+    """
     if not callable(log_joint):
         raise TypeError(
             f"{caller}: `log_joint` must be a function of one (D,) vector returning a scalar; "
             f"got {type(log_joint).__name__}."
         )
-    z0 = jnp.asarray(init)
     if z0.ndim != 1 or z0.shape[0] < 1:
         raise ValueError(
             f"{caller}: `init` must be one unconstrained vector of shape (D,) with D >= 1; got "

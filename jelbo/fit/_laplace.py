@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
+from jelbo import _checks
 from jelbo._typing import Array, ArrayLike
 from jelbo.distributions import MultivariateNormalTriL
-from jelbo.fit import _lbfgs
+from jelbo.fit import _common, _lbfgs
 
 __all__ = ["LaplaceApproximation", "laplace_approximation", "multistart_laplace"]
 
@@ -154,15 +155,11 @@ def laplace_approximation(
         A :class:`LaplaceApproximation`; ``.q`` is the ``MultivariateNormalTriL``.
 
     Raises:
-        ValueError: if ``init`` is not a vector or ``log_joint`` does not return a scalar.
+        ValueError: at trace time, if ``init`` is not a vector ``(D,)`` with ``D >= 1`` or
+            ``log_joint`` does not return a scalar.
+        TypeError: if ``log_joint`` is not callable or returns a non-floating value.
     """
-    z0 = _start_vector(init, "laplace_approximation", " vmap over starting points instead.")
-    out = jax.eval_shape(log_joint, jax.ShapeDtypeStruct(z0.shape, z0.dtype))
-    if getattr(out, "shape", None) != ():
-        raise ValueError(
-            "laplace_approximation: `log_joint` must return a scalar for one latent of shape "
-            f"{z0.shape}; it returned {getattr(out, 'shape', type(out).__name__)}."
-        )
+    z0 = _common.check_log_joint("laplace_approximation", log_joint, _float_vector(init))
     dtype = z0.dtype
     dim = z0.shape[0]
     eps = float(jnp.finfo(dtype).eps)
@@ -309,10 +306,17 @@ def multistart_laplace(
         axis ``num_starts``).
 
     Raises:
-        ValueError: if ``init`` is not a vector or ``num_starts`` is not a positive integer.
+        ValueError: at trace time, if ``init`` is not a vector ``(D,)`` with ``D >= 1``,
+            ``log_joint`` does not return a scalar, or ``num_starts`` is not a positive int.
+        TypeError: for a ``key`` that is not one PRNG key, or a ``log_joint`` that is not
+            callable or returns a non-floating value.
     """
-    centre = _start_vector(init, "multistart_laplace")
-    if not isinstance(num_starts, int) or num_starts < 1:
+    try:
+        _checks.check_key(key)
+    except TypeError as err:
+        raise TypeError(f"multistart_laplace: {err}") from None
+    centre = _common.check_log_joint("multistart_laplace", log_joint, _float_vector(init))
+    if isinstance(num_starts, bool) or not isinstance(num_starts, int) or num_starts < 1:
         raise ValueError(
             f"multistart_laplace: `num_starts` must be a positive int; got {num_starts!r}."
         )
@@ -344,15 +348,11 @@ def multistart_laplace(
     return chosen, every
 
 
-def _start_vector(init: ArrayLike, caller: str, hint: str = "") -> Array:
-    """``init`` as a floating vector ``(D,)``, or a ValueError naming ``caller``."""
+def _float_vector(init: ArrayLike) -> Array:
+    """``init`` as an array, integers promoted to the default float (as in jelbo 0.2)."""
     z0 = jnp.asarray(init)
     if not jnp.issubdtype(z0.dtype, jnp.floating):
         z0 = z0.astype(jnp.result_type(float))
-    if z0.ndim != 1:
-        raise ValueError(
-            f"{caller}: `init` must be one unconstrained vector (D,); got shape {z0.shape}.{hint}"
-        )
     return z0
 
 
