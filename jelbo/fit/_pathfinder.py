@@ -145,7 +145,7 @@ def pathfinder(
     before the mode, and a posterior's mean is often a few tenths of an sd away from its
     mode (posteriordb's ``nes``, ``sblrc``, ``arK``: 0.31, 0.44 and 0.38 sd for the exact
     Laplace approximation); the PSIS moments are not. So (``moment_match`` rounds, default
-    2) the Gaussian with the sample's PSIS-weighted mean and covariance (the covariance
+    1) the Gaussian with the sample's PSIS-weighted mean and covariance (the covariance
     shrunk towards the current one with :math:`D` pseudo-draws,
     :math:`(\mathrm{ESS}\,\hat\Sigma_w + D\Sigma)/(\mathrm{ESS} + D)`) is formed when the
     sample's :math:`\hat k < 1`, and its own draws (``num_draws``, or
