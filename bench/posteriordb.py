@@ -385,9 +385,22 @@ def _moments(x: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
     return m, float(np.sqrt(np.sum(w * (x - m) ** 2)))
 
 
+_VMAPPED: dict[int, tuple[Callable, Callable]] = {}
+
+
+def _vmapped_log_joint(log_joint: Callable) -> Callable:
+    """``jax.jit(jax.vmap(log_joint))``, compiled once per ``log_joint`` (a new ``jax.vmap``
+    object per call would miss ``jit``'s cache and recompile at every evaluation)."""
+    hit = _VMAPPED.get(id(log_joint))
+    if hit is None or hit[0] is not log_joint:
+        hit = (log_joint, jax.jit(jax.vmap(log_joint)))
+        _VMAPPED[id(log_joint)] = hit
+    return hit[1]
+
+
 def evaluate(post, space, log_joint, u, log_q) -> dict[str, float]:
     """Accuracy of draws ``u`` (n, dim) with ``log q(u)`` against the reference summary."""
-    log_p = jax.jit(jax.vmap(log_joint))(u)
+    log_p = _vmapped_log_joint(log_joint)(u)
     log_w = np.asarray(log_p - log_q, np.float64)
     finite = np.isfinite(log_w)
     log_w = np.where(finite, log_w, -np.inf)

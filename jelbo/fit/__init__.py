@@ -16,6 +16,9 @@ The conventions (what one evaluation is, the diagnostic draws) are in
 ``jelbo/fit/_common.py`` and ``docs/fit.md``.
 """
 
+from jelbo.fit._advi import advi
+from jelbo.fit._bam import batch_and_match
+from jelbo.fit._dadvi import dadvi
 from jelbo.fit._laplace import LaplaceApproximation, laplace_approximation, multistart_laplace
 from jelbo.fit._pathfinder import pathfinder
 from jelbo.fit._result import Fit
@@ -23,6 +26,9 @@ from jelbo.fit._result import Fit
 __all__ = [
     "Fit",
     "LaplaceApproximation",
+    "advi",
+    "batch_and_match",
+    "dadvi",
     "laplace_approximation",
     "multistart_laplace",
     "pathfinder",
