@@ -80,7 +80,8 @@ accepted at its first trial.
   :math:`\lambda^2/2 \le` ``ftol`` :math:`\max(1, |f|)` (the model predicts no decrease
   the objective could resolve);
 
-any of them is convergence (``converged = True``). ``max_iters`` iterations, a line-search
+any of them is convergence (``converged = True``). With ``Options(confirm=False)`` the first
+rule needs only one kept pair and the third no confirmed step (for whitened objectives). ``max_iters`` iterations, a line-search
 failure otherwise, or a non-finite start stop without it.
 """
 
@@ -135,6 +136,13 @@ class Options(NamedTuple):
             epsilon (2.2e-14 in float64, 1.2e-5 in float32).
         max_linesearch: the most trials per iteration.
         c1, c2: the weak Wolfe constants.
+        confirm: the gradient and resolution rules count only after a confirmed step (the
+            unit quasi-Newton step accepted at its first trial; module docstring). ``False``:
+            the decrement rule holds as soon as :math:`H` has one pair, and the resolution
+            rule after any step: for an objective whose coordinates are already whitened
+            (:math:`H \approx I` from the start, e.g. DADVI after the Laplace start), where
+            the unconfirmed estimate is trustworthy and the objective sits at its resolution
+            right after the first steps.
     """
 
     max_iters: int = 1000
@@ -144,6 +152,7 @@ class Options(NamedTuple):
     max_linesearch: int = 30
     c1: float = 1e-4
     c2: float = 0.9
+    confirm: bool = True
 
 
 class State(NamedTuple):
@@ -422,7 +431,10 @@ def step(value_and_grad: ValueAndGrad, state: State, options: Options) -> tuple[
     confirmed = wolfe & (ls_evals == 1) & (t == 1)
     small = decrement <= options.gtol**2
     stationary = jnp.all(g_new == 0)
-    by_gradient = stationary | (confirmed & small & state.small)
+    if options.confirm:
+        by_gradient = stationary | (confirmed & small & state.small)
+    else:
+        by_gradient = stationary | (small & jnp.any(valid))
     by_objective = confirmed & (state.f - f_new <= ftol * scale)
     by_iters = num_iters >= options.max_iters
     status_new = jnp.where(
@@ -434,7 +446,7 @@ def step(value_and_grad: ValueAndGrad, state: State, options: Options) -> tuple[
             jnp.where(by_iters, Status.MAX_ITERS, Status.RUNNING),
         ),
     )
-    at_resolution = state.confirmed & (
+    at_resolution = (state.confirmed | (not options.confirm)) & (
         0.5 * state.decrement <= ftol * jnp.maximum(jnp.abs(state.f), 1.0)
     )
     status_failed = jnp.where(at_resolution, Status.RESOLUTION, Status.LINESEARCH_FAILED)
