@@ -425,18 +425,22 @@ def test_pathfinder_on_a_posteriordb_model_end_to_end():
     assert int(fit.num_evals) < 4000
 
 
+_ALGORITHMS = ("pathfinder", "dadvi", "batch_and_match", "advi")
+
+
 def test_fit_public_surface():
     import inspect
 
-    assert "fit" in jelbo.__all__ and set(jelbo.fit.__all__) >= {"Fit", "pathfinder"}
+    assert "fit" in jelbo.__all__ and set(jelbo.fit.__all__) >= {"Fit", *_ALGORITHMS}
     for name in jelbo.fit.__all__:
         assert inspect.getdoc(getattr(jelbo.fit, name)), name
-    signature = inspect.signature(jelbo.fit.pathfinder)
-    params = list(signature.parameters.values())
-    assert [p.name for p in params[:3]] == ["key", "log_joint", "init"]
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[3:])
-    assert all(p.annotation is not inspect.Parameter.empty for p in params)
-    assert signature.return_annotation is not inspect.Signature.empty
+    for name in _ALGORITHMS:
+        signature = inspect.signature(getattr(jelbo.fit, name))
+        params = list(signature.parameters.values())
+        assert [p.name for p in params[:3]] == ["key", "log_joint", "init"], name
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[3:]), name
+        assert all(p.annotation is not inspect.Parameter.empty for p in params), name
+        assert signature.return_annotation is not inspect.Signature.empty, name
     assert jelbo.fit.Fit._fields == (
         "q",
         "converged",
@@ -446,3 +450,16 @@ def test_fit_public_surface():
         "pareto_k",
         "info",
     )
+
+
+@pytest.mark.parametrize("name", _ALGORITHMS)
+def test_every_algorithm_names_a_bad_init_and_its_shape_at_trace_time(name):
+    algorithm = getattr(jelbo.fit, name)
+    key = jax.random.key(0)
+    for bad in (jnp.zeros((2, 3)), jnp.zeros(()), jnp.zeros(0)):
+        with pytest.raises(ValueError, match=rf"{name}: `init` must be.*got shape"):
+            jax.eval_shape(lambda k, b=bad: algorithm(k, _std_normal, b), key)
+    with pytest.raises(TypeError, match=rf"{name}: `init` must be floating"):
+        algorithm(key, _std_normal, jnp.zeros(3, jnp.int32))
+    with pytest.raises(ValueError, match=rf"{name}: `log_joint` must return a scalar"):
+        algorithm(key, lambda z: z, jnp.zeros(3))
