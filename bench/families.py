@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):  # run as a script: make `bench` importable
-    sys.path.insert(0, str(REPO))
+if __package__ in (None, ""):  # run as a file: bench's modules import each other as bench.*
+    sys.exit("Run it from the repository root as a module: python -m bench.families")
 
 from bench.workload import LEARNING_RATE, Size  # noqa: E402
 
@@ -160,15 +160,17 @@ def _jelbo_loss(workload: str, size: Size) -> Callable[..., Any]:
         posterior = lambda h: jelbo.Dirichlet(_concentration(h))
         kl = "analytic"
     else:
-        prior = jelbo.RelaxedOneHotCategorical(TEMPERATURE_P, jnp.zeros(k, jnp.float32))
-        posterior = lambda h: jelbo.RelaxedOneHotCategorical(TEMPERATURE_Q, h)
+        prior = jelbo.RelaxedOneHotCategorical(TEMPERATURE_P, logits=jnp.zeros(k, jnp.float32))
+        posterior = lambda h: jelbo.RelaxedOneHotCategorical(TEMPERATURE_Q, logits=h)
         kl = "mc"
 
     def loss(params: Any, key: Any, x: Any) -> Any:
         q = posterior(x @ params["enc_w"] + params["enc_b"])
 
         def log_likelihood(z: Any, x: Any) -> Any:
-            return jnp.sum(jelbo.Bernoulli(z @ params["dec_w"] + params["dec_b"]).log_prob(x))
+            return jnp.sum(
+                jelbo.Bernoulli(logits=z @ params["dec_w"] + params["dec_b"]).log_prob(x)
+            )
 
         bound = jelbo.ELBO(num_samples=size.S, kl=kl)(key, q, log_likelihood, prior, x)
         return -jnp.mean(bound.value)

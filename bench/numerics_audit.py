@@ -86,7 +86,9 @@ def _ref_t_entropy(df):
 
 
 def _bern_kl(a, b):
-    return jelbo.kl_divergence(jelbo.Bernoulli(a[:, None]), jelbo.Bernoulli(b[:, None]))
+    return jelbo.kl_divergence(
+        jelbo.Bernoulli(logits=a[:, None]), jelbo.Bernoulli(logits=b[:, None])
+    )
 
 
 def _ref_bern_kl(a, b):
@@ -95,7 +97,7 @@ def _ref_bern_kl(a, b):
 
 
 def _bern_entropy(a):
-    return jelbo.entropy(jelbo.Bernoulli(a[:, None]))
+    return jelbo.entropy(jelbo.Bernoulli(logits=a[:, None]))
 
 
 def _ref_bern_entropy(a):
@@ -103,7 +105,9 @@ def _ref_bern_entropy(a):
 
 
 def _pois_kl(eq, ep):
-    return jelbo.kl_divergence(jelbo.Poisson(eq[:, None]), jelbo.Poisson(ep[:, None]))
+    return jelbo.kl_divergence(
+        jelbo.Poisson(log_rate=eq[:, None]), jelbo.Poisson(log_rate=ep[:, None])
+    )
 
 
 def _ref_pois_kl(eq, ep):
@@ -111,7 +115,7 @@ def _ref_pois_kl(eq, ep):
 
 
 def _pois_log_prob(eta, x):
-    return jelbo.log_prob(jelbo.Poisson(eta[:, None]), x[:, None])
+    return jelbo.log_prob(jelbo.Poisson(log_rate=eta[:, None]), x[:, None])
 
 
 def _ref_pois_log_prob(eta, x):
@@ -142,7 +146,7 @@ def _ref_laplace_kl(sq, d):
 
 def _cat_entropy(l0, l1):
     logits = jnp.stack([l0, l1, jnp.full_like(l0, -jnp.inf)], axis=-1)
-    return jelbo.entropy(jelbo.Categorical(logits))
+    return jelbo.entropy(jelbo.Categorical(logits=logits))
 
 
 def _ref_cat_entropy(l0, l1):
@@ -154,7 +158,9 @@ def _ref_cat_entropy(l0, l1):
 
 def _cat_kl_uniform(l0, l1):
     logits = jnp.stack([l0, l1, jnp.full_like(l0, -jnp.inf)], axis=-1)
-    return jelbo.kl_divergence(jelbo.Categorical(logits), jelbo.Categorical(jnp.zeros(3)))
+    return jelbo.kl_divergence(
+        jelbo.Categorical(logits=logits), jelbo.Categorical(logits=jnp.zeros(3))
+    )
 
 
 def _ref_cat_kl_uniform(l0, l1):
@@ -254,7 +260,8 @@ def _grad_cases() -> list[tuple]:
 
     def bern(a, b):
         return jelbo.kl_divergence(
-            jelbo.Bernoulli(jnp.reshape(a, (1,))), jelbo.Bernoulli(jnp.reshape(b, (1,)))
+            jelbo.Bernoulli(logits=jnp.reshape(a, (1,))),
+            jelbo.Bernoulli(logits=jnp.reshape(b, (1,))),
         )
 
     def bern_da(a, b):
@@ -265,7 +272,8 @@ def _grad_cases() -> list[tuple]:
 
     def pois(eq, ep):
         return jelbo.kl_divergence(
-            jelbo.Poisson(jnp.reshape(eq, (1,))), jelbo.Poisson(jnp.reshape(ep, (1,)))
+            jelbo.Poisson(log_rate=jnp.reshape(eq, (1,))),
+            jelbo.Poisson(log_rate=jnp.reshape(ep, (1,))),
         )
 
     def pois_dq(eq, ep):

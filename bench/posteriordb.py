@@ -1,7 +1,7 @@
 """VI on the eleven posteriordb posteriors: jelbo against NumPyro and blackjax.
 
-    python bench/posteriordb.py                        # every model and method, 3 seeds
-    python bench/posteriordb.py --models eight_schools-eight_schools_noncentered \\
+    python -m bench.posteriordb                        # every model and method, 3 seeds
+    python -m bench.posteriordb --models eight_schools-eight_schools_noncentered \\
         --methods jelbo-fullrank-stl,numpyro-mvn --steps 500 --seeds 1
 
 Every contender fits the SAME function: the log joint of one unconstrained vector ``u``
@@ -48,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: bench's modules import each other as bench.*
+    sys.exit("Run it from the repository root as a module: python -m bench.posteriordb")
 
 import jelbo
 from bench import posteriordb_models as M

@@ -1,6 +1,6 @@
 """Copy the posteriordb subset into the project (run once; the benchmark never reads ../shared).
 
-    python bench/posteriordb_import.py [--source ../shared/posteriordb]
+    python -m bench.posteriordb_import [--source ../shared/posteriordb]
 
 For each posterior folder of the source it writes ``bench/posteriordb_data/<posterior>/``:
 

@@ -1,7 +1,7 @@
 """Markdown tables from ``bench/posteriordb.py`` results.
 
-    python bench/posteriordb_report.py bench/results/posteriordb-DATE.json [more.json ...]
-    python bench/posteriordb_report.py --summary RESULT.json     # the table of docs/benchmarks.md
+    python -m bench.posteriordb_report bench/results/posteriordb-DATE.json [more.json ...]
+    python -m bench.posteriordb_report --summary RESULT.json     # the table of docs/benchmarks.md
 
 Several result files (e.g. a main run and a run of methods that landed later, with the same
 config) are merged record by record; the header lists every run.

@@ -1,6 +1,6 @@
 """Runs the benchmark: every contender at every size, in subprocesses; writes Markdown + JSON.
 
-``python bench/run.py`` (a few minutes on a 2-core CPU) or ``python bench/run.py --quick``
+``python -m bench.run`` (a few minutes on a 2-core CPU) or ``python -m bench.run --quick``
 (the smallest size only, and only 3(b) and jelbo under tcmalloc: a smoke test, under a
 minute on a quiet machine). Results go to
 ``bench/results/<host>-<date>.{json,md}`` unless ``--out-dir`` says otherwise; the table is
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):  # run as a script: make `bench` importable
-    sys.path.insert(0, str(REPO))
+if __package__ in (None, ""):  # run as a file: bench's modules import each other as bench.*
+    sys.exit("Run it from the repository root as a module: python -m bench.run")
 
 from bench.contenders import BASELINE, CONTENDERS, Contender  # noqa: E402
 from bench.report import check_targets, markdown  # noqa: E402

@@ -13,7 +13,7 @@ shard, or of the whole batch).
 Simulated CPU devices share the same cores: this is a correctness record only, and nothing
 here measures speed.
 
-Run: ``python bench/sharding_check.py`` (a few minutes on 2 cores); writes
+Run: ``python -m bench.sharding_check`` (a few minutes on 2 cores); writes
 ``bench/results/sharding_check.json`` and ``bench/results/sharding_check.md``.
 """
 
@@ -27,9 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.hlo import noise_elements
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from support import noise_elements  # noqa: E402  (the tests' compiled-output inspection)
 
 RESULTS = ROOT / "bench" / "results"
 DEVICE_COUNTS = (1, 2, 4, 8)
@@ -47,13 +47,11 @@ def _describe(cls: str, options: dict) -> str:
 
 def worker() -> dict:
     """Measures everything; runs with 8 simulated devices."""
+    import _linear as linear  # examples/ is on the worker's PYTHONPATH (main)
     import jax
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import AxisType
-
-    sys.path.insert(0, str(ROOT / "examples"))
-    import _linear as linear
 
     import jelbo
 
@@ -201,8 +199,15 @@ def main() -> None:
     flag += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
     env["JAX_PLATFORMS"] = "cpu"
+    # The worker imports bench (the repository root) and the examples' model (examples/).
+    paths = [str(ROOT), str(ROOT / "examples"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     result = subprocess.run(
-        [sys.executable, __file__, "--worker"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "bench.sharding_check", "--worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if result.returncode:
         sys.exit(result.stderr)

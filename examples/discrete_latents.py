@@ -76,11 +76,11 @@ def init_params(key: Array, x: Array, num_latents: int) -> Params:
 
 def model(params: Params, x: Array) -> tuple[jelbo.Bernoulli, Callable, jelbo.Bernoulli]:
     """``(q(z|x) for the batch, log p(x|z) for one z and one x, p(z))``."""
-    q = jelbo.Bernoulli(x @ params["A"].T + params["c"])
-    prior = jelbo.Bernoulli(params["prior"])
+    q = jelbo.Bernoulli(logits=x @ params["A"].T + params["c"])
+    prior = jelbo.Bernoulli(logits=params["prior"])
 
     def log_likelihood(z: Array, x: Array) -> Array:
-        return jelbo.log_prob(jelbo.Bernoulli(params["W"] @ z + params["b"]), x)
+        return jelbo.log_prob(jelbo.Bernoulli(logits=params["W"] @ z + params["b"]), x)
 
     return q, log_likelihood, prior
 

@@ -58,14 +58,14 @@ def log_joint(u):
 
 def make_q(params):
     """The full-rank Gaussian q(u) from unconstrained variational parameters."""
-    return jelbo.MultivariateNormalTriL.from_unconstrained(**params)
+    return jelbo.MultivariateNormalTriL.from_unconstrained_params(**params)
 
 
 def fit(key, *, num_steps=3000, num_samples=32, learning_rate=2e-2):
     """Maximizes the ELBO; returns the fitted q (a MultivariateNormalTriL over u)."""
     dim = SPACE.dim
     init_q = jelbo.MultivariateNormalTriL(jnp.zeros(dim), jnp.eye(dim))
-    params = init_q.to_unconstrained()  # {"loc": (10,), "scale_tril": (55,) unconstrained}
+    params = init_q.unconstrained_params()  # {"loc": (10,), "scale_tril": (55,)}
     objective = jelbo.ELBO(num_samples=num_samples, kl="mc", grad_estimator="stl")
     schedule = optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.02)
     optimizer = optax.adam(schedule)

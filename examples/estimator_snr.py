@@ -22,12 +22,13 @@ The parameters sit at the optimum (W with orthogonal columns, so that the exact 
 diagonal and the encoder can represent it) plus a small Gaussian perturbation, as in
 Rainforth et al. Prints the SNR table and the fitted log-log slopes, and saves a PNG.
 
-Run: ``python examples/estimator_snr.py [--draws 4000] [--out estimator_snr.png]``.
+Run: ``python examples/estimator_snr.py [--draws 4000] [--out runs/estimator_snr.png]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -208,6 +209,7 @@ def plot(table: dict[str, dict[str, np.ndarray]], ks: Sequence[int], path: str) 
         ax.set_ylabel("RMS |E g| / sd g")
         ax.legend(fontsize=8)
     fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -216,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--draws", type=int, default=4000, help="gradient draws per K")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="estimator_snr.png", help="PNG path")
+    parser.add_argument("--out", default=os.path.join("runs", "estimator_snr.png"), help="PNG path")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()

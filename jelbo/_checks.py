@@ -95,7 +95,7 @@ def check_same_event(q: Any, p: Any, names: tuple[str, str] = ("q", "p")) -> Non
     if cq is not None and cp is not None and cq != cp:
         raise ValueError(
             f"`{names[0]}` ({type(q).__name__}) and `{names[1]}` ({type(p).__name__}) need the "
-            f"same number of categories; got {cq} and {cp} (logits of shape "
+            f"same number of categories; got {cq} and {cp} (parameters of shape "
             f"{jnp.shape(q.logits)} and {jnp.shape(p.logits)})."
         )
 
@@ -166,9 +166,20 @@ def check_leading_axes(tree: Any, name: str, batch: tuple[int, ...]) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         shape = tuple(jnp.shape(leaf))
         if shape[: len(batch)] != tuple(batch):
+            hint = ""
+            common = 0  # how many leading axes agree
+            while common < min(len(shape), len(batch)) and shape[common] == batch[common]:
+                common += 1
+            if common > 0:
+                hint = (
+                    f" If q's trailing batch axes {tuple(batch[common:])} are several latent "
+                    "variables of one datapoint, make them part of the event: "
+                    f"jelbo.Independent(q, {len(batch) - common}) has batch shape "
+                    f"{tuple(batch[:common])}."
+                )
             raise ValueError(
                 f"`{name}`{jax.tree_util.keystr(path)} has shape {shape}, but its leading axes "
-                f"must equal `q`'s batch shape {tuple(batch)}: one datapoint per posterior."
+                f"must equal `q`'s batch shape {tuple(batch)}: one datapoint per posterior." + hint
             )
 
 

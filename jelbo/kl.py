@@ -28,6 +28,7 @@ from jelbo.distributions import (
     Distribution,
     Gamma,
     HypersphericalUniform,
+    Independent,
     Kumaraswamy,
     Laplace,
     LowRankMultivariateNormal,
@@ -36,17 +37,25 @@ from jelbo.distributions import (
     OneHotCategorical,
     Poisson,
     PowerSpherical,
+    RelaxedOneHotCategorical,
     TransformedDistribution,
     log_prob,
     sample_and_log_prob,
 )
-from jelbo.distributions._util import common_float, log_scale, masked_log_softmax
+from jelbo.distributions._util import common_float, log_scale
 from jelbo.distributions.multivariate import trace_inverse_product
 
 KLFn = Callable[[Any, Any], Array]
 _F = TypeVar("_F", bound=Callable[..., Array])
 
 __all__ = ["kl_divergence", "mc_kl", "register_kl"]
+
+
+def _event_sum(q: Distribution, kl: Array) -> Array:
+    """Per-coordinate KLs of a factorized pair summed over the event axis (none for a
+    scalar event)."""
+    return jnp.sum(kl, axis=-1) if q.event_shape else kl
+
 
 _KL_REGISTRY: dict[tuple[type, type], KLFn] = {}
 
@@ -164,7 +173,7 @@ def _kl_normal_normal(q: Normal, p: Normal) -> Array:
     t = 2.0 * (log_scale(q.scale, q.log_scale, q.dtype) - log_scale(p.scale, p.log_scale, p.dtype))
     loc_q, loc_p, scale_p = common_float(q.loc, p.loc, p.scale)
     d = _special.standardize(loc_q, loc_p, scale_p)  # 0 at equal locs, even if scale_p = 0
-    return 0.5 * jnp.sum(_special.expm1_plus(-t) + d * d, axis=-1)
+    return _event_sum(q, 0.5 * (_special.expm1_plus(-t) + d * d))
 
 
 @register_kl(Laplace, Laplace)
@@ -176,7 +185,7 @@ def _kl_laplace_laplace(q: Laplace, p: Laplace) -> Array:
     v = jnp.abs(_special.standardize(loc_q, loc_p, scale_q))
     r = jnp.log(scale_q) - jnp.log(scale_p)
     kl = _special.expm1_plus(-r) + jnp.exp(r) * _special.expm1_plus(v)
-    return jnp.sum(kl, axis=-1)
+    return _event_sum(q, kl)
 
 
 @register_kl(Bernoulli, Bernoulli)
@@ -188,6 +197,8 @@ def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
     # precision when both logits lie far out on the same side. Where y > 1 (b far below a)
     # KL = softplus(log s + log m) + s d avoids overflowing m. Infinite logits are
     # deterministic coordinates: KL(+inf || b) = softplus(-b).
+    if q._probs is not None and p._probs is not None:
+        return _event_sum(q, _kl_bernoulli_probs(*common_float(q.probs, p.probs)))
     a, b = common_float(q.logits, p.logits)
     b = jnp.where(a >= 0, b, -b)
     a = jnp.abs(a)
@@ -206,7 +217,23 @@ def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
     kl = jnp.where(large, large_kl, small_kl)
     kl = jnp.where(b_inf, jnp.inf, kl)
     kl = jnp.where(a_inf, jax.nn.softplus(-jnp.where(a_inf, b, 0.0)), kl)
-    return jnp.sum(kl, axis=-1)
+    return _event_sum(q, kl)
+
+
+def _kl_bernoulli_probs(q: Array, p: Array) -> Array:
+    # From probabilities as given: with xm(w) = w - log1p(w) >= 0,
+    #     KL = q xm((p - q)/q) + (1 - q) xm((q - p)/(1 - q)),
+    # two non-negative terms, each to full relative precision (q log(q/p) = q xm(.) - (p - q)
+    # and the linear parts cancel exactly). At q = 0 the first term is its limit p, at q = 1
+    # the second is 1 - p; p = 0 or 1 against a q that is not makes it +inf.
+    q0, q1 = q == 0, q == 1
+    q_lo = jnp.where(q0, 0.5, q)
+    q_hi = jnp.where(q1, 0.5, q)
+    first = jnp.where(q0, p, q_lo * _special.x_minus_log1p((p - q_lo) / q_lo))
+    second = jnp.where(
+        q1, 1.0 - p, (1.0 - q_hi) * _special.x_minus_log1p((q_hi - p) / (1.0 - q_hi))
+    )
+    return first + second
 
 
 @register_kl(Poisson, Poisson)
@@ -214,6 +241,14 @@ def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
     # KL_i = λq log(λq/λp) - λq + λp = λq φ(u), u = ηq - ηp, φ(u) = e^-u - 1 + u >= 0 (exact
     # via jelbo._special.expm1_plus) for u > -1; below, λp + (u - 1) λq, whose two terms
     # do not cancel (|(u - 1) e^u| <= 2/e) and never form inf * 0 or e^-u overflowing.
+    if q._rate is not None and p._rate is not None:
+        # From rates as given: KL_i = λq xm((λp - λq)/λq), xm(w) = w - log1p(w) (the same
+        # φ(u) with e^-u = λp/λq, to full relative precision); λq = 0 gives λp.
+        rate_q, rate_p = common_float(q.rate, p.rate)
+        zero = rate_q == 0
+        safe = jnp.where(zero, 1.0, rate_q)
+        kl = jnp.where(zero, rate_p, safe * _special.x_minus_log1p((rate_p - safe) / safe))
+        return _event_sum(q, kl)
     eta_q, eta_p = common_float(q.log_rate, p.log_rate)
     u = eta_q - eta_p
     near = u > -1.0
@@ -222,7 +257,7 @@ def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
         jnp.exp(eta_q) * _special.expm1_plus(jnp.where(near, u, 0.0)),
         jnp.exp(eta_p) + (u - 1.0) * jnp.exp(eta_q),
     )
-    return jnp.sum(kl, axis=-1)
+    return _event_sum(q, kl)
 
 
 def _as_tril(dist: Normal | MultivariateNormalTriL) -> tuple[Array, Array]:
@@ -288,7 +323,7 @@ def _kl_gamma_gamma(q: Gamma, p: Gamma) -> Array:
         + aq * jnp.expm1(t)
         - ap * t
     )
-    return jnp.sum(kl, axis=-1)
+    return _event_sum(q, kl)
 
 
 @register_kl(Beta, Beta)
@@ -304,7 +339,7 @@ def _kl_beta_beta(q: Beta, p: Beta) -> Array:
         + _special.log_gamma_bregman(db, bq)
         - _special.log_gamma_bregman(da + db, aq + bq)
     )
-    return jnp.sum(kl, axis=-1)
+    return _event_sum(q, kl)
 
 
 @register_kl(Dirichlet, Dirichlet)
@@ -327,7 +362,7 @@ def _kl_continuous_bernoulli(q: ContinuousBernoulli, p: ContinuousBernoulli) -> 
     # log q - log p = (lq - lp) x - A(lq) + A(lp), so KL_i = (lq - lp) E_q[x] - A(lq) + A(lp).
     logits_q, logits_p = jnp.asarray(q.logits), jnp.asarray(p.logits)
     kl = (logits_q - logits_p) * q.mean() - q.log_normalizer() + p.log_normalizer()
-    return jnp.sum(kl, axis=-1)
+    return _event_sum(q, kl)
 
 
 # Kumaraswamy || Beta: E_q[log(1 - x)] has no closed form. Nalisnick & Smyth (2017) expand
@@ -399,7 +434,7 @@ def _kl_kumaraswamy_beta(q: Kumaraswamy, p: Beta) -> Array:
         + (beta - 1.0) * _kumaraswamy_series(a, b) / a
         + _special.betaln(alpha, beta)
     )
-    return jnp.sum(kl, axis=-1)
+    return _event_sum(q, kl)
 
 
 @register_kl(Categorical, Categorical)
@@ -412,14 +447,48 @@ def _kl_categorical(
     # masks makes the KL +inf.
     if q.num_categories != p.num_categories:
         raise ValueError(
-            f"{type(q).__name__} KL needs the same number of categories; got `q.logits` "
-            f"{jnp.shape(q.logits)} and `p.logits` {jnp.shape(p.logits)}."
+            f"{type(q).__name__} KL needs the same number of categories; got "
+            f"{q.num_categories} and {p.num_categories}."
         )
-    log_q, q_masked = masked_log_softmax(q.logits)
-    log_p, p_masked = masked_log_softmax(p.logits)
-    terms = jnp.exp(log_q) * (log_q - log_p)
+    prob_q, log_q, q_masked = q._masked_log_probs()
+    _, log_p, p_masked = p._masked_log_probs()
+    terms = prob_q * (log_q - log_p)
     kl = jnp.sum(jnp.where(q_masked, 0.0, terms), axis=-1)
     return jnp.where(jnp.any(p_masked & ~q_masked, axis=-1), jnp.inf, kl)
+
+
+@register_kl(RelaxedOneHotCategorical, OneHotCategorical)
+@register_kl(RelaxedOneHotCategorical, RelaxedOneHotCategorical)
+def _kl_straight_through(q: Distribution, p: Distribution) -> Array:
+    # A straight-through q's samples are one-hot, distributed exactly as
+    # OneHotCategorical(q.logits) (the argmax of Gumbel-perturbed logits): the KL of their
+    # law to a OneHotCategorical p (or to a straight-through p, likewise one-hot) is the
+    # categorical KL. Relaxed (not straight-through) samples have no closed-form KL.
+    assert isinstance(q, RelaxedOneHotCategorical)
+    relaxed_p = isinstance(p, RelaxedOneHotCategorical) and not p.straight_through
+    if not q.straight_through or relaxed_p:
+        raise NotImplementedError(
+            f"KL({type(q).__name__} || {type(p).__name__}) has no closed form for relaxed "
+            "samples: use kl='mc' (jelbo.mc_kl) with straight_through=False on both. It is "
+            "closed-form (the categorical KL of the one-hot samples) for a straight-through q "
+            "against a OneHotCategorical or a straight-through prior."
+        )
+    return _kl_categorical(q, p)  # type: ignore[arg-type]
+
+
+@register_kl(Independent, Independent)
+def _kl_independent(q: Distribution, p: Distribution) -> Array:
+    # KL of independent blocks is the sum of the blocks' KLs over the reinterpreted axes.
+    assert isinstance(q, Independent) and isinstance(p, Independent)
+    n = q.reinterpreted_batch_ndims
+    if p.reinterpreted_batch_ndims != n:
+        raise ValueError(
+            "KL(Independent || Independent) needs the same reinterpreted_batch_ndims; got "
+            f"{n} for q (base batch shape {q.base.batch_shape}) and "
+            f"{p.reinterpreted_batch_ndims} for p (base batch shape {p.base.batch_shape})."
+        )
+    kl = kl_divergence(q.base, p.base)
+    return jnp.sum(kl, axis=tuple(range(-n, 0))) if n else kl
 
 
 @register_kl(PowerSpherical, HypersphericalUniform)

@@ -33,6 +33,10 @@ Semantics, in one place:
   Subclasses inherit the choice. The objectives (:class:`jelbo.ELBO` & co.) are ``eq=True``.
 - **Subclasses of subclasses** are modules too: each class is made a dataclass and
   registered when it is defined, with its parents' fields first.
+- **repr** shows each set field as ``name=dtype[shape]`` (``None`` fields are left out); a
+  field with ``metadata={"public_name": ...}`` (the storage of a keyword parameterization,
+  :func:`jelbo.distributions.keyword_parameter`) shows under that name, in ``repr`` and in
+  tree paths (``.probs``, not ``._probs``).
 - A subclass may apply ``@dataclasses.dataclass(frozen=True)`` itself (jelbo 0.1 families
   did): that keeps working, the class stays immutable and a registered pytree.
 
@@ -111,9 +115,18 @@ def _flatten(module: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     return tuple(getattr(module, n) for n in children), tuple(getattr(module, n) for n in static)
 
 
+# Per class: the key of each child in tree paths (its field's "public_name", else its name).
+_KEYS: dict[type, tuple[Any, ...]] = {}
+
+
 def _flatten_with_keys(module: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    children, static = _layout(type(module))
-    keyed = tuple((jax.tree_util.GetAttrKey(n), getattr(module, n)) for n in children)
+    cls = type(module)
+    children, static = _layout(cls)
+    keys = _KEYS.get(cls)
+    if keys is None:
+        public = {f.name: f.metadata.get("public_name", f.name) for f in dataclasses.fields(cls)}
+        keys = _KEYS[cls] = tuple(jax.tree_util.GetAttrKey(public[n]) for n in children)
+    keyed = tuple((k, getattr(module, n)) for k, n in zip(keys, children, strict=True))
     return keyed, tuple(getattr(module, n) for n in static)
 
 
@@ -170,6 +183,7 @@ class Module:
             if name in cls.__dict__:
                 delattr(cls, name)
         _LAYOUTS.pop(cls, None)
+        _KEYS.pop(cls, None)
         jax.tree_util.register_pytree_with_keys(
             cls,
             _flatten_with_keys,
@@ -188,7 +202,7 @@ class Module:
 
     def __repr__(self) -> str:
         params = ", ".join(
-            f"{f.name}={_describe(getattr(self, f.name))}"
+            f"{f.metadata.get('public_name', f.name)}={_describe(getattr(self, f.name))}"
             for f in dataclasses.fields(self)
             if f.repr and getattr(self, f.name) is not None  # unset optional fields
         )

@@ -47,6 +47,7 @@ from jelbo import _checks, _random, _stats, score
 from jelbo._typing import Array, ArrayLike, PyTree
 from jelbo.distributions.base import (
     Distribution,
+    check_sample_density,
     entropy,
     log_prob,
     sample,
@@ -94,10 +95,13 @@ def _check_problem(
     data: Any,
     num_samples: int,
     chunk: int | None,
+    log_q_at_samples: bool = True,
 ) -> _Problem:
     _checks.check_key(key)
     _checks.check_instance(q, Distribution, "q")
     _checks.check_callable(log_likelihood, "log_likelihood")
+    if log_q_at_samples:  # a straight-through relaxed q has no density at its samples
+        check_sample_density(q)
     batch = q.batch_shape
     if prior is not None:
         _checks.check_instance(prior, Distribution, "prior", "a jelbo distribution or None")
@@ -376,14 +380,21 @@ class ELBO(_Objective):
                 ``beta`` or ``baseline`` that does not broadcast to ``B``, or a pathwise
                 estimator on a ``q`` that cannot be reparameterized.
         """
+        mc = self.kl == "mc"
         problem = _check_problem(
-            key, q, log_likelihood, prior, data, self.num_samples, self.sample_chunk_size
+            key,
+            q,
+            log_likelihood,
+            prior,
+            data,
+            self.num_samples,
+            self.sample_chunk_size,
+            log_q_at_samples=mc or self.grad_estimator != "reparam",
         )
         batch = q.batch_shape
         _checks.check_broadcasts_to(jnp.shape(self.beta), "beta", batch, "`q`'s batch shape")
         beta = self.beta
         beta_per_sample = jnp.expand_dims(jnp.asarray(beta), -1)
-        mc = self.kl == "mc"
         if self.grad_estimator == "score":
             baseline = self.baseline
             if baseline is not None:

@@ -24,6 +24,7 @@ default: no parameter is NaN); families that add constraints override it.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -44,6 +45,38 @@ def _is_concrete(x: Any) -> bool:
     return not isinstance(x, Tracer)
 
 
+def _staged() -> bool:
+    """Whether the computation being traced is staged out (``jit``, ``lax.scan``, ...), where a
+    ``checkify`` check must be functionalized; eager ``vmap`` and ``grad`` are not.
+
+    Reads JAX's current trace stack (private API); if that changes, it says False and JAX's
+    own error remains.
+    """
+    try:
+        from jax._src import core
+        from jax._src.interpreters import partial_eval as pe
+
+        trace = core.trace_ctx.trace
+        while trace is not None:
+            if isinstance(trace, pe.DynamicJaxprTrace):
+                return True
+            trace = getattr(trace, "parent_trace", None)
+    except (ImportError, AttributeError):  # pragma: no cover - a future JAX
+        return False
+    return False
+
+
+def _under_checkify() -> bool:
+    """Whether ``checkify.checkify`` (or :func:`checked`, which calls it) is tracing us: its
+    frames are on the stack while it traces the function it functionalizes."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "") == "jax._src.checkify":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def check_parameters(dist: D) -> D:
     """Checks the values of ``dist``'s parameters and returns ``dist`` unchanged.
 
@@ -51,8 +84,8 @@ def check_parameters(dist: D) -> D:
     finite"), how many entries violate it and the first one. Traced (inside ``jit``,
     ``grad``, ``vmap``), it adds a ``checkify`` check with the same message: wrap the
     function with :func:`checked` (or ``jax.experimental.checkify.checkify``) to get the
-    error; without that wrapper JAX refuses the unfunctionalized check at trace time, so a
-    check is never silently skipped.
+    error; without that wrapper it raises ``ValueError`` at trace time saying so, so a check
+    is never silently skipped.
 
     Args:
         dist: any jelbo distribution.
@@ -74,6 +107,17 @@ def check_parameters(dist: D) -> D:
                     f"index {index})."
                 )
         else:
+            if _staged() and not _under_checkify():
+                # JAX would only fail when lowering, with "Cannot abstractly evaluate a
+                # checkify.check which was not functionalized".
+                raise ValueError(
+                    f"jelbo.check_parameters({family}) was traced inside jax.jit (or another "
+                    "staged transformation: lax.scan, lax.map, ...) that is not wrapped by "
+                    "jelbo.checked, and a compiled function cannot raise. Wrap the jitted "
+                    "function, jelbo.checked(jax.jit(f)) (it raises this check's ValueError "
+                    "after the call), or call check_parameters outside jit, on concrete "
+                    "parameters."
+                )
             checkify.check(
                 jnp.all(ok),
                 message + "; {bad} of " + str(ok.size) + " entries are not.",

@@ -1,15 +1,18 @@
 """Helpers shared by the tests (and by ``bench/sharding_check.py``): one place for them.
 
-Import as ``from support import ...`` (pytest puts ``tests/`` on ``sys.path``). What is here:
+Import as ``from support import ...``. Nothing here edits ``sys.path``: pytest's ``pythonpath``
+setting (``pyproject.toml``) puts the repository root and ``examples/`` on it, so tests
+import ``bench.*`` and the examples' modules (``import vae``, ``import _linear``) by name, and
+pytest itself puts ``tests/`` there (``from support import ...``). What is here:
 
 - random parameters of the families and the distributions built from them
   (:func:`random_params`, :func:`build`, :func:`make`, :data:`CLASSES`);
 - Monte Carlo assertions in standard errors (:func:`assert_within_se`, :data:`N_SIGMA`);
 - the closed-form PPCA references of ``examples/ppca.py`` (:data:`ppca`), the linear VAE of
   the examples (:data:`linear`, ``examples/_linear.py``: its decoder
-  ``linear.log_likelihood(W, b, sigma2)`` is the tests' linear-Gaussian model too), and the
-  examples' directory on ``sys.path`` so that tests import the examples' modules by name;
-- compiled-output inspection (:func:`noise_elements`);
+  ``linear.log_likelihood(W, b, sigma2)`` is the tests' linear-Gaussian model too);
+- compiled-output inspection (:func:`noise_elements`, from ``bench/hlo.py``, which the
+  sharding check uses too);
 - :data:`USES_0_1_BOUNDS`, the mark of tests that call the deprecated 0.1 bound functions.
 
 Add a helper here as soon as two test modules need it, and a new family to
@@ -19,23 +22,20 @@ Add a helper here as soon as two test modules need it, and a new family to
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
+import _linear as linear  # examples/_linear.py: the linear VAE of the examples
 import jax.numpy as jnp
 import numpy as np
+import ppca  # examples/ppca.py: closed-form PPCA, float64 NumPy
 import pytest
 
 import jelbo
+from bench.hlo import noise_elements
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
-
-import _linear as linear  # noqa: E402  (examples/_linear.py: the linear VAE of the examples)
-import ppca  # noqa: E402  (examples/ppca.py: closed-form PPCA, float64 NumPy)
 
 #: For tests that exercise the 0.1 bound functions (jelbo.elbo, iwae_bound, renyi_bound),
 #: deprecated since 0.3: their warning is expected there (tests/test_compat.py checks it).
@@ -147,24 +147,6 @@ def assert_within_se(estimate: Any, expected: Any, se: Any, what: str) -> None:
 
 
 # --- compiled-output inspection --------------------------------------------------------------
-
-_U32_ARRAY = re.compile(r"\bu32\[(\d+(?:,\d+)*)\]")
-
-
-def noise_elements(hlo: str) -> int:
-    """Random numbers one device draws at once in a compiled (per-device) HLO module.
-
-    Counter-based random bits are the only 32-bit unsigned integer arrays of the noise's
-    size in these programs (threefry hashes ``u32`` counters into ``u32`` bits; keys are
-    ``u32[2]``), so the largest ``u32`` array of the module is one device's noise, whatever
-    the sampler's implementation or names (jelbo's unrolled threefry on CPU, JAX's own
-    lowering elsewhere). After SPMD partitioning, shapes are per device: a device that draws
-    only its shard shows the shard's size, one that draws the whole batch shows the batch's.
-    """
-    sizes = [0]
-    for match in _U32_ARRAY.finditer(hlo):
-        sizes.append(int(np.prod([int(d) for d in match.group(1).split(",")])))
-    return max(sizes)
 
 
 def mpmath_eval(fn: Any, *columns: Any, dps: int = 40) -> np.ndarray:

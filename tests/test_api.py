@@ -208,3 +208,8 @@ def test_docs_writing_your_own_family_runs_and_is_correct():
     assert jelbo.sample(jax.random.key(0), q, (5,)).shape == (5, 3, 2)
     assert namespace["bound"].value.shape == (3,)
     assert len(jax.tree.leaves(q)) == 2
+    # its declared constraints give the checks and the unconstrained parameterization
+    with pytest.raises(ValueError, match="Logistic `scale` must be > 0"):
+        jelbo.check_parameters(logistic(jnp.zeros(2), -jnp.ones(2)))
+    rebuilt = logistic.from_unconstrained_params(loc=jnp.zeros(2), scale=jnp.zeros(2))
+    np.testing.assert_array_equal(rebuilt.scale, 1.0)

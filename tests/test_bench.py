@@ -1,4 +1,4 @@
-"""The benchmark harness runs end to end (``python bench/run.py --quick``), so it cannot rot.
+"""The benchmark harness runs end to end (``python -m bench.run --quick``), so it cannot rot.
 
 Optional contenders (numpyro, torch, tfp-jax) must either run or report "not installed";
 every other contender must run. The results go to a temporary directory.
@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.contenders import CONTENDERS
+from bench.workload import LOG_2PI, SIZES
 
-from bench.contenders import CONTENDERS  # noqa: E402
-from bench.workload import LOG_2PI, SIZES  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 OPTIONAL = {"numpyro-trace", "numpyro-meanfield", "torch", "tfp-jax"}
 UNNORMALIZED = {"numpy-loop", "numpy-vectorized", "jelbo-classic"}
@@ -30,7 +29,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Runs the quick benchmark once and loads its JSON."""
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out-dir", str(out)],
+        [sys.executable, "-m", "bench.run", "--quick", "--out-dir", str(out)],
         capture_output=True,
         text=True,
         timeout=600,

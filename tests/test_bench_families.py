@@ -4,16 +4,14 @@ loss: the same parameters and data, so their first losses agree up to Monte Carl
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench import families
+from bench.workload import Size
 
-from bench import families  # noqa: E402
-from bench.workload import Size  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 OPTIONAL = {"tfp", "numpyro"}
 

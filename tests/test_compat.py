@@ -503,8 +503,8 @@ def test_unknown_analytic_kl_pair_points_to_mc():
 
 def test_non_reparameterizable_q_is_rejected_for_pathwise_estimators():
     key, _, _, _, x = _args()
-    q = jelbo.Bernoulli(jnp.zeros((B, K)))
-    prior = jelbo.Bernoulli(jnp.zeros(K))
+    q = jelbo.Bernoulli(logits=jnp.zeros((B, K)))
+    prior = jelbo.Bernoulli(logits=jnp.zeros(K))
     with pytest.raises(ValueError, match="Bernoulli"):
         jelbo.elbo(key, q, lambda z, x: -jnp.sum(z), prior, x)
     with pytest.raises(ValueError, match="Bernoulli"):

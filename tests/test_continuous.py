@@ -308,7 +308,7 @@ def moment_dists(dtype=np.float64):
         "kumaraswamy": jelbo.Kumaraswamy(
             jnp.array([2.0, 0.3, 5.0], dtype), jnp.array([3.0, 0.5, 2.0], dtype)
         ),
-        "cb": jelbo.ContinuousBernoulli(jnp.array([-3.0, 1e-5, 0.8], dtype)),
+        "cb": jelbo.ContinuousBernoulli(logits=jnp.array([-3.0, 1e-5, 0.8], dtype)),
         "dirichlet": jelbo.Dirichlet(jnp.array([[2.0, 0.3, 4.0], [40.0, 1.0, 0.5]], dtype)),
     }
 
@@ -342,7 +342,7 @@ def test_float32_draws_keep_their_dtype_and_stay_finite_at_extremes():
         jelbo.Kumaraswamy(
             jnp.array([tiny, huge, 1.0], np.float32), jnp.array([huge, tiny, 1.0], np.float32)
         ),
-        jelbo.ContinuousBernoulli(jnp.array([-1e4, 0.0, 1e-7, 1e4], np.float32)),
+        jelbo.ContinuousBernoulli(logits=jnp.array([-1e4, 0.0, 1e-7, 1e4], np.float32)),
         jelbo.Dirichlet(jnp.array([[tiny, tiny, tiny], [huge, 1.0, tiny]], np.float32)),
     ]
     draws = jax.jit(lambda k, ds: [d.sample(k, 256) for d in ds])(jax.random.key(0), dists)
@@ -419,9 +419,11 @@ def test_kumaraswamy_and_cb_reparameterized_gradients_match_exact_derivatives():
     assert_mc_gradient(grads, exp_b, "Kumaraswamy dE[x]/db")
     # d/d lambda E[x] = Var[x] for the continuous Bernoulli (an exponential family).
     lam = jnp.array([-3.0, 1e-6, 0.7, 20.0])
-    grads = per_draw_gradients(lambda t: jelbo.ContinuousBernoulli(t), lam, lambda x: x, 10_000)
+    grads = per_draw_gradients(
+        lambda t: jelbo.ContinuousBernoulli(logits=t), lam, lambda x: x, 10_000
+    )
     assert_mc_gradient(
-        grads, np.asarray(jelbo.ContinuousBernoulli(lam).variance()), "CB dE[x]/dlambda"
+        grads, np.asarray(jelbo.ContinuousBernoulli(logits=lam).variance()), "CB dE[x]/dlambda"
     )
 
 
@@ -520,7 +522,7 @@ def test_beta_gamma_cb_kls_match_quadrature(dtype):
         as_dtype({"l": [2.0, 1e-3, 0.5, -5.0, 0.0]}, dtype),
     )
     kl = jelbo.kl_divergence(
-        jelbo.ContinuousBernoulli(lq[0]["l"]), jelbo.ContinuousBernoulli(lp[0]["l"])
+        jelbo.ContinuousBernoulli(logits=lq[0]["l"]), jelbo.ContinuousBernoulli(logits=lp[0]["l"])
     )
     cb = lambda lam: lambda x: lam * x - float(mp_cb_log_normalizer(lam))
     ref = [quad_kl(cb(l1), cb(l2), 0, 1) for l1, l2 in zip(lq[1]["l"], lp[1]["l"], strict=True)]
@@ -537,7 +539,7 @@ def test_kls_of_identical_distributions_are_zero_and_gradients_finite():
             for q in (
                 jelbo.Beta(t, t[::-1]),
                 jelbo.Gamma(t, t[::-1]),
-                jelbo.ContinuousBernoulli(jnp.log(t)),
+                jelbo.ContinuousBernoulli(logits=jnp.log(t)),
                 jelbo.Dirichlet(t),
             )
         ]
@@ -656,7 +658,7 @@ def test_jit_vmap_grad_and_pytrees():
         jelbo.Beta(alpha, alpha[::-1]),
         jelbo.Gamma(alpha, 2.0 * jnp.ones_like(alpha)),
         jelbo.Kumaraswamy(alpha, 3.0 * jnp.ones_like(alpha)),
-        jelbo.ContinuousBernoulli(alpha - 1.0),
+        jelbo.ContinuousBernoulli(logits=alpha - 1.0),
     )
 
     @jax.jit
@@ -706,3 +708,21 @@ def test_bad_input_raises_naming_the_argument():
         jelbo.log_prob(jelbo.Dirichlet(jnp.ones(3)), jnp.ones(2) / 2)
     with pytest.raises(ValueError, match="Event shapes differ"):
         jelbo.kl_divergence(jelbo.Dirichlet(jnp.ones(3)), jelbo.Dirichlet(jnp.ones(2)))
+
+
+def test_continuous_bernoulli_probs_are_the_logits_they_stand_for(dtype):
+    p = jnp.asarray([1e-6, 0.3, 0.5, 0.9], dtype)
+    x = jnp.asarray([0.2, 0.5, 0.7, 0.99], dtype)
+    by_probs = jelbo.ContinuousBernoulli(probs=p)
+    logits = np.log(np.asarray(p, np.float64)) - np.log1p(-np.asarray(p, np.float64))
+    by_logits = jelbo.ContinuousBernoulli(logits=jnp.asarray(logits, dtype))
+    np.testing.assert_allclose(by_probs.log_prob(x), by_logits.log_prob(x), **tol(dtype))
+    np.testing.assert_allclose(by_probs.mean(), by_logits.mean(), **tol(dtype))
+    np.testing.assert_array_equal(by_probs.probs, p)
+    # torch's ContinuousBernoulli(probs=p): C(p) p^x (1-p)^(1-x), C(p) = 2 artanh(1-2p)/(1-2p)
+    p64, x64 = np.asarray(p, np.float64), np.asarray(x, np.float64)
+    ref = x64 * np.log(p64) + (1 - x64) * np.log1p(-p64)
+    ref = ref + np.log(np.where(p64 == 0.5, 2.0, 2 * np.arctanh(1 - 2 * p64) / (1 - 2 * p64)))
+    np.testing.assert_allclose(
+        by_probs.log_prob(x), ref, rtol=1e-4 if dtype == np.float32 else 1e-9
+    )

@@ -28,7 +28,7 @@ N_SIGMA = 5  # Monte Carlo tolerance, in standard errors
 
 def test_one_hot_log_prob_entropy_moments_match_scipy(dtype, maybe_jit, rng):
     logits = rng.normal(0, 2, (2, 5)).astype(dtype)
-    dist = jelbo.OneHotCategorical(logits)
+    dist = jelbo.OneHotCategorical(logits=logits)
     assert dist.batch_shape == (2,) and dist.event_shape == (5,)
     x = np.eye(5, dtype=dtype)[[1, 4]]
     log_p = scipy.special.log_softmax(logits.astype(np.float64), -1)
@@ -47,7 +47,9 @@ def test_one_hot_log_prob_entropy_moments_match_scipy(dtype, maybe_jit, rng):
 def test_one_hot_samples_are_one_hot_floats_with_the_right_frequencies(dtype):
     logits = jnp.array([0.5, -1.0, 1.5, 0.0], dtype)
     n = 20_000
-    x = jax.jit(lambda k: jelbo.OneHotCategorical(logits).sample(k, (n, 1)))(jax.random.key(0))
+    x = jax.jit(lambda k: jelbo.OneHotCategorical(logits=logits).sample(k, (n, 1)))(
+        jax.random.key(0)
+    )
     assert x.shape == (n, 1, 4) and x.dtype == dtype
     np.testing.assert_array_equal(np.sum(x, -1), 1.0)
     p = np.asarray(jax.nn.softmax(logits.astype(np.float64)))
@@ -59,8 +61,8 @@ def test_one_hot_masked_logits_and_kl():
     # -inf logits: 0 log 0 = 0 in log_prob, entropy and KL, with finite gradients.
     q_logits = jnp.array([0.3, -jnp.inf, 1.2, -0.5])
     p_logits = jnp.array([0.0, 2.0, -1.0, -jnp.inf])
-    q = jelbo.OneHotCategorical(q_logits)
-    p = jelbo.OneHotCategorical(p_logits)
+    q = jelbo.OneHotCategorical(logits=q_logits)
+    p = jelbo.OneHotCategorical(logits=p_logits)
     eye = jnp.eye(4)
     assert q.log_prob(eye[1]) == -np.inf and np.isfinite(q.log_prob(eye[0]))
     qp = scipy.special.softmax(np.array([0.3, 1.2, -0.5]))
@@ -69,13 +71,13 @@ def test_one_hot_masked_logits_and_kl():
     # the KL over the common support.
     assert jelbo.kl_divergence(q, p) == np.inf
     q2_logits = q_logits.at[3].set(-jnp.inf)
-    kl = jelbo.kl_divergence(jelbo.OneHotCategorical(q2_logits), p)
+    kl = jelbo.kl_divergence(jelbo.OneHotCategorical(logits=q2_logits), p)
     q2 = scipy.special.softmax(np.array([0.3, 1.2]))
     p2 = scipy.special.softmax(np.array([0.0, 2.0, -1.0]))[[0, 2]]
     np.testing.assert_allclose(kl, np.sum(q2 * np.log(q2 / p2)), rtol=1e-13)
 
     def loss(a, b):
-        q, p = jelbo.OneHotCategorical(a), jelbo.OneHotCategorical(b)
+        q, p = jelbo.OneHotCategorical(logits=a), jelbo.OneHotCategorical(logits=b)
         return jelbo.kl_divergence(q, p) + q.entropy() + q.log_prob(eye[0]) + p.log_prob(eye[1])
 
     grads = jax.jit(jax.grad(loss, (0, 1)))(q2_logits, p_logits)
@@ -85,12 +87,14 @@ def test_one_hot_masked_logits_and_kl():
 def test_one_hot_kl_matches_explicit_sum(dtype, rng):
     a = rng.normal(0, 2, (3, 4)).astype(dtype)
     b = rng.normal(0, 2, (4,)).astype(dtype)  # one prior for the batch
-    kl = jelbo.kl_divergence(jelbo.OneHotCategorical(a), jelbo.OneHotCategorical(b))
+    kl = jelbo.kl_divergence(jelbo.OneHotCategorical(logits=a), jelbo.OneHotCategorical(logits=b))
     qp = scipy.special.softmax(a.astype(np.float64), -1)
     pp = scipy.special.softmax(b.astype(np.float64), -1)
     np.testing.assert_allclose(kl, np.sum(qp * np.log(qp / pp), -1), **tol(dtype))
     with pytest.raises(ValueError, match="event shape"):
-        jelbo.kl_divergence(jelbo.OneHotCategorical(a), jelbo.OneHotCategorical(np.zeros(3)))
+        jelbo.kl_divergence(
+            jelbo.OneHotCategorical(logits=a), jelbo.OneHotCategorical(logits=np.zeros(3))
+        )
 
 
 # --- NegativeBinomial ----------------------------------------------------------------------
@@ -118,7 +122,7 @@ NB_A = np.array([-0.7, 1.5, -25.0, 0.1, 12.0, 30.0, -3.0, -14.0])
 
 def test_negative_binomial_log_prob_matches_scipy(dtype, maybe_jit):
     k, r, a = (v.astype(dtype) for v in (NB_K, NB_R, NB_A))
-    dist = jelbo.NegativeBinomial(r[:, None], a[:, None])  # batch (8,), event (1,)
+    dist = jelbo.NegativeBinomial(r[:, None], logits=a[:, None])  # batch (8,), event (1,)
     out = maybe_jit(jelbo.log_prob)(dist, k[:, None])
     assert out.dtype == dtype
     k64, r64, a64 = (v.astype(np.float64) for v in (k, r, a))
@@ -141,19 +145,19 @@ def test_negative_binomial_log_prob_matches_scipy(dtype, maybe_jit):
 
 
 def test_negative_binomial_support_moments_and_gradients():
-    dist = jelbo.NegativeBinomial(3.0, jnp.array([0.2, 0.2, 0.2]))
+    dist = jelbo.NegativeBinomial(3.0, logits=jnp.array([0.2, 0.2, 0.2]))
     out = jax.vmap(lambda v: dist.log_prob(jnp.full(3, v)))(jnp.array([-1.0, 2.5, 4.0]))
     assert out[0] == -np.inf and out[1] == -np.inf and np.isfinite(out[2])
     r, a = 3.5, 0.7
     nb = scipy.stats.nbinom(r, scipy.special.expit(-a))
-    dist = jelbo.NegativeBinomial(jnp.asarray(r), jnp.array([a]))
+    dist = jelbo.NegativeBinomial(jnp.asarray(r), logits=jnp.array([a]))
     np.testing.assert_allclose(dist.mean(), [nb.mean()], rtol=1e-13)
     np.testing.assert_allclose(dist.variance(), [nb.var()], rtol=1e-13)
     ks = np.arange(200)
     assert dist.mode()[0] == ks[np.argmax(nb.pmf(ks))]
     # Finite gradients at large counts and saturated logits.
     grad = jax.jit(
-        jax.grad(lambda r, a: jnp.sum(jelbo.NegativeBinomial(r, a).log_prob(NB_K)), (0, 1))
+        jax.grad(lambda r, a: jnp.sum(jelbo.NegativeBinomial(r, logits=a).log_prob(NB_K)), (0, 1))
     )
     assert all(np.all(np.isfinite(g)) for g in grad(jnp.asarray(NB_R), jnp.asarray(NB_A)))
 
@@ -161,7 +165,7 @@ def test_negative_binomial_support_moments_and_gradients():
 def test_negative_binomial_samples(dtype):
     r, a = 3.5, 0.7
     n = 40_000
-    dist = jelbo.NegativeBinomial(jnp.asarray(r, dtype), jnp.array([a, -2.0], dtype))
+    dist = jelbo.NegativeBinomial(jnp.asarray(r, dtype), logits=jnp.array([a, -2.0], dtype))
     x = jax.jit(lambda k: dist.sample(k, (n,)))(jax.random.key(1))
     assert x.shape == (n, 2) and x.dtype == dtype
     x = np.asarray(x, np.float64)
@@ -173,3 +177,166 @@ def test_negative_binomial_samples(dtype):
         p = nb.pmf(np.arange(4))
         freq = np.array([np.mean(x[:, j] == v) for v in range(4)])
         np.testing.assert_array_less(np.abs(freq - p), N_SIGMA * np.sqrt(p * (1 - p) / n) + 1e-12)
+
+
+# --- keyword parameterizations: computed in the parameter given -------------------------------
+
+
+def _mp(fn, *columns, dps=50):
+    with mpmath.workdps(dps):
+        return np.array(
+            [float(fn(*(mpmath.mpf(float(v)) for v in row))) for row in zip(*columns, strict=True)]
+        )
+
+
+def _rel(values, ref, floor=0.0):
+    values = np.asarray(values, np.float64)
+    assert np.all(np.isfinite(values)), values
+    return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))
+
+
+# probabilities down to 1e-300 and up to 1 - 2^-52, where a round trip through the logits loses
+P = np.array([1e-300, 1e-30, 1e-8, 0.1, 0.5, 0.9, 1 - 1e-8, 1 - 2.0**-52])
+
+
+def test_bernoulli_probs_log_prob_entropy_and_gradients_against_mpmath():
+    p, x = np.repeat(P, 2), np.tile([0.0, 1.0], len(P))
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda p, x: jelbo.Bernoulli(probs=p).log_prob(x))))  # fmt: skip
+    values, grads = value_and_grad(jnp.asarray(p), jnp.asarray(x))
+    ref = _mp(lambda p, x: x * mpmath.log(p) + (1 - x) * mpmath.log1p(-p), p, x)
+    assert _rel(values, ref, floor=1e-300) <= 2e-16 * 4
+    # d/dp [x log p + (1 - x) log(1 - p)] = x/p - (1 - x)/(1 - p), exactly
+    grad_ref = _mp(lambda p, x: x / p - (1 - x) / (1 - p), p, x)
+    assert _rel(grads, grad_ref) <= 4e-16
+    entropy = jax.jit(jax.vmap(lambda p: jelbo.Bernoulli(probs=p).entropy()))(jnp.asarray(P))
+    ref = _mp(lambda p: -(p * mpmath.log(p) + (1 - p) * mpmath.log1p(-p)), P)
+    assert _rel(entropy, ref, floor=1e-300) <= 1e-15
+    dist = jelbo.Bernoulli(probs=jnp.asarray(P))
+    np.testing.assert_array_equal(dist.mean(), P)  # exactly what was given
+    np.testing.assert_array_equal(dist.mode(), P > 0.5)
+    # deterministic coordinates: 0 log 0 = 0, with finite gradients
+    edge = jelbo.Bernoulli(probs=jnp.array([0.0, 1.0]))
+    np.testing.assert_array_equal(edge.log_prob(jnp.array([0.0, 1.0])), 0.0)
+    assert edge.log_prob(jnp.array([1.0, 1.0])) == -np.inf
+    np.testing.assert_array_equal(edge.entropy(), 0.0)
+    g = jax.grad(lambda p: jelbo.Bernoulli(probs=p).log_prob(jnp.array([0.0, 1.0])))(
+        jnp.array([0.0, 1.0])
+    )
+    np.testing.assert_array_equal(g, [-1.0, 1.0])
+
+
+def test_logit_of_probs_is_accurate_and_samples_follow_probs(dtype):
+    logits = jelbo.Bernoulli(probs=jnp.asarray(P)).logits
+    ref = _mp(lambda p: mpmath.log(p) - mpmath.log1p(-p), P)
+    assert _rel(logits, ref, floor=1e-300) <= 4e-16
+    near_half = 0.5 + np.array([1e-12, -1e-9, 1e-4])
+    assert _rel(jelbo.Bernoulli(probs=jnp.asarray(near_half)).logits,
+                _mp(lambda p: mpmath.log(p / (1 - p)), near_half)) <= 1e-15  # fmt: skip
+    p = jnp.asarray([0.1, 0.5, 0.93], dtype)
+    draws = jelbo.Bernoulli(probs=p).sample(jax.random.key(0), (20000,))
+    assert draws.dtype == dtype
+    np.testing.assert_allclose(draws.mean(0), p, atol=5 * np.sqrt(0.25 / 20000))
+
+
+def test_bernoulli_probs_kl_keeps_relative_precision():
+    q = np.array([0.3, 0.3, 1e-10, 0.999999, 0.2, 0.0, 1.0, 0.5])
+    p = np.array([0.3 + 1e-9, 0.7, 2e-10, 0.999998, 1e-300, 0.4, 0.4, 0.5])
+    kl = jax.jit(jelbo.kl_divergence)(jelbo.Bernoulli(probs=q), jelbo.Bernoulli(probs=p))
+    ref = _mp(
+        lambda q, p: (0 if q == 0 else q * mpmath.log(q / p))
+        + (0 if q == 1 else (1 - q) * mpmath.log((1 - q) / (1 - p))),
+        q, p, dps=80,
+    )  # fmt: skip
+    assert _rel(kl, ref, floor=1e-300) <= 1e-14
+    assert kl[-1] == 0.0
+    # mixed parameterizations go through the logits; KL to a certain outcome is infinite
+    mixed = jelbo.kl_divergence(
+        jelbo.Bernoulli(probs=q[:2]), jelbo.Bernoulli(logits=jnp.log(p[:2] / (1 - p[:2])))
+    )
+    np.testing.assert_allclose(mixed, ref[:2], rtol=1e-6)
+    assert jelbo.kl_divergence(jelbo.Bernoulli(probs=0.5), jelbo.Bernoulli(probs=1.0)) == np.inf
+    grad = jax.grad(
+        lambda q: jelbo.kl_divergence(jelbo.Bernoulli(probs=q), jelbo.Bernoulli(probs=0.4))
+    )
+    np.testing.assert_allclose(grad(0.3), np.log(0.3 / 0.4) - np.log(0.7 / 0.6), rtol=1e-13)
+
+
+def test_poisson_rate_log_prob_kl_and_gradients_against_mpmath():
+    rate = np.array([1e-8, 0.5, 3.0, 3.0, 40.0, 1e6, 1e6, 2.5e8])
+    x = np.array([0.0, 1.0, 3.0, 0.0, 35.0, 1e6, 999000.0, 2.5e8 + 1e4])
+    log_prob = jax.vmap(jax.value_and_grad(lambda r, x: jelbo.Poisson(rate=r).log_prob(x)))
+    values, grads = jax.jit(log_prob)(jnp.asarray(rate), jnp.asarray(x))
+    ref = _mp(lambda r, x: x * mpmath.log(r) - r - mpmath.loggamma(x + 1), rate, x)
+    assert _rel(values, ref, floor=1.0) <= 1e-13
+    # d/d rate = x / rate - 1: errors relative to the size of its two terms
+    grad_ref = _mp(lambda r, x: x / r - 1, rate, x)
+    scale = x / rate + 1
+    assert np.max(np.abs(np.asarray(grads) - grad_ref) / scale) <= 1e-13
+    dist = jelbo.Poisson(rate=jnp.asarray(rate))
+    np.testing.assert_array_equal(dist.mean(), rate)
+    np.testing.assert_array_equal(dist.variance(), rate)
+    np.testing.assert_allclose(dist.log_rate, np.log(rate), rtol=1e-15)
+    # a zero rate: all mass at 0
+    np.testing.assert_array_equal(
+        jelbo.Poisson(rate=0.0).log_prob(jnp.array([0.0, 1.0])), [0.0, -np.inf]
+    )
+    # KL from rates, to full relative precision also for close rates
+    rq = np.array([3.0, 3.0, 1e-6, 50.0, 0.0])
+    rp = np.array([3.0 * (1 + 1e-9), 0.1, 2e-6, 49.0, 2.0])
+    kl = jax.jit(jelbo.kl_divergence)(jelbo.Poisson(rate=rq), jelbo.Poisson(rate=rp))
+    ref = _mp(lambda a, b: (a * mpmath.log(a / b) if a else 0) - a + b, rq, rp, dps=80)
+    assert _rel(kl, ref, floor=1e-300) <= 1e-14
+    mixed = jelbo.kl_divergence(
+        jelbo.Poisson(rate=rq[1:4]), jelbo.Poisson(log_rate=jnp.log(rp[1:4]))
+    )
+    np.testing.assert_allclose(mixed, ref[1:4], rtol=1e-9)
+
+
+def test_categorical_probs_log_prob_entropy_kl_and_gradients(dtype):
+    probs = jnp.asarray([[0.2, 0.3, 0.5], [0.0, 0.25, 0.75]], dtype)
+    cat = jelbo.Categorical(probs=probs)
+    assert cat.batch_shape == (2,) and cat.num_categories == 3
+    np.testing.assert_allclose(cat.log_prob(jnp.array([2, 1])), np.log([0.5, 0.25]), **tol(dtype))
+    assert cat.log_prob(jnp.array([0, 0]))[1] == -np.inf  # a probability 0
+    p64 = np.asarray(probs, np.float64)
+    np.testing.assert_allclose(
+        cat.entropy(), -np.sum(scipy.special.xlogy(p64, p64), -1), **tol(dtype)
+    )
+    np.testing.assert_array_equal(cat.probs, probs)
+    np.testing.assert_allclose(cat.logits, np.log(p64), **tol(dtype))
+    np.testing.assert_array_equal(cat.mode(), [2, 2])
+    grad = jax.grad(lambda p: jelbo.Categorical(probs=p).log_prob(jnp.array(2)))(probs[0])
+    np.testing.assert_allclose(grad, [0.0, 0.0, 2.0], **tol(dtype))  # d log p_2 / d p = e_2 / p_2
+    other = jelbo.Categorical(logits=jnp.asarray([[0.1, -0.4, 0.3], [1.0, 0.0, -1.0]], dtype))
+    log_r = scipy.special.log_softmax(np.asarray(other.logits, np.float64), -1)
+    expected = np.sum(np.where(p64 > 0, p64 * (np.log(np.where(p64 > 0, p64, 1)) - log_r), 0), -1)
+    np.testing.assert_allclose(jelbo.kl_divergence(cat, other), expected, **tol(dtype))
+    np.testing.assert_allclose(
+        jelbo.kl_divergence(other, cat)[0],
+        np.sum(np.exp(log_r[0]) * (log_r[0] - np.log(p64[0]))),
+        **tol(dtype),
+    )
+    assert jelbo.kl_divergence(other, cat)[1] == np.inf  # cat gives probability 0
+    one_hot = jelbo.OneHotCategorical(probs=probs)
+    np.testing.assert_array_equal(one_hot.mean(), probs)
+    draws = one_hot.sample(jax.random.key(0), (4000,))
+    np.testing.assert_allclose(draws.mean(0), probs, atol=5 * 0.5 / np.sqrt(4000))
+
+
+def test_negative_binomial_probs_log_prob_and_gradient(dtype):
+    r, p = 2.5, np.array([1e-6, 0.3, 0.9, 0.999])
+    k = np.array([0.0, 3.0, 20.0, 4000.0])
+    dist = jelbo.NegativeBinomial(r, probs=jnp.asarray(p, dtype))
+    ref = scipy.stats.nbinom(r, 1 - p).logpmf(k)
+    np.testing.assert_allclose(dist.log_prob(jnp.asarray(k, dtype)), ref,
+                               rtol=2e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
+    grad = jax.vmap(jax.grad(lambda p, k: jelbo.NegativeBinomial(r, probs=p).log_prob(k)))(
+        jnp.asarray(p), jnp.asarray(k)
+    )
+    np.testing.assert_allclose(grad, k / p - r / (1 - p), rtol=1e-12)  # d/dp, exactly
+    np.testing.assert_allclose(
+        dist.mean(), r * p / (1 - p), rtol=2e-6 if dtype == np.float32 else 1e-14
+    )
+    logits = jelbo.NegativeBinomial(r, logits=jnp.log(p / (1 - p)))
+    np.testing.assert_allclose(logits.log_prob(jnp.asarray(k)), ref, rtol=1e-9)

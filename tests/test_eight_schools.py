@@ -6,16 +6,12 @@ standard deviations, and the log joint matches an independent scipy evaluation."
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
+import eight_schools  # the example under test
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import eight_schools  # the example under test
 
 
 def test_log_joint_against_scipy(rng):

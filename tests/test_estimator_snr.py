@@ -9,15 +9,10 @@ uses only its own estimator's draws (no shared estimate of E[g]).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import estimator_snr as snr
 import jax
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import estimator_snr as snr
 
 KS = (1, 16)
 DRAWS = 2000

@@ -28,7 +28,7 @@ import pytest
 import scipy.optimize
 import scipy.stats
 from sklearn.decomposition import PCA
-from support import linear, ppca  # first: support puts examples/ on sys.path
+from support import linear, ppca
 
 import jelbo
 

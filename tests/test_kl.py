@@ -269,8 +269,8 @@ NORMAL, MVN = gaussian_pair()
 STRATEGIES = {
     "normal": NORMAL,
     "mvn": MVN,
-    "bernoulli": st.builds(jelbo.Bernoulli, floats(-80, 80, (K,))),
-    "categorical": st.builds(jelbo.Categorical, floats(-30, 30, (C,))),
+    "bernoulli": st.builds(jelbo.Bernoulli, logits=floats(-80, 80, (K,))),
+    "categorical": st.builds(jelbo.Categorical, logits=floats(-30, 30, (C,))),
     "laplace": st.builds(
         lambda m, s: jelbo.Laplace(m, np.exp(s)), floats(-10, 10, (K,)), floats(-5, 5, (K,))
     ),
@@ -310,9 +310,11 @@ def test_bernoulli_kl_at_saturation_is_finite_and_correct():
     a, b = (v.reshape(-1, 1) for v in np.meshgrid(grid, grid, indexing="ij"))  # batch 25, event 1
 
     def total(a, b):
-        return jnp.sum(jelbo.kl_divergence(jelbo.Bernoulli(a), jelbo.Bernoulli(b)))
+        return jnp.sum(jelbo.kl_divergence(jelbo.Bernoulli(logits=a), jelbo.Bernoulli(logits=b)))
 
-    values = jelbo.kl_divergence(jelbo.Bernoulli(jnp.asarray(a)), jelbo.Bernoulli(jnp.asarray(b)))
+    values = jelbo.kl_divergence(
+        jelbo.Bernoulli(logits=jnp.asarray(a)), jelbo.Bernoulli(logits=jnp.asarray(b))
+    )
     grad_a, grad_b = jax.grad(total, argnums=(0, 1))(jnp.asarray(a), jnp.asarray(b))
     assert values.dtype == jnp.float32
     for arr in (values, grad_a, grad_b):
@@ -410,7 +412,7 @@ def test_grad_wrt_distributions_is_a_distribution_of_gradients(rng):
 @pytest.mark.parametrize(
     "q, p",
     [
-        (jelbo.Bernoulli(jnp.zeros(3)), jelbo.Normal(jnp.zeros(3), jnp.ones(3))),
+        (jelbo.Bernoulli(logits=jnp.zeros(3)), jelbo.Normal(jnp.zeros(3), jnp.ones(3))),
         (
             jelbo.StudentT(3.0, jnp.zeros(3), jnp.ones(3)),
             jelbo.StudentT(4.0, jnp.zeros(3), jnp.ones(3)),
@@ -453,7 +455,9 @@ def test_batch_shapes_that_do_not_broadcast_raise():
 
 def test_categorical_category_count_mismatch_raises():
     with pytest.raises(ValueError, match=r"\(4,\).*\(5,\)"):
-        jelbo.kl_divergence(jelbo.Categorical(jnp.zeros(4)), jelbo.Categorical(jnp.zeros(5)))
+        jelbo.kl_divergence(
+            jelbo.Categorical(logits=jnp.zeros(4)), jelbo.Categorical(logits=jnp.zeros(5))
+        )
 
 
 @pytest.mark.parametrize(
@@ -587,7 +591,7 @@ _B = np.concatenate([np.repeat(_SIDE, 4) + np.tile(_GAP, 4), -np.repeat(_SIDE, 4
 @jax.jit
 def _bernoulli_kl_and_grads(a, b):
     def kl(a, b):
-        return jelbo.kl_divergence(jelbo.Bernoulli(a[None]), jelbo.Bernoulli(b[None]))
+        return jelbo.kl_divergence(jelbo.Bernoulli(logits=a[None]), jelbo.Bernoulli(logits=b[None]))
 
     return jax.vmap(jax.value_and_grad(kl, argnums=(0, 1)))(a, b)
 
@@ -620,7 +624,7 @@ def test_bernoulli_kl_with_deterministic_coordinates():
     b = jnp.array([3.0, jnp.inf, jnp.inf, -jnp.inf, jnp.inf, -jnp.inf])
 
     def kl(a, b):
-        return jelbo.kl_divergence(jelbo.Bernoulli(a[None]), jelbo.Bernoulli(b[None]))
+        return jelbo.kl_divergence(jelbo.Bernoulli(logits=a[None]), jelbo.Bernoulli(logits=b[None]))
 
     kl = jax.vmap(kl)(a, b)
     np.testing.assert_allclose(kl, [np.log1p(np.exp(-3.0)), 0.0, np.inf, np.inf, np.inf, np.inf])
@@ -633,7 +637,9 @@ def test_poisson_kl_for_any_log_rate_gap(dtype):
     @jax.jit
     def kl_and_grads(eq, ep):
         def kl(eq, ep):
-            return jelbo.kl_divergence(jelbo.Poisson(eq[None]), jelbo.Poisson(ep[None]))
+            return jelbo.kl_divergence(
+                jelbo.Poisson(log_rate=eq[None]), jelbo.Poisson(log_rate=ep[None])
+            )
 
         return jax.vmap(jax.value_and_grad(kl, argnums=(0, 1)))(eq, ep)
 
@@ -674,22 +680,22 @@ def test_gaussian_and_laplace_kl_exact_near_equal_scales_and_underflowed_scales(
 
 def test_categorical_kl_with_masked_categories():
     q_logits = jnp.array([0.0, -jnp.inf, 1.0])
-    uniform = jelbo.Categorical(jnp.zeros(3))
+    uniform = jelbo.Categorical(logits=jnp.zeros(3))
 
     def kl(logits, p):
-        return jelbo.kl_divergence(jelbo.Categorical(logits), p)
+        return jelbo.kl_divergence(jelbo.Categorical(logits=logits), p)
 
     value, grad = jax.value_and_grad(kl)(q_logits, uniform)
     probs = scipy.special.softmax([0.0, 1.0])
     np.testing.assert_allclose(value, np.log(3) + np.sum(probs * np.log(probs)), rtol=1e-14)
     assert grad[1] == 0.0 and np.all(np.isfinite(grad))
-    value, grad = jax.value_and_grad(kl)(q_logits, jelbo.Categorical(q_logits))
+    value, grad = jax.value_and_grad(kl)(q_logits, jelbo.Categorical(logits=q_logits))
     assert value == 0.0 and grad[1] == 0.0
     np.testing.assert_allclose(grad, 0.0, atol=1e-15)
     # q puts mass where p has none: +inf
-    assert kl(jnp.zeros(3), jelbo.Categorical(q_logits)) == np.inf
+    assert kl(jnp.zeros(3), jelbo.Categorical(logits=q_logits)) == np.inf
     # nearly deterministic q: the entropy keeps relative precision (log1p in log_softmax)
-    h = jelbo.entropy(jelbo.Categorical(jnp.array([0.0, -30.0])))
+    h = jelbo.entropy(jelbo.Categorical(logits=jnp.array([0.0, -30.0])))
     p = 1 / (1 + np.exp(30.0))
     np.testing.assert_allclose(h, -(p * np.log(p) + (1 - p) * np.log1p(-p)), rtol=1e-14)
 
@@ -707,7 +713,7 @@ def test_mc_kl_broadcasts_an_unbatched_q_against_a_batch_of_p():
 
 
 def test_monte_carlo_kl_refuses_categoricals_with_different_categories():
-    q, p = jelbo.Categorical(jnp.zeros(5)), jelbo.Categorical(jnp.zeros(3))
+    q, p = jelbo.Categorical(logits=jnp.zeros(5)), jelbo.Categorical(logits=jnp.zeros(3))
     key = jax.random.key(0)
     for fn in (
         lambda: jelbo.kl_divergence(q, p),

@@ -58,7 +58,7 @@ def test_mixture_of_full_rank_gaussians_and_of_categoricals(rng):
     np.testing.assert_allclose(dist.log_prob(x), ref, rtol=1e-12)
     # Scalar events: a mixture of categoricals is a categorical with the mixed probabilities.
     cat_logits = rng.normal(size=(3, 5))
-    mix = jelbo.MixtureSameFamily(logits, jelbo.Categorical(cat_logits))
+    mix = jelbo.MixtureSameFamily(logits, jelbo.Categorical(logits=cat_logits))
     assert mix.event_shape == () and mix.batch_shape == ()
     probs = w @ scipy.special.softmax(cat_logits, -1)
     np.testing.assert_allclose(mix.log_prob(jnp.arange(5)), np.log(probs), rtol=1e-12)

@@ -106,8 +106,8 @@ def test_01_functions_give_the_objectives_numbers(objective, old, dtype):
 
 
 def test_01_score_and_vimco_values_and_gradients_match():
-    q = jelbo.Bernoulli(jnp.asarray([[0.3, -1.0], [2.0, 0.1], [0.0, 0.5]]))
-    prior = jelbo.Bernoulli(jnp.zeros(K))
+    q = jelbo.Bernoulli(logits=jnp.asarray([[0.3, -1.0], [2.0, 0.1], [0.0, 0.5]]))
+    prior = jelbo.Bernoulli(logits=jnp.zeros(K))
     ll = lambda z, x: -jnp.sum((x[:K] - z) ** 2)
     x, key = MODEL.data(jnp.float64), jax.random.key(1)
 
@@ -178,7 +178,7 @@ def test_objectives_are_immutable_and_comparable():
     ids=["elbo", "elbo-stl", "iwae", "iwae-dreg", "renyi"],
 )
 def test_pathwise_estimators_on_a_discrete_q_raise_at_trace_time(objective):
-    q, prior = jelbo.Bernoulli(jnp.zeros((B, K))), jelbo.Bernoulli(jnp.zeros(K))
+    q, prior = jelbo.Bernoulli(logits=jnp.zeros((B, K))), jelbo.Bernoulli(logits=jnp.zeros(K))
     ll = lambda z, x: -jnp.sum(z)
     with pytest.raises(ValueError, match=r"Bernoulli cannot be reparameterized.*'score'"):
         jax.eval_shape(lambda x: objective(jax.random.key(0), q, ll, prior, x), MODEL.data(float))
@@ -368,7 +368,7 @@ def test_prior_none_analytic_kl_is_minus_the_entropy():
     np.testing.assert_allclose(bound.kl, -entropy, rtol=1e-12)
     np.testing.assert_allclose(bound.value, bound.expected_log_likelihood + entropy, rtol=1e-12)
     with pytest.raises(NotImplementedError, match="kl='mc'"):
-        poisson = jelbo.Poisson(jnp.zeros((B, K)))
+        poisson = jelbo.Poisson(log_rate=jnp.zeros((B, K)))
         ll = lambda z, x: 0.0 * z.sum()
         jelbo.ELBO(grad_estimator="score")(jax.random.key(0), poisson, ll, None, x)
 
@@ -456,10 +456,10 @@ def test_importance_weighted_bounds_with_zero_weights_are_finite():
             )
 
         def vimco(logits):
-            q = jelbo.Bernoulli(logits)
+            q = jelbo.Bernoulli(logits=logits)
             return jelbo.iwae_bound(
                 key, q, lambda z: jnp.where(z[0] > 0, -jnp.sum(z), -jnp.inf),
-                jelbo.Bernoulli(jnp.zeros(2)), num_samples=8, grad_estimator="vimco",
+                jelbo.Bernoulli(logits=jnp.zeros(2)), num_samples=8, grad_estimator="vimco",
             )  # fmt: skip
 
         return (

@@ -42,7 +42,7 @@ RTOL = 2e-5
 
 
 def _worker() -> dict:
-    import _linear as linear  # examples/ is on sys.path (support)
+    import _linear as linear  # examples/ is on PYTHONPATH (the fixture `report`)
     import jax.numpy as jnp
     import optax
     from jax.sharding import AxisType
@@ -208,6 +208,10 @@ def report() -> dict:
     )
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
     env["JAX_PLATFORMS"] = "cpu"
+    # As pytest's `pythonpath` setting: the repository root (bench) and examples/ (_linear).
+    root = Path(__file__).resolve().parents[1]
+    paths = [str(root), str(root / "examples"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     result = subprocess.run(
         [sys.executable, str(Path(__file__).resolve())],
         env=env,

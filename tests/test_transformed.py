@@ -140,11 +140,13 @@ def test_elbo_with_transformed_q_and_reparameterization_flag():
     prior = jelbo.LogNormal(jnp.zeros(2), 2.0 * jnp.ones(2))
     bound = jelbo.ELBO(num_samples=4)(jax.random.key(0), q, lambda z: -jnp.sum(z), prior)
     assert bound.value.shape == () and np.isfinite(bound.value)
-    assert not jelbo.Transformed(jelbo.Bernoulli(jnp.zeros(2)), B.Identity()).is_reparameterized
+    assert not jelbo.Transformed(
+        jelbo.Bernoulli(logits=jnp.zeros(2)), B.Identity()
+    ).is_reparameterized
     with pytest.raises(ValueError, match=r"K\(K\+1\)/2 for some K; got 2"):
         jelbo.Transformed(jelbo.Normal(jnp.zeros(2), 1.0), B.FillScaleTriL())
     with pytest.raises(ValueError, match=r"1 axis\(es\), but the base Categorical"):
-        jelbo.Transformed(jelbo.Categorical(jnp.zeros(3)), B.Exp())
+        jelbo.Transformed(jelbo.Categorical(logits=jnp.zeros(3)), B.Exp())
     with pytest.raises(TypeError, match="`bijector` must be a jelbo bijector"):
         jelbo.Transformed(jelbo.Normal(jnp.zeros(2), 1.0), jnp.exp)
 

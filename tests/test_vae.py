@@ -7,13 +7,9 @@ with the Monte Carlo KL); the Gaussian latent is the default path of the same co
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import vae  # the example under test
 
 

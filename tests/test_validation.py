@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 import jelbo
 
@@ -16,9 +17,9 @@ VALID = [
     jelbo.Normal.from_log_var(jnp.zeros(2), jnp.array([-180.0, 0.0])),
     jelbo.Laplace(jnp.zeros(2), 2.0),
     jelbo.StudentT(jnp.array([0.1, INF]), 0.0, 1.0),
-    jelbo.Bernoulli(jnp.array([-INF, INF, 0.0])),
-    jelbo.Poisson(jnp.array([-INF, 3.0])),
-    jelbo.Categorical(jnp.array([[0.0, -INF], [-INF, 2.0]])),
+    jelbo.Bernoulli(logits=jnp.array([-INF, INF, 0.0])),
+    jelbo.Poisson(log_rate=jnp.array([-INF, 3.0])),
+    jelbo.Categorical(logits=jnp.array([[0.0, -INF], [-INF, 2.0]])),
     jelbo.MultivariateNormalTriL(
         jnp.zeros(2), jnp.array([[1.0, NAN], [0.5, -2.0]])
     ),  # upper ignored
@@ -31,10 +32,11 @@ INVALID = [
     (jelbo.Laplace(jnp.zeros(2), jnp.array([0.0, 1.0])), r"Laplace `scale` must be > 0"),
     (jelbo.StudentT(jnp.array([3.0, 0.0]), 0.0, 1.0), r"StudentT `df` must be > 0"),
     (jelbo.StudentT(jnp.array([3.0, NAN]), 0.0, 1.0), r"StudentT `df` must be > 0"),
-    (jelbo.Bernoulli(jnp.array([NAN])), r"Bernoulli `logits` must be not NaN"),
-    (jelbo.Poisson(jnp.array([INF])), r"Poisson `log_rate` must be < \+inf"),
-    (jelbo.Categorical(jnp.array([[0.0, 1.0], [-INF, -INF]])), r"Categorical `logits` must be "
-     r"finite for at least one category; 1 of 2 entries are not \(the first at index \(1,\)\)"),
+    (jelbo.Bernoulli(logits=jnp.array([NAN])), r"Bernoulli `logits` must be not NaN"),
+    (jelbo.Poisson(log_rate=jnp.array([INF])), r"Poisson `log_rate` must be < \+inf"),
+    (jelbo.Categorical(logits=jnp.array([[0.0, 1.0], [-INF, -INF]])),
+     r"Categorical `logits` must be finite for at least one category; 1 of 2 entries are "
+     r"not \(the first at index \(1,\)\)"),
     (jelbo.MultivariateNormalTriL(jnp.zeros(2), jnp.diag(jnp.array([1.0, 0.0]))),
      r"MultivariateNormalTriL `scale_tril` must be of nonzero diagonal"),
 ]  # fmt: skip
@@ -60,9 +62,18 @@ def test_checks_under_jit_grad_and_vmap():
     with pytest.raises(ValueError, match=r"Normal `scale` must be > 0 and "
                        r"finite; 1 of 3 entries are not"):  # fmt: skip
         checked(jnp.array([1.0, NAN, 2.0]))
-    # a check is never skipped silently: without `checked`, jit refuses it at trace time
-    with pytest.raises(ValueError, match="checkify"):
+    # a check is never skipped silently: without `checked`, jit refuses it at trace time and
+    # says what to do
+    with pytest.raises(ValueError, match=r"traced inside jax.jit .* jelbo.checked\(jax.jit\(f\)\)"):
         jax.jit(entropy)(jnp.ones(3))
+    with pytest.raises(ValueError, match=r"check_parameters\(Normal\).*outside jit"):
+        jax.jit(jax.grad(entropy))(jnp.ones(3))
+    with pytest.raises(ValueError, match=r"jelbo\.checked"):
+        jax.lax.map(entropy, jnp.ones((2, 3)))
+    # eager vmap and grad check as they go, without a wrapper; checkify itself works too
+    assert jax.vmap(entropy)(jnp.ones((2, 3))).shape == (2,)
+    error, _ = checkify.checkify(jax.jit(entropy), errors=checkify.user_checks)(-jnp.ones(3))
+    assert "Normal `scale` must be > 0" in error.get()
     grad = jelbo.checked(jax.jit(jax.grad(entropy)))
     np.testing.assert_allclose(grad(jnp.ones(3)), np.ones(3))
     with pytest.raises(ValueError, match="scale"):
@@ -73,8 +84,9 @@ def test_checks_under_jit_grad_and_vmap():
         batched(jnp.array([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]]))
 
 
-def test_other_families_get_the_default_nan_check():
-    with pytest.raises(ValueError, match=r"LogNormal .* must be not NaN"):
+def test_other_families_check_their_declared_constraints():
+    # every family declares arg_constraints (tests/test_base.py); LogNormal's loc is real
+    with pytest.raises(ValueError, match=r"LogNormal `loc` must be finite"):
         jelbo.check_parameters(jelbo.LogNormal(jnp.array([NAN]), jnp.ones(1)))
     with pytest.raises(TypeError, match="jelbo distribution"):
         jelbo.check_parameters(jnp.ones(2))

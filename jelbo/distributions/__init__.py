@@ -18,7 +18,13 @@ JAX pytree whose leaves are its parameters) and is exported here and at the top 
   ``LowRankMultivariateNormal``, ``LKJCholesky``;
 - :mod:`jelbo.distributions.mixture`: ``MixtureSameFamily``;
 - :mod:`jelbo.distributions.transformed`: ``TransformedDistribution``, ``Transformed``,
-  ``LogNormal``.
+  ``LogNormal``;
+- :mod:`jelbo.distributions.independent`: ``Independent`` (batch axes reinterpreted as
+  event axes).
+
+Each family declares its parameters' constraints in ``arg_constraints`` and its samples' set
+in ``support`` (:mod:`jelbo.constraints`); parameterizations are named as NumPyro and torch
+name them (``Bernoulli(probs= | logits=)``, ``Poisson(rate= | log_rate=)``).
 
 Closed-form KL divergences between them live one level up, in :mod:`jelbo.kl`.
 
@@ -32,6 +38,7 @@ from jelbo.distributions.base import (
     Distribution,
     Factorized,
     entropy,
+    keyword_parameter,
     log_prob,
     sample,
     sample_and_log_prob,
@@ -55,6 +62,7 @@ from jelbo.distributions.discrete import (
     OneHotCategorical,
     Poisson,
 )
+from jelbo.distributions.independent import Independent
 from jelbo.distributions.mixture import MixtureSameFamily
 from jelbo.distributions.multivariate import (
     LKJCholesky,
@@ -75,6 +83,7 @@ __all__ = [
     "Factorized",
     "Gamma",
     "HypersphericalUniform",
+    "Independent",
     "Kumaraswamy",
     "LKJCholesky",
     "Laplace",
@@ -93,6 +102,7 @@ __all__ = [
     "Transformed",
     "TransformedDistribution",
     "entropy",
+    "keyword_parameter",
     "log_prob",
     "sample",
     "sample_and_log_prob",

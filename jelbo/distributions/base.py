@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 import warnings
 from typing import Any, ClassVar
 
@@ -23,13 +24,16 @@ import jax.numpy as jnp
 
 from jelbo import _checks
 from jelbo import bijectors as _bijectors
+from jelbo import constraints as _constraints
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.constraints import Constraint
 from jelbo.module import Module, is_static
 
 __all__ = [
     "Distribution",
     "Factorized",
     "entropy",
+    "keyword_parameter",
     "log_prob",
     "sample",
     "sample_and_log_prob",
@@ -37,6 +41,8 @@ __all__ = [
 ]
 
 
+# jelbo 0.2 guessed positive parameters from these field names; only the deprecated
+# from_unconstrained/to_unconstrained still do, for families that declare no arg_constraints.
 _POSITIVE_FIELDS = frozenset(
     {
         "scale",
@@ -53,6 +59,48 @@ _POSITIVE_FIELDS = frozenset(
 
 # Hooks that jelbo 0.1 families could leave out (see Distribution.__new__).
 _LENIENT_HOOKS = frozenset({"_log_prob", "_sample"})
+
+# The constraint kinds that 0.2's from_unconstrained mapped by softplus (0.2 mapped every
+# positive parameter by softplus); the deprecated methods read them as softplus_positive.
+_LEGACY_SOFTPLUS = frozenset({"positive", "extended_positive", "nonnegative"})
+# Kinds whose bijector is the identity (0.2 listed no bijector for them).
+_IDENTITY_KINDS = frozenset({"real", "extended_real", "real_or_neg_inf"})
+
+
+def keyword_parameter(name: str) -> Any:
+    """The storage field of the keyword parameter ``name`` of a family with alternative
+    parameterizations (``probs=`` or ``logits=``).
+
+    Declare one field per alternative (``_probs: ArrayLike | None =
+    keyword_parameter("probs")``) and list the groups in the class variable
+    ``parameterizations`` (``(("probs", "logits"),)``): the constructor then takes them as
+    keywords, exactly one per group, stores the one given (the others stay ``None``, and are
+    not pytree leaves), and the family exposes the public names as properties. ``repr``,
+    :func:`jelbo.check_parameters` and the unconstrained parameterization use the public
+    names.
+    """
+    return dataclasses.field(default=None, kw_only=True, metadata={"public_name": name})
+
+
+def _public_name(field: dataclasses.Field[Any]) -> str:
+    return field.metadata.get("public_name", field.name)
+
+
+class _LegacyUnconstrainedBijectors:
+    """``Distribution.unconstrained_bijectors``, jelbo 0.2's per-class map: deprecated; it
+    returns the map of the deprecated :meth:`Distribution.from_unconstrained`."""
+
+    def __get__(self, obj: Any, cls: type | None = None) -> dict[str, _bijectors.Bijector]:
+        owner = cls if cls is not None else type(obj)
+        warnings.warn(
+            f"{owner.__name__}.unconstrained_bijectors is deprecated since jelbo 0.3 and will "
+            "be removed in 0.4: each family declares `arg_constraints`, and "
+            "jelbo.constraints.biject_to(constraint) gives the bijector of a parameter "
+            "(positive parameters map by exp there; this map keeps 0.2's softplus).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return owner._legacy_unconstrained_map()  # type: ignore[attr-defined]
 
 
 class Distribution(Module, abc.ABC):
@@ -84,6 +132,45 @@ class Distribution(Module, abc.ABC):
     """
 
     is_reparameterized: ClassVar[bool] = False
+    #: The constraint of each parameter, ``{public name: Constraint}`` (:mod:`jelbo.constraints`),
+    #: declared once per family: it drives :func:`jelbo.check_parameters` and the
+    #: unconstrained parameterization (:meth:`from_unconstrained_params`). A parameter
+    #: without an entry is only checked for NaN and has no unconstrained parameterization.
+    arg_constraints: ClassVar[dict[str, Constraint]] = {}
+    #: The set the samples lie in (a :class:`~jelbo.constraints.Constraint`), or ``None``
+    #: where jelbo cannot say (a :class:`~jelbo.Transformed`). Discrete families'
+    #: supports (``nonnegative_integer``) have no bijector.
+    support: ClassVar[Constraint | None] = None
+    #: Groups of alternative keyword parameterizations, e.g. ``(("probs", "logits"),)``: see
+    #: :func:`keyword_parameter`. Empty for most families.
+    parameterizations: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # jelbo 0.2's positional argument order of a family with parameterizations, and what its
+    # ambiguous positional argument meant there (for the deprecation warning).
+    _legacy_positional: ClassVar[tuple[str, ...]] = ()
+    _legacy_meaning: ClassVar[str] = ""
+    # Deprecated 0.2 class attribute (a descriptor that warns); not a dataclass field.
+    unconstrained_bijectors = _LegacyUnconstrainedBijectors()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        own_init = "__init__" in cls.__dict__
+        super().__init_subclass__(**kwargs)
+        if cls.parameterizations and not own_init:
+            _install_keyword_init(cls)
+        if isinstance(cls.__dict__.get("unconstrained_bijectors"), dict):
+            warnings.warn(
+                f"{cls.__name__}.unconstrained_bijectors is deprecated since jelbo 0.3 and will "
+                "be removed in 0.4: declare the parameters' constraints instead, "
+                "`arg_constraints = {'scale': jelbo.constraints.positive}` (the deprecated "
+                "from_unconstrained keeps using this map until then).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        unknown = sorted(set(cls.arg_constraints) - set(cls._parameter_names()))
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.arg_constraints names {unknown}, which are not parameters of "
+                f"the family; its parameters are {cls._parameter_names()}."
+            )
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         missing = cls.__abstractmethods__
@@ -122,16 +209,38 @@ class Distribution(Module, abc.ABC):
         """``(name, ok, requirement)`` per parameter for :func:`jelbo.check_parameters`.
 
         ``ok`` is a boolean array, True where the value is valid; ``requirement`` completes
-        "`name` must be ...". The default requires that no parameter is NaN; families with
-        constraints (a positive scale, ``df > 0``) override it.
+        "`name` must be ...". By default each parameter is checked against its constraint
+        in :attr:`arg_constraints` (a parameter without one: not NaN), and a parameter that
+        is a distribution (a mixture's components) by its own checks. Families with checks
+        beyond their constraints (a categorical's row with no finite logit) extend it.
         """
-        checks = []
+        checks: list[tuple[str, Any, str]] = []
+        for name, value in self._parameters().items():
+            if isinstance(value, Distribution):
+                checks += [(f"{name}.{n}", ok, r) for n, ok, r in value._parameter_checks()]
+                continue
+            if isinstance(value, _bijectors.Bijector):
+                continue
+            constraint = self.arg_constraints.get(name)
+            if constraint is None:
+                checks.append((name, ~jnp.isnan(jnp.asarray(value)), "not NaN"))
+            else:
+                checks.append((name, constraint.check(value), constraint.requirement))
+        return checks
+
+    def _parameters(self) -> dict[str, Any]:
+        """The parameters that are set, ``{public name: value}`` (static fields excluded)."""
+        out = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if is_static(field) or value is None:
-                continue
-            checks.append((field.name, ~jnp.isnan(jnp.asarray(value)), "not NaN"))
-        return checks
+            if not is_static(field) and value is not None:
+                out[_public_name(field)] = value
+        return out
+
+    @classmethod
+    def _parameter_names(cls) -> list[str]:
+        """The public names of the parameters (the non-static fields)."""
+        return [_public_name(f) for f in dataclasses.fields(cls) if not is_static(f)]
 
     # --- abstract hooks ---------------------------------------------------------------------
 
@@ -178,6 +287,14 @@ class Distribution(Module, abc.ABC):
         z = self._sample(key, sample_shape)
         return z, jax.lax.stop_gradient(self)._log_prob(z)
 
+    def _sample_density_issue(self) -> str | None:
+        r"""Why ``log_prob`` at this family's own samples is not their log-density (an error
+        message), or ``None`` (the default). :func:`sample_and_log_prob`,
+        :func:`sample_and_stopped_log_prob` and the estimators that evaluate :math:`\log q`
+        at :math:`q`'s samples raise it (a straight-through relaxed categorical, whose
+        samples are one-hot, says so)."""
+        return None
+
     def _missing(self, what: str, hint: str = "") -> NotImplementedError:
         return NotImplementedError(f"{type(self).__name__} has no closed-form {what}.{hint}")
 
@@ -209,70 +326,153 @@ class Distribution(Module, abc.ABC):
 
     # --- unconstrained parameterization ---------------------------------------------------
 
-    #: ``field name -> bijector`` from an unconstrained array onto the parameter's support.
-    #: Fields not listed that are named like a positive parameter (``scale``, ``rate``,
-    #: ``concentration``, ``concentration0``/``1``, ``df``, ``temperature``, ``total_count``)
-    #: map by softplus; the others are unconstrained already (identity), and fields that hold
-    #: a distribution or a bijector are passed through as they are.
-    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {}
+    @classmethod
+    def _bijector_of(cls, name: str) -> _bijectors.Bijector:
+        constraint = cls.arg_constraints.get(name)
+        if constraint is None:
+            raise TypeError(
+                f"{cls.__name__} declares no constraint for `{name}`, so it has no unconstrained "
+                "parameterization: add it to the class variable `arg_constraints` (see "
+                "jelbo.constraints)."
+            )
+        if not constraint.has_bijector:
+            raise ValueError(
+                f"{cls.__name__} `{name}` lies in {constraint!r}, onto which no bijector maps "
+                "the unconstrained arrays; pass it as it is."
+            )
+        return _constraints.biject_to(constraint)
 
     @classmethod
-    def _unconstrained_map(cls) -> dict[str, _bijectors.Bijector]:
-        names = [f.name for f in dataclasses.fields(cls) if not is_static(f)]
+    def from_unconstrained_params(cls, **params: Any) -> Any:
+        r"""Builds the family from unconstrained arrays, so that optax never leaves the support.
+
+        Each parameter ``name`` is given by an unconstrained array ``u`` and becomes
+        ``biject_to(arg_constraints[name])(u)`` (:func:`jelbo.constraints.biject_to`): e.g.
+        ``scale = exp(u)``, ``probs = sigmoid(u)``, a ``simplex`` by stick breaking,
+        ``scale_tril`` from a :math:`K(K+1)/2` vector by
+        :class:`~jelbo.bijectors.FillScaleTriL` (softplus diagonal). Keywords only; static
+        fields (``dim``, ``straight_through``) and parameters that are distributions or
+        bijectors are passed as they are. The inverse is :meth:`unconstrained_params`::
+
+            params = q0.unconstrained_params()          # {"loc": ..., "scale": log(scale)}
+            q = jelbo.Normal.from_unconstrained_params(**params)   # q0 again
+
+            def loss(params):                           # optax updates params freely
+                q = jelbo.Normal.from_unconstrained_params(**params)
+                ...
+        """
+        names = cls._parameter_names()
+        static = {f.name for f in dataclasses.fields(cls) if is_static(f)}
+        values = {}
+        for name, value in params.items():
+            if name in static or isinstance(value, (Distribution, _bijectors.Bijector)):
+                values[name] = value
+                continue
+            if name not in names:
+                raise TypeError(
+                    f"{cls.__name__}.from_unconstrained_params: unknown parameter `{name}`; the "
+                    f"parameters are {names}."
+                )
+            values[name] = _bijectors.forward(cls._bijector_of(name), value)
+        return cls(**values)
+
+    def unconstrained_params(self) -> dict[str, Any]:
+        """The unconstrained arrays of the parameters that are set, ``{name: array}``: the
+        inverse of :meth:`from_unconstrained_params` (e.g. to initialize a variational
+        family from a distribution). Static fields are not included; parameters that are
+        distributions or bijectors are returned as they are."""
+        out: dict[str, Any] = {}
+        for name, value in self._parameters().items():
+            if isinstance(value, (Distribution, _bijectors.Bijector)):
+                out[name] = value
+            else:
+                out[name] = _bijectors.inverse(self._bijector_of(name), jnp.asarray(value))
+        return out
+
+    @classmethod
+    def _legacy_unconstrained_map(cls) -> dict[str, _bijectors.Bijector]:
+        """The map of the deprecated :meth:`from_unconstrained` (jelbo 0.2's numbers): the
+        constraint table with ``positive`` read as ``softplus_positive``; for parameters
+        without a declared constraint, 0.2's guess from the field name; then a family's own
+        0.2 ``unconstrained_bijectors`` dict, if it defines one."""
         out: dict[str, _bijectors.Bijector] = {
-            name: _bijectors.Softplus() for name in names if name in _POSITIVE_FIELDS
+            name: _bijectors.Softplus()
+            for name in cls._parameter_names()
+            if name in _POSITIVE_FIELDS and name not in cls.arg_constraints
         }
-        out.update(cls.unconstrained_bijectors)
+        for name, constraint in cls.arg_constraints.items():
+            if constraint.kind in _LEGACY_SOFTPLUS:
+                constraint = _constraints.softplus_positive
+            if constraint.has_bijector and constraint.kind not in _IDENTITY_KINDS:
+                out[name] = _constraints.biject_to(constraint)
+        for klass in cls.__mro__:
+            own = klass.__dict__.get("unconstrained_bijectors")
+            if isinstance(own, dict):
+                out.update(own)
+                break
         return out
 
     @classmethod
     def from_unconstrained(cls, *args: Any, **kwargs: Any) -> Any:
-        r"""Builds the family from unconstrained arrays, so that optax never leaves the support.
+        """Deprecated since jelbo 0.3 (removed in 0.4): use :meth:`from_unconstrained_params`.
 
-        Takes the constructor's arguments (same names and order), each parameter given by an
-        unconstrained array that :attr:`unconstrained_bijectors` maps onto its support (e.g.
-        ``scale = softplus(raw)``; ``scale_tril`` from a ``K(K+1)/2`` vector through
-        :class:`jelbo.bijectors.FillScaleTriL`). Static fields are passed as they are.
-        The inverse is :meth:`to_unconstrained`::
-
-            raw = q.to_unconstrained()                  # dict of arrays, e.g. for init
-            q = type(q).from_unconstrained(**raw)       # the same distribution
+        jelbo 0.2's map, kept with its numbers: the constructor's arguments (0.2's names and
+        order), positive parameters given by ``u`` with ``softplus(u)`` (where
+        :meth:`from_unconstrained_params` takes ``exp(u)``, as Stan and NumPyro), the other
+        constraints as in :func:`jelbo.constraints.biject_to`.
         """
-        names = [f.name for f in dataclasses.fields(cls)]
-        if len(args) > len(names):
+        warnings.warn(
+            f"{cls.__name__}.from_unconstrained is deprecated since jelbo 0.3 and will be "
+            f"removed in 0.4; use {cls.__name__}.from_unconstrained_params(**params), which "
+            "maps each parameter by jelbo.constraints.biject_to(arg_constraints[name]): "
+            "positive parameters by exp, where from_unconstrained used softplus.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        fields = dataclasses.fields(cls)
+        positional = list(cls._legacy_positional) or [f.name for f in fields]
+        allowed = set(positional) | set(cls._parameter_names())
+        allowed |= {f.name for f in fields if is_static(f)}
+        if len(args) > len(positional):
             raise TypeError(
-                f"{cls.__name__}.from_unconstrained takes at most {len(names)} positional "
-                f"arguments ({', '.join(names)}); got {len(args)}."
+                f"{cls.__name__}.from_unconstrained takes at most {len(positional)} positional "
+                f"arguments ({', '.join(positional)}); got {len(args)}."
             )
-        values = dict(zip(names, args, strict=False))
+        values = dict(zip(positional, args, strict=False))
         for name, value in kwargs.items():
-            if name not in names or name in values:
+            if name not in allowed or name in values:
                 raise TypeError(
                     f"{cls.__name__}.from_unconstrained: unexpected or repeated argument "
-                    f"`{name}`; the parameters are {names}."
+                    f"`{name}`; the parameters are {positional}."
                 )
             values[name] = value
-        for name, bijector in cls._unconstrained_map().items():
+        for name, bijector in cls._legacy_unconstrained_map().items():
             if name in values and not isinstance(values[name], (Distribution, _bijectors.Bijector)):
                 values[name] = _bijectors.forward(bijector, values[name])
         return cls(**values)
 
     def to_unconstrained(self) -> dict[str, Any]:
-        """The unconstrained arrays of the (non-static) parameters, ``name -> array``: the
-        inverse of :meth:`from_unconstrained` (e.g. to initialize a variational family)."""
+        """Deprecated since jelbo 0.3 (removed in 0.4): use :meth:`unconstrained_params`.
+
+        The inverse of the deprecated :meth:`from_unconstrained` (0.2's numbers: softplus for
+        positive parameters)."""
+        warnings.warn(
+            f"{type(self).__name__}.to_unconstrained is deprecated since jelbo 0.3 and will be "
+            "removed in 0.4; use .unconstrained_params(), the inverse of "
+            "from_unconstrained_params (positive parameters by log, where to_unconstrained "
+            "used the inverse softplus).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        legacy = self._legacy_unconstrained_map()
         out = {}
-        for field in dataclasses.fields(self):
-            if is_static(field) or getattr(self, field.name) is None:  # unset optional field
-                continue
-            value = getattr(self, field.name)
+        for name, value in self._parameters().items():
             if isinstance(value, (Distribution, _bijectors.Bijector)):
-                out[field.name] = value
+                out[name] = value
                 continue
             value = jnp.asarray(value)
-            bijector = self._unconstrained_map().get(field.name)
-            if bijector is not None:
-                value = _bijectors.inverse(bijector, value)
-            out[field.name] = value
+            bijector = legacy.get(name)
+            out[name] = value if bijector is None else _bijectors.inverse(bijector, value)
         return out
 
     def log_prob(self, x: ArrayLike) -> Array:
@@ -315,30 +515,125 @@ class Distribution(Module, abc.ABC):
         return self._mode()
 
 
-def _param_shape(dist: Distribution) -> Shape:
-    """Broadcast shape of all parameters of a family whose last axis is the event axis."""
-    named = [
-        (f.name, jnp.shape(getattr(dist, f.name)))
-        for f in dataclasses.fields(dist)
-        if not is_static(f) and getattr(dist, f.name) is not None
-    ]
-    shape = _checks.broadcast_shapes(*named)
-    if len(shape) < 1:
-        listed = ", ".join(f"`{name}` {shape}" for name, shape in named)
-        raise ValueError(
-            f"{type(dist).__name__} parameters need at least one axis, the event axis "
-            f"(the last); got {listed}. Use e.g. jnp.zeros(K) for a K-dimensional event."
+def _install_keyword_init(cls: type[Distribution]) -> None:
+    """Gives a family with alternative parameterizations its keyword constructor."""
+
+    def __init__(self: Distribution, *args: Any, **kwargs: Any) -> None:
+        _keyword_init(self, args, kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__signature__ = _keyword_signature(cls)  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _keyword_signature(cls: type[Distribution]) -> inspect.Signature:
+    """``(self, <0.2 positional non-alternatives>, *, <alternatives>=None, <others>)``."""
+    kind = inspect.Parameter
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    alternatives = [n for group in cls.parameterizations for n in group]
+    params = [kind("self", kind.POSITIONAL_OR_KEYWORD)]
+    positional: list[str] = []
+    for name in cls._legacy_positional:  # those before the first alternative stay positional
+        if name in alternatives:
+            break
+        positional.append(name)
+    for name in positional:
+        default = fields[name].default
+        empty = default is dataclasses.MISSING
+        params.append(
+            kind(name, kind.POSITIONAL_OR_KEYWORD, default=kind.empty if empty else default)
         )
-    return shape
+    params += [kind(n, kind.KEYWORD_ONLY, default=None) for n in alternatives]
+    for f in fields.values():
+        if f.name not in positional and "public_name" not in f.metadata and f.init:
+            params.append(kind(f.name, kind.KEYWORD_ONLY, default=f.default))
+    return inspect.Signature(params)
+
+
+def _keyword_init(self: Distribution, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """The constructor of a family with alternative parameterizations (see
+    :func:`keyword_parameter`): exactly one alternative per group, positional use of 0.2's
+    meaning warns, and the storage fields' own names (as :func:`dataclasses.replace` passes
+    them) are accepted, the public ones taking precedence."""
+    cls = type(self)
+    name = cls.__name__
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    storage = {_public_name(f): f.name for f in fields.values() if "public_name" in f.metadata}
+    positional = cls._legacy_positional
+    if len(args) > len(positional):
+        raise TypeError(
+            f"{name} takes at most {len(positional)} positional argument(s) "
+            f"({', '.join(positional) or 'none'}); got {len(args)}."
+        )
+    given: dict[str, Any] = dict(zip(positional, args, strict=False))
+    known = set(fields) | set(storage)
+    for key, value in kwargs.items():
+        if key not in known:
+            raise TypeError(
+                f"{name} got an unexpected argument `{key}`; it takes "
+                f"{', '.join(cls._parameter_names())}."
+            )
+        if key in given:
+            raise TypeError(f"{name} got multiple values for `{key}`.")
+        given[key] = value
+    values: dict[str, Any] = {}
+    warn_for: list[tuple[str, ...]] = []
+    for group in cls.parameterizations:
+        public = {n: given.pop(n) for n in group if n in given}
+        private = {n: given.pop(storage[n]) for n in group if storage[n] in given}
+        chosen = {n: v for n, v in (public or private).items() if v is not None}
+        if len(chosen) != 1:
+            options = " or ".join(f"`{n}=`" for n in group)
+            got = "neither" if not chosen else "both " + " and ".join(f"`{n}`" for n in chosen)
+            raise TypeError(f"{name} takes exactly one of {options}; got {got}.")
+        if any(n in group for n in positional[: len(args)]):
+            warn_for.append(group)
+        for n in group:
+            values[storage[n]] = chosen.get(n)
+    values.update(given)  # the other fields
+    for key, field in fields.items():
+        if key in values:
+            continue
+        if field.default is not dataclasses.MISSING:
+            values[key] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            values[key] = field.default_factory()
+        else:
+            raise TypeError(f"{name} is missing the argument `{key}`.")
+    for group in warn_for:
+        shown = [n if n not in group else "x" for n in positional[: len(args)]]
+        warnings.warn(
+            f"{name}({', '.join(shown)}) positionally is {cls._legacy_meaning} as in jelbo 0.2; "
+            f"pass {' or '.join(f'{n}=' for n in group)} (positional use is deprecated since "
+            "jelbo 0.3 and is an error from 0.4).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    for key, value in values.items():
+        object.__setattr__(self, key, value)
+    self.__post_init__()
+
+
+def _param_shape(dist: Distribution) -> Shape:
+    """Broadcast shape of the (array) parameters of a :class:`Factorized` family."""
+    named = [
+        (name, jnp.shape(value))
+        for name, value in dist._parameters().items()
+        if not isinstance(value, (Distribution, _bijectors.Bijector))
+    ]
+    return _checks.broadcast_shapes(*named)
 
 
 class Factorized(Distribution):
     """Base of families with independent coordinates along the event (last) axis.
 
-    Every parameter broadcasts to ``batch_shape + (K,)``. Subclasses implement
-    ``_log_prob_elementwise(x)`` (per coordinate, before the sum over the event) and
-    ``_sample``, and optionally ``_entropy_elementwise``; ``_full(value)`` broadcasts a
-    per-coordinate quantity to the parameter shape.
+    Every parameter broadcasts to ``param_shape``: the last axis is the event and the others
+    are batch axes, ``batch_shape + (K,)``; parameters with no axis at all (Python or 0-d
+    numbers) give a **scalar** distribution, ``batch_shape == event_shape == ()``
+    (``jelbo.Normal(0.0, 1.0)``). Subclasses implement ``_log_prob_elementwise(x)`` (per
+    coordinate, before the sum over the event) and ``_sample``, and optionally
+    ``_entropy_elementwise``; ``_full(value)`` broadcasts a per-coordinate quantity to the
+    parameter shape and ``_event_sum(values)`` sums it over the event (no-op for a scalar).
     """
 
     def _validate(self) -> None:
@@ -357,11 +652,15 @@ class Factorized(Distribution):
     def event_shape(self) -> Shape:
         return self.param_shape[-1:]
 
+    def _event_sum(self, values: Array) -> Array:
+        """``values`` (per coordinate) summed over the event axis; unchanged for a scalar."""
+        return jnp.sum(values, axis=-1) if self.event_shape else values
+
     def _log_prob(self, x: Array) -> Array:
-        return jnp.sum(self._log_prob_elementwise(x), axis=-1)
+        return self._event_sum(self._log_prob_elementwise(x))
 
     def _entropy(self) -> Array:
-        return jnp.sum(jnp.broadcast_to(self._entropy_elementwise(), self.param_shape), axis=-1)
+        return self._event_sum(jnp.broadcast_to(self._entropy_elementwise(), self.param_shape))
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         raise NotImplementedError
@@ -375,6 +674,8 @@ class Factorized(Distribution):
 
     def _covariance(self) -> Array:
         variance = self.variance()
+        if not self.event_shape:  # a scalar event: its covariance is its variance
+            return variance
         return variance[..., :, None] * jnp.eye(variance.shape[-1], dtype=variance.dtype)
 
 
@@ -438,6 +739,15 @@ def _sample_shape(key: Array, dist: Distribution, sample_shape: int | Shape) -> 
     return tuple(sample_shape)
 
 
+def check_sample_density(dist: Distribution) -> None:
+    r"""Raises ``ValueError`` if ``log_prob`` at ``dist``'s own samples is not their
+    log-density (see ``Distribution._sample_density_issue``); for the estimators that
+    evaluate :math:`\log q` at :math:`q`'s samples."""
+    issue = dist._sample_density_issue()
+    if issue is not None:
+        raise ValueError(issue)
+
+
 def sample_and_log_prob(
     key: Array, dist: Distribution, sample_shape: int | Shape = ()
 ) -> tuple[Array, Array]:
@@ -461,6 +771,7 @@ def sample_and_log_prob(
         ``(*S, *B)``.
     """
     shape = _sample_shape(key, dist, sample_shape)  # first: it checks key and dist
+    check_sample_density(dist)
     return dist._sample_and_log_prob(key, shape)
 
 
@@ -484,6 +795,7 @@ def sample_and_stopped_log_prob(
         ``(z, log_q)`` with shapes ``(*S, *B, *E)`` and ``(*S, *B)``.
     """
     shape = _sample_shape(key, dist, sample_shape)  # first: it checks key and dist
+    check_sample_density(dist)
     return dist._sample_and_stopped_log_prob(key, shape)
 
 

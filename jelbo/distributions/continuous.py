@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -30,16 +30,11 @@ from jax import lax
 from jax.scipy.special import digamma, gammaln
 
 from jelbo import _gamma, _random, _special
-from jelbo import bijectors as _bijectors
+from jelbo import constraints as _c
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.distributions._util import (
-    HALF_LOG_2PI,
-    common_float,
-    finite_checks,
-    log_scale,
-    positive_checks,
-)
-from jelbo.distributions.base import Distribution, Factorized
+from jelbo.constraints import Constraint
+from jelbo.distributions._util import HALF_LOG_2PI, BinaryProbsLogits, common_float, log_scale
+from jelbo.distributions.base import Distribution, Factorized, keyword_parameter
 
 __all__ = [
     "Beta",
@@ -152,6 +147,11 @@ class Gamma(Factorized):
     concentration: ArrayLike
     rate: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "concentration": _c.positive,
+        "rate": _c.positive,
+    }
+    support: ClassVar[Constraint] = _c.positive
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         a, rate = self.concentration, self.rate
@@ -204,6 +204,11 @@ class Beta(Factorized):
     concentration1: ArrayLike
     concentration0: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "concentration1": _c.positive,
+        "concentration0": _c.positive,
+    }
+    support: ClassVar[Constraint] = _c.unit_interval
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         a, b = self.concentration1, self.concentration0
@@ -276,6 +281,8 @@ class Dirichlet(Distribution):
 
     concentration: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"concentration": _c.positive}
+    support: ClassVar[Constraint] = _c.simplex
 
     def _validate(self) -> None:
         if jnp.ndim(self.concentration) < 1:
@@ -362,6 +369,11 @@ class Kumaraswamy(Factorized):
     concentration1: ArrayLike
     concentration0: ArrayLike
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "concentration1": _c.positive,
+        "concentration0": _c.positive,
+    }
+    support: ClassVar[Constraint] = _c.unit_interval
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         a, b = self.concentration1, self.concentration0
@@ -474,10 +486,11 @@ def _cb_log_normalizer(logits: Array) -> Array:
     return 0.5 * logits + _log_sinhc(0.5 * logits)
 
 
-class ContinuousBernoulli(Factorized):
-    r"""Factorized continuous Bernoulli on :math:`[0, 1]` with logits :math:`\lambda`
-    (Loaiza-Ganem & Cunningham 2019), the properly normalized Bernoulli likelihood for
-    grey-level pixels.
+class ContinuousBernoulli(BinaryProbsLogits, Factorized):
+    r"""Factorized continuous Bernoulli on :math:`[0, 1]` (Loaiza-Ganem & Cunningham 2019),
+    the properly normalized Bernoulli likelihood for grey-level pixels, given by
+    ``logits=`` :math:`\lambda` or ``probs=`` :math:`p = \sigma(\lambda)` (exactly one; as
+    torch's ``ContinuousBernoulli(probs=, logits=)``).
 
     :math:`p(x) \propto \sigma(\lambda)^x\sigma(-\lambda)^{1-x} \propto e^{\lambda x}`, so
     :math:`\log p(x) = \sum_i \lambda_i x_i - A(\lambda_i)` with the log-normalizer
@@ -488,14 +501,26 @@ class ContinuousBernoulli(Factorized):
     :math:`\tfrac14 L'(\lambda/2)` (:math:`L` the Langevin function). Samples use the
     inverse CDF :math:`x = \mathrm{log1p}(u\,\mathrm{expm1}(\lambda))/\lambda` (for
     :math:`\lambda > 0` through the reflection :math:`x \mapsto 1-x`, :math:`\lambda\mapsto
-    -\lambda`), so they are reparameterized.
+    -\lambda`), so they are reparameterized. Everything is computed from :math:`\lambda`
+    (``probs`` are converted by an accurate logit). ``ContinuousBernoulli(x)`` positionally
+    is ``logits`` (jelbo 0.2's meaning; deprecated).
 
     Attributes:
-        logits: :math:`\lambda`, shape ``(*batch, K)``.
+        logits: :math:`\lambda`, shape ``(*batch, K)`` or ``()``; a property when ``probs``
+            was given.
+        probs: :math:`\sigma(\lambda) \in (0, 1)`, likewise.
     """
 
-    logits: ArrayLike
+    _probs: ArrayLike | None = keyword_parameter("probs")
+    _logits: ArrayLike | None = keyword_parameter("logits")
     is_reparameterized: ClassVar[bool] = True
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "probs": _c.interval(0.0, 1.0),
+        "logits": _c.real,
+    }
+    support: ClassVar[Constraint] = _c.unit_interval
+    _legacy_positional: ClassVar[tuple[str, ...]] = ("logits",)
+    _legacy_meaning: ClassVar[str] = "logits"
 
     def log_normalizer(self) -> Array:
         r"""Elementwise :math:`A(\lambda) = \log\int_0^1 e^{\lambda x}dx`, shape
@@ -569,9 +594,12 @@ class Normal(Factorized):
     scale: ArrayLike
     log_scale: ArrayLike | None = dataclasses.field(default=None, kw_only=True)
     is_reparameterized: ClassVar[bool] = True
-    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
-        "scale": _bijectors.Softplus()
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "loc": _c.real,
+        "scale": _c.positive,
+        "log_scale": _c.real,
     }
+    support: ClassVar[Constraint] = _c.real
 
     @classmethod
     def from_log_var(cls, loc: ArrayLike, log_var: ArrayLike) -> Normal:
@@ -605,12 +633,6 @@ class Normal(Factorized):
     def _variance(self) -> Array:
         return self._full(jnp.square(self.scale))
 
-    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
-        checks = [*finite_checks(self, "loc"), *positive_checks(self, "scale")]
-        if self.log_scale is not None:
-            checks += finite_checks(self, "log_scale")
-        return checks
-
     def _mode(self) -> Array:
         return self._full(self.loc)
 
@@ -630,9 +652,8 @@ class Laplace(Factorized):
     loc: ArrayLike
     scale: ArrayLike
     is_reparameterized: ClassVar[bool] = True
-    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
-        "scale": _bijectors.Softplus()
-    }
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"loc": _c.real, "scale": _c.positive}
+    support: ClassVar[Constraint] = _c.real
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         x, loc, scale = common_float(x, self.loc, self.scale)
@@ -651,9 +672,6 @@ class Laplace(Factorized):
 
     def _variance(self) -> Array:
         return self._full(2.0 * jnp.square(self.scale))
-
-    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
-        return [*finite_checks(self, "loc"), *positive_checks(self, "scale")]
 
     def _mode(self) -> Array:
         return self._full(self.loc)
@@ -680,10 +698,12 @@ class StudentT(Factorized):
     loc: ArrayLike
     scale: ArrayLike
     is_reparameterized: ClassVar[bool] = True
-    unconstrained_bijectors: ClassVar[dict[str, _bijectors.Bijector]] = {
-        "df": _bijectors.Softplus(),
-        "scale": _bijectors.Softplus(),
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "df": _c.extended_positive,
+        "loc": _c.real,
+        "scale": _c.positive,
     }
+    support: ClassVar[Constraint] = _c.real
 
     def _log_prob_elementwise(self, x: Array) -> Array:
         # log Gamma((v+1)/2) - log Gamma(v/2) - log(v pi)/2 = R(v/2) - log(2 pi)/2 with
@@ -734,14 +754,6 @@ class StudentT(Factorized):
         safe = jnp.where(df > 2, df, 3.0)
         finite = jnp.square(self.scale) * safe / (safe - 2.0)
         return self._full(jnp.where(df > 2, finite, jnp.where(df > 1, jnp.inf, jnp.nan)))
-
-    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
-        df = jnp.asarray(self.df)
-        return [
-            ("df", (df > 0) & ~jnp.isnan(df), "> 0 (+inf allowed)"),
-            *finite_checks(self, "loc"),
-            *positive_checks(self, "scale"),
-        ]
 
     def _mode(self) -> Array:
         return self._full(self.loc)

@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from jelbo import _checks, _random, _special
+from jelbo import constraints as _c
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.constraints import Constraint
 from jelbo.distributions.base import Distribution
 from jelbo.distributions.continuous import Beta
 from jelbo.module import static_field
@@ -53,6 +55,7 @@ class HypersphericalUniform(Distribution):
     """
 
     dim: int = static_field()
+    support: ClassVar[Constraint] = _c.sphere
 
     def _validate(self) -> None:
         _check_dim(self.dim, "HypersphericalUniform")
@@ -111,6 +114,13 @@ class PowerSpherical(Distribution):
 
     mean_direction: ArrayLike
     concentration: ArrayLike
+    # mean_direction has no unconstrained parameterization (no bijection onto the sphere):
+    # normalize a vector yourself, v / |v|.
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "mean_direction": _c.sphere,
+        "concentration": _c.nonnegative,
+    }
+    support: ClassVar[Constraint] = _c.sphere
     is_reparameterized: ClassVar[bool] = True
 
     def _validate(self) -> None:

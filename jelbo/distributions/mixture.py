@@ -14,7 +14,9 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from jelbo import _checks
+from jelbo import constraints as _c
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.constraints import Constraint
 from jelbo.distributions.base import Distribution, log_prob, sample
 
 __all__ = ["MixtureSameFamily"]
@@ -51,6 +53,12 @@ class MixtureSameFamily(Distribution):
     mixture_logits: ArrayLike
     components: Distribution
     is_reparameterized: ClassVar[bool] = False
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"mixture_logits": _c.real_or_neg_inf}
+
+    @property
+    def support(self) -> Constraint | None:  # type: ignore[override]
+        """The components' support."""
+        return self.components.support
 
     def _validate(self) -> None:
         _checks.check_instance(self.components, Distribution, "components")
@@ -82,6 +90,9 @@ class MixtureSameFamily(Distribution):
     def num_components(self) -> int:
         """:math:`K`."""
         return jnp.shape(self.mixture_logits)[-1]
+
+    def _sample_density_issue(self) -> str | None:
+        return self.components._sample_density_issue()
 
     def _log_weights(self) -> Array:
         return jax.nn.log_softmax(jnp.asarray(self.mixture_logits, self.dtype), axis=-1)

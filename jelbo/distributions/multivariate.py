@@ -30,9 +30,10 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from jelbo import _checks, _random, _special
-from jelbo import bijectors as _bij
+from jelbo import constraints as _c
 from jelbo._typing import Array, ArrayLike, Shape
-from jelbo.distributions._util import HALF_LOG_2PI, Check, finite_checks
+from jelbo.constraints import Constraint
+from jelbo.distributions._util import HALF_LOG_2PI
 from jelbo.distributions.base import Distribution
 from jelbo.module import static_field
 
@@ -44,8 +45,8 @@ class LowRankMultivariateNormal(Distribution):
 
     :math:`\log p(x) = -\tfrac12 (x-\mu)^\top\Sigma^{-1}(x-\mu) - \tfrac12\log|\Sigma|
     - \tfrac K2\log 2\pi`, evaluated in :math:`O(Kr^2)` through the capacitance matrix
-    (module docstring). ``from_unconstrained(loc, cov_factor, raw_diag)`` maps
-    ``cov_diag = softplus(raw_diag)``.
+    (module docstring). ``from_unconstrained_params(loc=, cov_factor=, cov_diag=u)`` maps
+    ``cov_diag = exp(u)`` (its ``arg_constraints``).
 
     Attributes:
         loc: mean :math:`\mu`, shape ``(*batch, K)``.
@@ -57,7 +58,12 @@ class LowRankMultivariateNormal(Distribution):
     cov_factor: ArrayLike
     cov_diag: ArrayLike
     is_reparameterized: ClassVar[bool] = True
-    unconstrained_bijectors: ClassVar[dict[str, _bij.Bijector]] = {"cov_diag": _bij.Softplus()}
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "loc": _c.real,
+        "cov_factor": _c.real,
+        "cov_diag": _c.positive,
+    }
+    support: ClassVar[Constraint] = _c.real
 
     def _validate(self) -> None:
         self._shapes()
@@ -206,9 +212,13 @@ class MultivariateNormalTriL(Distribution):
     loc: ArrayLike
     scale_tril: ArrayLike
     is_reparameterized: ClassVar[bool] = True
-    unconstrained_bijectors: ClassVar[dict[str, _bij.Bijector]] = {
-        "scale_tril": _bij.FillScaleTriL()
+    # scale_tril maps from K(K+1)/2 unconstrained numbers by FillScaleTriL, whose diagonal is
+    # a softplus (unchanged since 0.1); its check accepts any nonzero diagonal (|L_ii| is used).
+    arg_constraints: ClassVar[dict[str, Constraint]] = {
+        "loc": _c.real,
+        "scale_tril": _c.softplus_lower_cholesky,
     }
+    support: ClassVar[Constraint] = _c.real
 
     def _validate(self) -> None:
         self._shapes()
@@ -265,14 +275,6 @@ class MultivariateNormalTriL(Distribution):
         shape = self.batch_shape + self.event_shape
         return jnp.broadcast_to(jnp.asarray(self.loc, self.dtype), shape)
 
-    def _parameter_checks(self) -> list[Check]:
-        diag = jnp.diagonal(jnp.asarray(self.scale_tril), axis1=-2, axis2=-1)
-        return [
-            *finite_checks(self, "loc"),
-            ("scale_tril", jnp.isfinite(jnp.tril(jnp.asarray(self.scale_tril))), "finite"),
-            ("scale_tril", (diag != 0) & jnp.isfinite(diag), "of nonzero diagonal"),
-        ]
-
     def _mode(self) -> Array:
         return self._mean()
 
@@ -315,6 +317,8 @@ class LKJCholesky(Distribution):
 
     dim: int = static_field()
     concentration: ArrayLike = 1.0
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"concentration": _c.positive}
+    support: ClassVar[Constraint] = _c.corr_cholesky
 
     def _validate(self) -> None:
         if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 2:

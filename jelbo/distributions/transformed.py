@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from jelbo import bijectors as _bij
+from jelbo import constraints as _c
 from jelbo._typing import Array, ArrayLike, Shape
+from jelbo.constraints import Constraint
 from jelbo.distributions.base import (
     Distribution,
     entropy,
@@ -130,6 +132,9 @@ class TransformedDistribution(Distribution):
         log_px = log_prob(frozen.base_distribution(), x_hat)
         return y, log_px - _bij.forward_log_det_jacobian(bijector, x_hat)
 
+    def _sample_density_issue(self) -> str | None:
+        return self.base_distribution()._sample_density_issue()
+
     def _entropy(self) -> Array:
         base, bijector = self.base_distribution(), self.transform()
         if isinstance(bijector, _bij.Identity):
@@ -196,7 +201,8 @@ class LogNormal(TransformedDistribution):
 
     loc: ArrayLike
     scale: ArrayLike
-    unconstrained_bijectors: ClassVar[dict[str, _bij.Bijector]] = {"scale": _bij.Softplus()}
+    arg_constraints: ClassVar[dict[str, Constraint]] = {"loc": _c.real, "scale": _c.positive}
+    support: ClassVar[Constraint] = _c.positive
 
     @property
     def base(self) -> Normal:
