@@ -349,12 +349,16 @@ def _check(flow, x):
 
 @jax.jit
 def _extremes(flow, x):
-    """Values of both directions and gradients (parameters and inputs) of the forward one."""
+    """Values of both directions and gradients (parameters and inputs) of both."""
 
     def forward_total(f, v):
         return jnp.sum(f.forward(v)) + jnp.sum(f.forward_log_det_jacobian(v))
 
-    return _round_trip.__wrapped__(flow, x), jax.grad(forward_total, argnums=(0, 1))(flow, x)
+    def inverse_total(f, v):
+        return jnp.sum(f.inverse(v)) + jnp.sum(f.inverse_log_det_jacobian(v))
+
+    grads = [jax.grad(fn, argnums=(0, 1))(flow, x) for fn in (forward_total, inverse_total)]
+    return _round_trip.__wrapped__(flow, x), grads
 
 
 @pytest.mark.parametrize(("kind", "transformer", "conditional"), KINDS, ids=IDS)
@@ -392,8 +396,17 @@ def test_flow_exactness(kind, transformer, conditional):
     assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(flow)
 
 
-@pytest.mark.parametrize(("kind", "transformer", "conditional"), KINDS[1::4], ids=IDS[1::4])
+FLOAT32_KINDS = [1, 6, 11]  # maf-affine-cond, iaf-spline-plain, coupling-spline-cond
+
+
+@pytest.mark.parametrize(
+    ("kind", "transformer", "conditional"),
+    [KINDS[i] for i in FLOAT32_KINDS],
+    ids=[IDS[i] for i in FLOAT32_KINDS],
+)
 def test_float32_round_trip_and_dtype(kind, transformer, conditional):
+    """float32 flows stay float32 (under x64) in both directions and as a Transformed
+    family's log-density and ELBO; round trip to 1e-5 relative for |x| up to 10."""
     flow = random_flow(kind, transformer, conditional, dtype=jnp.float32)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(flow))
     x = points(np.float32)
@@ -402,13 +415,16 @@ def test_float32_round_trip_and_dtype(kind, transformer, conditional):
     rel = np.abs(np.float64(x_back) - np.float64(x)) / np.maximum(1.0, np.abs(np.float64(x)))
     assert rel.max() < 1e-5
     np.testing.assert_allclose(ild, -ld, atol=1e-5)
+    q = jelbo.Transformed(jelbo.Normal(jnp.zeros(D, jnp.float32), jnp.ones(D, jnp.float32)), flow)
+    elbo = jelbo.ELBO(num_samples=2, kl="mc", grad_estimator="stl")
+    out = jax.eval_shape(lambda q: (q.log_prob(x), elbo(jax.random.key(0), q, _log_joint).value), q)
+    assert out[0].dtype == out[1].dtype == jnp.float32
 
 
 def test_extremes_are_finite_with_finite_gradients():
-    """At +-interval exactly and +-1e4, a spline IAF: finite values in both directions (the
-    one-pass and the sequential one; MAF is the same pair reversed) and finite gradients of
-    the forward direction with respect to the parameters and the inputs (the spline's own
-    inverse gradients at these points: test_spline_extremes_are_finite_...)."""
+    """At +-interval exactly and +-1e4, a spline IAF: finite values and finite gradients
+    (with respect to the parameters and the inputs) in both directions, the one-pass and the
+    sequential one (MAF is the same pair reversed)."""
     for leaf in jax.tree_util.tree_leaves(_extremes(random_flow("iaf", "spline", False), EXTREME)):
         assert np.isfinite(np.asarray(leaf)).all()
 
@@ -601,30 +617,31 @@ def _objective_losses(names):
 
 @functools.cache
 def _values_and_grads(names, reference):
-    """jit of the objectives' values and gradients (one compilation)."""
+    """jit of vmap over keys of the objectives' values and gradients (one compilation)."""
     losses = _objective_losses(names)
-    return jax.jit(lambda f, k: (losses(f, k), jax.jacrev(losses)(f, k)))
+    return jax.jit(jax.vmap(lambda f, k: (losses(f, k), jax.jacrev(losses)(f, k)), (None, 0)))
 
 
 def test_every_objective_with_an_iaf_posterior():
     """ELBO (reparam, STL), IWAE (reparam, DReG), Renyi with an IAF q: values and gradients
-    finite under jit; STL and DReG through the implicit inverse equal the same estimators
-    through the sequential inverse, to rounding."""
+    finite under jit of vmap (over two keys) of grad; STL and DReG through the implicit
+    inverse equal the same estimators through the sequential inverse, to rounding."""
     flow = random_flow("iaf", "affine", False)
-    keys = jax.random.key(0)
+    keys = jax.random.split(jax.random.key(0), 2)
     names = tuple(OBJECTIVES)
     values, grads = _values_and_grads(names, False)(flow, keys)
-    assert values.shape == (len(names),) and np.isfinite(values).all()
+    assert values.shape == (2, len(names)) and np.isfinite(values).all()
+    assert np.all(values[0] != values[1])  # one estimate per key
     for leaf in jax.tree_util.tree_leaves(grads):
         assert np.isfinite(np.asarray(leaf)).all()
     stopped = ("elbo-stl", "iwae-dreg")
     ref_values, ref_grads = _values_and_grads(stopped, True)(_inverse_only(flow), keys)
     index = np.array([names.index(n) for n in stopped])
-    np.testing.assert_allclose(values[index], ref_values, rtol=1e-12)
+    np.testing.assert_allclose(values[:, index], ref_values, rtol=1e-12)
     for a, b in zip(
         jax.tree_util.tree_leaves(ref_grads), jax.tree_util.tree_leaves(grads), strict=True
     ):
-        np.testing.assert_allclose(np.asarray(b)[index], a, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(b)[:, index], a, rtol=1e-9, atol=1e-12)
 
 
 def test_no_sequential_inverse_for_the_density_of_own_draws():
@@ -703,6 +720,42 @@ def test_errors_name_the_argument_and_shapes():
         flows.coupling(0, 2)
     with pytest.raises(ValueError, match="must then be concrete"):
         jax.jit(lambda k: flows.masked_autoregressive(k, 3, permutation="random").weights[0])(key)
+    # the same shape errors at trace time, under jit (eval_shape traces without running)
+    with pytest.raises(ValueError, match=r"dim=3.*event shape \(5,\)"):
+        jax.eval_shape(jax.jit(lambda f, v: f.inverse(v)), flow, jnp.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"flow.condition\(context\)"):
+        jax.eval_shape(jax.jit(lambda f, v: f.inverse(v)), cond, jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"context_dim=2\); got shape \(4, 3\)"):
+        jax.eval_shape(
+            jax.jit(lambda f, c: f.condition(c).forward(jnp.zeros(3))), cond, jnp.zeros((4, 3))
+        )
+    with pytest.raises(ValueError, match=r"batch axes \(5,\).*context's \(4,\)"):
+        jax.eval_shape(
+            jax.jit(lambda f, c, v: f.condition(c).inverse(v)),
+            cond,
+            jnp.zeros((4, 2)),
+            jnp.zeros((5, 3)),
+        )
+
+
+def test_condition_batch_shape():
+    """``condition(context)``'s batch shape is ``context.shape[:-1]``; inputs broadcast against
+    it (one latent per context, or one input for all contexts), in both directions; a
+    Transformed family on it has that batch shape."""
+    key = jax.random.key(0)
+    for flow in (
+        flows.masked_autoregressive(key, 3, num_layers=1, hidden_sizes=(4,), context_dim=2),
+        flows.coupling(key, 3, num_layers=1, hidden_sizes=(4,), context_dim=2),
+    ):
+        cond = flow.condition(jnp.zeros((2, 5, 2)))
+        assert cond.batch_shape == (2, 5) and flow.batch_shape == ()
+        for fn in (cond.forward, cond.inverse):
+            assert jax.eval_shape(fn, jnp.zeros(3)).shape == (2, 5, 3)
+            assert jax.eval_shape(fn, jnp.zeros((5, 3))).shape == (2, 5, 3)
+        for fn in (cond.forward_log_det_jacobian, cond.inverse_log_det_jacobian):
+            assert jax.eval_shape(fn, jnp.zeros((5, 3))).shape == (2, 5)
+        q = jelbo.Transformed(jelbo.Normal(jnp.zeros((5, 3)), jnp.ones((5, 3))), cond)
+        assert q.batch_shape == (2, 5) and q.event_shape == (3,)
 
 
 # --- variational inference ----------------------------------------------------------------------
