@@ -727,14 +727,16 @@ def test_float32_moment_gradients_do_not_overflow_at_huge_concentrations():
 def test_continuous_bernoulli_probs_are_the_logits_they_stand_for(dtype):
     p = jnp.asarray([1e-6, 0.3, 0.5, 0.9], dtype)
     x = jnp.asarray([0.2, 0.5, 0.7, 0.99], dtype)
-    by_probs = jelbo.ContinuousBernoulli(probs=p)
+    # one coordinate per batch element (a (4, 1) parameter: batch (4,), event (1,))
+    by_probs = jelbo.ContinuousBernoulli(probs=p[:, None])
     logits = np.log(np.asarray(p, np.float64)) - np.log1p(-np.asarray(p, np.float64))
-    by_logits = jelbo.ContinuousBernoulli(logits=jnp.asarray(logits, dtype))
+    by_logits = jelbo.ContinuousBernoulli(logits=jnp.asarray(logits, dtype)[:, None])
+    x = x[:, None]
     np.testing.assert_allclose(by_probs.log_prob(x), by_logits.log_prob(x), **tol(dtype))
     np.testing.assert_allclose(by_probs.mean(), by_logits.mean(), **tol(dtype))
-    np.testing.assert_array_equal(by_probs.probs, p)
+    np.testing.assert_array_equal(by_probs.probs[:, 0], p)
     # torch's ContinuousBernoulli(probs=p): C(p) p^x (1-p)^(1-x), C(p) = 2 artanh(1-2p)/(1-2p)
-    p64, x64 = np.asarray(p, np.float64), np.asarray(x, np.float64)
+    p64, x64 = np.asarray(p, np.float64), np.asarray(x[:, 0], np.float64)
     ref = x64 * np.log(p64) + (1 - x64) * np.log1p(-p64)
     ref = ref + np.log(np.where(p64 == 0.5, 2.0, 2 * np.arctanh(1 - 2 * p64) / (1 - 2 * p64)))
     np.testing.assert_allclose(
