@@ -50,7 +50,10 @@ if __package__ in (None, ""):
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SCHOOLS = ("eight_schools-eight_schools_noncentered", "eight_schools-eight_schools_centered")
-GAUSS_FLOW_PAIRS = (("jelbo-fullrank-stl", "jelbo-iaf-stl"), ("jelbo-fullrank-init", "jelbo-iaf-init"))
+GAUSS_FLOW_PAIRS = (
+    ("jelbo-fullrank-stl", "jelbo-iaf-stl"),
+    ("jelbo-fullrank-init", "jelbo-iaf-init"),
+)
 
 
 def _load() -> list[float]:
@@ -80,8 +83,8 @@ def _meta(argv: list[str]) -> dict[str, Any]:
 
 
 def _busy_note(meta: dict[str, Any]) -> str:
-    loads = [meta.get("load_average_start", [0.0])[:1], meta.get("load_average_end", [0.0])[:1]]
-    if max(sum(loads, []), default=0.0) > 2.5:
+    loads = [*meta.get("load_average_start", [])[:1], *meta.get("load_average_end", [])[:1]]
+    if max(loads, default=0.0) > 2.5:
         return (
             "**The machine was busy** (1-minute load above 2.5 on 2 CPUs): the times overstate "
             "every method; the accuracies are unaffected. Rerun on a quiet machine with: "
@@ -201,13 +204,15 @@ def _posteriordb_markdown(result: dict[str, Any], part: str) -> str:
     out.append("|---|---|---|---|---|---|---|---|")
     for model in models:
         for gauss, flow in GAUSS_FLOW_PAIRS:
-            if not (_by(records, model, gauss, "mean_err") and _by(records, model, flow, "mean_err")):
+            if not _by(records, model, gauss, "mean_err") or not _by(
+                records, model, flow, "mean_err"
+            ):
                 continue
             g = {k: _by(records, model, gauss, k) for k in ("mean_err", "sd_err", "khat")}
             f = {k: _by(records, model, flow, k) for k in ("mean_err", "sd_err", "khat")}
-            acc = np.median(f["mean_err"]) <= max(g["mean_err"]) and np.median(
-                f["sd_err"]
-            ) <= max(g["sd_err"])
+            acc = np.median(f["mean_err"]) <= max(g["mean_err"]) and np.median(f["sd_err"]) <= max(
+                g["sd_err"]
+            )
             kh = "–"
             if np.median(g["khat"]) > 0.7:
                 kh = "✓" if np.median(f["khat"]) < np.median(g["khat"]) else "✗"
@@ -264,7 +269,9 @@ def _scan_steps(loss: Callable, params: Any, key: Any, opts: argparse.Namespace)
         updates, s = opt.update(g, s, p)
         return (optax.apply_updates(p, updates), s), value
 
-    (p, _), losses = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, opts.steps))
+    (p, _), losses = jax.lax.scan(
+        step, (params, opt.init(params)), jax.random.split(key, opts.steps)
+    )
     return p, losses
 
 
@@ -300,8 +307,8 @@ def _funnel_jelbo(opts: argparse.Namespace) -> _Fit:
 def _funnel_flowjax(builder: str, stick_the_landing: bool) -> Callable[[argparse.Namespace], _Fit]:
     def build(opts: argparse.Namespace) -> _Fit:
         import equinox as eqx
-        import jax
         import flowjax.flows
+        import jax
         from flowjax.distributions import StandardNormal
         from flowjax.train.losses import ElboLoss
 
@@ -518,9 +525,7 @@ def main(argv: list[str] | None = None) -> None:
             from bench.posteriordb_models import POSTERIORS
 
             default_models = ",".join(POSTERIORS)
-            default_methods = (
-                "jelbo-fullrank-stl,jelbo-iaf-stl,jelbo-fullrank-init,jelbo-iaf-init"
-            )
+            default_methods = "jelbo-fullrank-stl,jelbo-iaf-stl,jelbo-fullrank-init,jelbo-iaf-init"
         p.add_argument("--models", default=default_models)
         p.add_argument("--methods", default=default_methods)
         p.add_argument("--seeds", type=int, default=3)
