@@ -11,9 +11,10 @@ and ``.md`` with the command line, the configuration and the machine's load aver
 - ``schools`` and ``posteriordb`` use ``bench/posteriordb.py``'s machinery (``run_model``,
   ``evaluate``): the same log joint of the unconstrained vector, the same Adam with cosine
   decay, steps and draws per step for every method (the flows at their own step size,
-  ``--flow-lr``), each fit compiled end to end. Methods: ``jelbo-iaf-stl`` (the flow recipe: an
-  IAF at ``jelbo.flows`` defaults from a standard normal, ELBO with STL), ``jelbo-iaf-init``
-  (the same flow in the Laplace approximation's whitened coordinates), and the full-rank
+  ``--flow-lr``), each fit compiled end to end. Methods: the flow recipe (an
+  IAF at ``jelbo.flows`` defaults, ELBO with STL) from a standard normal (``jelbo-iaf-unit``,
+  the schools default), from the other methods' start ``N(0, 0.1^2 I)`` (``jelbo-iaf-stl``), or
+  in the Laplace approximation's whitened coordinates (``jelbo-iaf-init``); and the full-rank
   Gaussians ``jelbo-fullrank-stl`` and ``jelbo-fullrank-init``. The centered eight schools
   (``eight_schools-eight_schools_centered``, a funnel) is judged by the non-centered model's
   reference draws: the posterior of ``(theta, mu, tau)`` is the same.
@@ -51,6 +52,7 @@ if __package__ in (None, ""):
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SCHOOLS = ("eight_schools-eight_schools_noncentered", "eight_schools-eight_schools_centered")
 GAUSS_FLOW_PAIRS = (
+    ("jelbo-fullrank-stl", "jelbo-iaf-unit"),
     ("jelbo-fullrank-stl", "jelbo-iaf-stl"),
     ("jelbo-fullrank-init", "jelbo-iaf-init"),
 )
@@ -520,7 +522,7 @@ def main(argv: list[str] | None = None) -> None:
     for part in ("schools", "posteriordb"):
         p = sub.add_parser(part)
         default_models = ",".join(SCHOOLS)
-        default_methods = "jelbo-fullrank-stl,jelbo-iaf-stl"
+        default_methods = "jelbo-fullrank-stl,jelbo-iaf-unit"
         if part == "posteriordb":
             from bench.posteriordb_models import POSTERIORS
 
