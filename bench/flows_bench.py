@@ -130,7 +130,7 @@ def run_posteriordb(argv: list[str], opts: argparse.Namespace, part: str) -> dic
     meta = {**_meta(argv), "config": cfg._asdict(), "seeds": list(range(opts.seeds))}
     records: list[dict] = []
     result = {"meta": meta, "records": records}
-    stem = RESULTS / f"flows-{part}-{meta['started_utc'][:10]}"
+    stem = RESULTS / f"flows-{part}{opts.tag}-{meta['started_utc'][:10]}"
     for name in opts.models.split(","):
         print(f"{name}:", flush=True)
         records += P.run_model(
@@ -277,7 +277,7 @@ def _scan_steps(loss: Callable, params: Any, key: Any, opts: argparse.Namespace)
     return p, losses
 
 
-def _funnel_jelbo(opts: argparse.Namespace) -> _Fit:
+def _funnel_jelbo(opts: argparse.Namespace, **flow_options: Any) -> _Fit:
     import jax
     import jax.numpy as jnp
 
@@ -292,7 +292,7 @@ def _funnel_jelbo(opts: argparse.Namespace) -> _Fit:
     @jax.jit
     def fit(key):
         k0, k1 = jax.random.split(key)
-        flow = flows.masked_autoregressive(k0, dim, inverse=True)
+        flow = flows.masked_autoregressive(k0, dim, inverse=True, **flow_options)
 
         def loss(f, k):
             return -objective(k, jelbo.Transformed(base, f), funnel_log_density).value
@@ -387,6 +387,8 @@ def _funnel_numpyro(guide_name: str) -> Callable[[argparse.Namespace], _Fit]:
 
 FUNNEL: dict[str, Callable[[argparse.Namespace], _Fit]] = {
     "jelbo-iaf": _funnel_jelbo,
+    # flowjax's default capacity (8 layers, one hidden layer of 50), jelbo's other defaults
+    "jelbo-iaf-8x50": lambda opts: _funnel_jelbo(opts, num_layers=8, hidden_sizes=(50,)),
     "numpyro-iaf": _funnel_numpyro("AutoIAFNormal"),
     "numpyro-bnaf": _funnel_numpyro("AutoBNAFNormal"),
     "flowjax-maf": _funnel_flowjax("masked_autoregressive_flow", False),
@@ -402,7 +404,7 @@ def run_funnel(argv: list[str], opts: argparse.Namespace) -> dict[str, Any]:
     meta["truth"] = {"sd_v": 3.0, "elbo": 0.0}
     records: list[dict] = []
     result = {"meta": meta, "records": records}
-    stem = RESULTS / f"flows-funnel-{meta['started_utc'][:10]}"
+    stem = RESULTS / f"flows-funnel{opts.tag}-{meta['started_utc'][:10]}"
     for name in opts.contenders.split(","):
         t0 = time.perf_counter()
         fitted = FUNNEL[name](opts)
@@ -479,7 +481,8 @@ def _funnel_markdown(result: dict[str, Any]) -> str:
         "`Trace_ELBO` (no STL option); flowjax `masked_autoregressive_flow` (8 affine layers, "
         "width 50, depth 1, `invert=False` for fast sampling) and `coupling_flow` (8 affine "
         "layers, width 50, depth 1), `ElboLoss` (default `stick_the_landing=False`; "
-        "`flowjax-maf-stl` with `True`).",
+        "`flowjax-maf-stl` with `True`); `jelbo-iaf-8x50`: jelbo's IAF at flowjax's default "
+        "capacity (8 layers, one hidden layer of 50 units).",
         "",
         _busy_note(meta),
         "Cells: median over the seeds without NaN (min–max). NaN: seeds whose fit produced a "
@@ -544,6 +547,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--draws", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-draws", type=int, default=20000)
+    for p in sub.choices.values():
+        p.add_argument("--tag", default="", help="added to the result files' names")
     sub.add_parser("timing", add_help=False)
     if argv[:1] == ["timing"]:
         run_timing(argv[1:])
