@@ -253,28 +253,17 @@ class _Fit(NamedTuple):
     draw: Callable[[Any, Any, int], tuple[Any, Any]]  # (key, state, n) -> (z (n, D), log w (n,))
 
 
-def _funnel_optimizer(opts: argparse.Namespace) -> Any:
-    import optax
+def _funnel_config(opts: argparse.Namespace) -> Any:
+    """The posteriordb bench's Adam (cosine decay to 5%) at the funnel's steps and step size."""
+    from bench.posteriordb import Config
 
-    return optax.adam(optax.cosine_decay_schedule(opts.lr, opts.steps, alpha=0.05))
+    return Config(steps=opts.steps, learning_rate=opts.lr)
 
 
 def _scan_steps(loss: Callable, params: Any, key: Any, opts: argparse.Namespace) -> Any:
-    import jax
-    import optax
+    from bench.posteriordb import adam_scan
 
-    opt = _funnel_optimizer(opts)
-
-    def step(carry, k):
-        p, s = carry
-        value, g = jax.value_and_grad(loss)(p, k)
-        updates, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, updates), s), value
-
-    (p, _), losses = jax.lax.scan(
-        step, (params, opt.init(params)), jax.random.split(key, opts.steps)
-    )
-    return p, losses
+    return adam_scan(loss, params, key, _funnel_config(opts))
 
 
 def _funnel_jelbo(opts: argparse.Namespace, **flow_options: Any) -> _Fit:
@@ -363,7 +352,9 @@ def _funnel_numpyro(guide_name: str) -> Callable[[argparse.Namespace], _Fit]:
 
         guide = getattr(autoguide, guide_name)(model)  # its defaults
         elbo = Trace_ELBO(num_particles=opts.draws, vectorize_particles=True)
-        svi = SVI(model, guide, optax_to_numpyro(_funnel_optimizer(opts)), elbo)
+        from bench.posteriordb import optimizer
+
+        svi = SVI(model, guide, optax_to_numpyro(optimizer(_funnel_config(opts))), elbo)
 
         @jax.jit
         def fit(key):
