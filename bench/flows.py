@@ -221,22 +221,23 @@ def _table(records: list[dict[str, Any]]) -> str:
     ok = {r["contender"]: r for r in records if r.get("status") == "ok"}
     lines = [
         "| contender | step (median, ms) | step CPU (ms) | first call (s) | loss | jelbo "
-        "counterpart | its step / this | its first call / this |",
-        "|---|---|---|---|---|---|---|---|",
+        "counterpart | its step / this | its step CPU / this | its first call / this |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         if r.get("status") != "ok":
             lines.append(
-                f"| {r['contender']} | {r.get('status')}: {r.get('detail', '')} | | | | | | |"
+                f"| {r['contender']} | {r.get('status')}: {r.get('detail', '')} | | | | | | | |"
             )
             continue
-        mine, step, first = COUNTERPART.get(r["contender"], ""), "", ""
+        mine, step, cpu, first = COUNTERPART.get(r["contender"], ""), "", "", ""
         if mine in ok:
             step = f"{ok[mine]['median_s'] / r['median_s']:.2f}"
+            cpu = f"{ok[mine]['median_cpu_s'] / r['median_cpu_s']:.2f}"
             first = f"{ok[mine]['first_call_s'] / r['first_call_s']:.2f}"
         lines.append(
             f"| {r['contender']} | {1e3 * r['median_s']:.3f} | {1e3 * r['median_cpu_s']:.3f} | "
-            f"{r['first_call_s']:.2f} | {r['loss']:.3f} | {mine} | {step} | {first} |"
+            f"{r['first_call_s']:.2f} | {r['loss']:.3f} | {mine} | {step} | {cpu} | {first} |"
         )
     return "\n".join(lines)
 
@@ -328,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     if max(meta["load_before"][:1] + meta["load_after"][:1], default=0.0) > 2.5:
         note = (
             "\n\n**The machine was busy** (1-minute load above 2.5): the timings overstate "
-            "every contender; rerun on a quiet machine.\n"
+            f"every contender; rerun on a quiet machine: `{meta['command']}`.\n"
         )
     stem.with_suffix(".md").write_text(
         f"# Flow VI step and compile time ({meta['host']}, {meta['date']})\n\n"
