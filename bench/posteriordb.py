@@ -17,7 +17,8 @@ Every fitted ``q`` is then judged the same way (``evaluate``): ``--eval-draws`` 
 quantities) named as in the reference draws; for each method and seed:
 
 - ``mean_err``: max over parameters of |mean - ref mean| / ref sd;
-- ``sd_err``: max over parameters of |log(sd / ref sd)|;
+- ``sd_err``: max over parameters of |log(sd / ref sd)|; ``sd_ratio_min``, ``sd_ratio_max``:
+  the smallest and largest sd / ref sd;
 - ``psis_mean_err``, ``psis_sd_err``: the same after Pareto-smoothed importance reweighting
   with ``log w = log_joint(u) - log q(u)``; ``khat``: the Pareto k̂ of those weights;
 - ``elbo`` ± ``elbo_se``: the mean of ``log w`` over the evaluation draws and its standard
@@ -452,9 +453,22 @@ def _moments(x: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
     return m, float(np.sqrt(np.sum(w * (x - m) ** 2)))
 
 
+_VMAPPED: dict[int, tuple[Callable, Callable]] = {}
+
+
+def _vmapped_log_joint(log_joint: Callable) -> Callable:
+    """``jax.jit(jax.vmap(log_joint))``, compiled once per ``log_joint`` (a new ``jax.vmap``
+    object per call would miss ``jit``'s cache and recompile at every evaluation)."""
+    hit = _VMAPPED.get(id(log_joint))
+    if hit is None or hit[0] is not log_joint:
+        hit = (log_joint, jax.jit(jax.vmap(log_joint)))
+        _VMAPPED[id(log_joint)] = hit
+    return hit[1]
+
+
 def evaluate(post, space, log_joint, u, log_q) -> dict[str, float]:
     """Accuracy of draws ``u`` (n, dim) with ``log q(u)`` against the reference summary."""
-    log_p = jax.jit(jax.vmap(log_joint))(u)
+    log_p = _vmapped_log_joint(log_joint)(u)
     log_w = np.asarray(log_p - log_q, np.float64)
     finite = np.isfinite(log_w)
     log_w = np.where(finite, log_w, -np.inf)
@@ -463,7 +477,7 @@ def evaluate(post, space, log_joint, u, log_q) -> dict[str, float]:
     w = w / np.sum(w)
     values = {k: np.asarray(v) for k, v in M.constrained_summary(post, space, u).items()}
     errs = {"mean_err": 0.0, "sd_err": 0.0, "psis_mean_err": 0.0, "psis_sd_err": 0.0}
-    ratios = []
+    ratios: dict[str, list[float]] = {"": [], "psis_": []}
     for name in post.summary_names:
         ref = post.reference[name]
         x = values[name]
@@ -479,13 +493,14 @@ def evaluate(post, space, log_joint, u, log_q) -> dict[str, float]:
                 errs[prefix + "mean_err"], abs(m - ref["mean"]) / ref["sd"]
             )
             errs[prefix + "sd_err"] = max(errs[prefix + "sd_err"], abs(math.log(s / ref["sd"])))
-            if weights is None:
-                ratios.append(s / ref["sd"])
+            ratios[prefix].append(s / ref["sd"])
     lw = log_w[finite]
     return {
         **errs,
-        "sd_ratio_min": min(ratios),
-        "sd_ratio_max": max(ratios),
+        "sd_ratio_min": min(ratios[""]),
+        "sd_ratio_max": max(ratios[""]),
+        "psis_sd_ratio_min": min(ratios["psis_"]),
+        "psis_sd_ratio_max": max(ratios["psis_"]),
         "khat": khat,
         "elbo": float(np.mean(lw)),
         "elbo_se": float(np.std(lw, ddof=1) / math.sqrt(lw.size)),

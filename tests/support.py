@@ -13,6 +13,10 @@ pytest itself puts ``tests/`` there (``from support import ...``). What is here:
   ``linear.log_likelihood(W, b, sigma2)`` is the tests' linear-Gaussian model too);
 - compiled-output inspection (:func:`noise_elements`, from ``bench/hlo.py``, which the
   sharding check uses too);
+- targets for the :mod:`jelbo.fit` algorithms with an evaluation counter inside and known
+  optima (:class:`FitTarget`, :func:`ill_conditioned_gaussian`, :func:`loggamma_target`),
+  how far a fitted Gaussian is from one (:func:`standardized_errors`) and one posteriordb
+  model fitted and judged end to end (:func:`fit_posteriordb`);
 - :data:`USES_0_1_BOUNDS`, the mark of tests that call the deprecated 0.1 bound functions.
 
 Add a helper here as soon as two test modules need it, and a new family to
@@ -63,16 +67,21 @@ __all__ = [
     "N_SIGMA",
     "ROOT",
     "C",
+    "FitTarget",
     "K",
     "assert_within_se",
     "build",
+    "fit_posteriordb",
+    "ill_conditioned_gaussian",
     "linear",
+    "loggamma_target",
     "make",
     "markdown_python_blocks",
     "noise_elements",
     "ppca",
     "random_params",
     "random_tril",
+    "standardized_errors",
 ]
 
 
@@ -195,3 +204,125 @@ def markdown_python_blocks(path: str | Path, heading: str | None = None) -> list
 def _in_fence(lines: list[str]) -> bool:
     """Whether the line after ``lines`` is inside a fenced code block."""
     return sum(line.startswith("```") for line in lines) % 2 == 1
+
+
+# --- targets for the jelbo.fit algorithms ----------------------------------------------------
+
+
+class FitTarget:
+    """A log density of ``(D,)`` vectors for the ``jelbo.fit`` tests, with a Python-side
+    evaluation counter (a ``jax.debug.callback`` inside it: what a user's own counter sees).
+
+    ``z = A u + b`` with independent coordinates ``u`` (``kind="gaussian"``: standard normal;
+    ``kind="loggamma"``: ``u_i`` the log of a Gamma(``shapes[i]``, 1) variable, density
+    :math:`\\propto e^{a u - e^u}`), so the exact posterior (Gaussian case) and the Gaussian
+    optima of the algorithms (log-gamma case, :func:`kl_optimum` and :func:`bam_fixed_point`)
+    are known in closed form or by one-dimensional root finding.
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, kind: str = "gaussian", shapes=None):
+        self.a, self.b, self.kind = np.asarray(a, float), np.asarray(b, float), kind
+        self.dim = self.b.shape[0]
+        self.shapes = None if shapes is None else np.asarray(shapes, float)
+        self._points: list[int] = []
+
+    @property
+    def count(self) -> int:
+        """Points evaluated since the last reset (``target.count = 0``)."""
+        return sum(self._points)
+
+    @count.setter
+    def count(self, value: int) -> None:
+        self._points = [value]
+
+    def _tick(self, z: Any) -> None:
+        # XLA runs host callbacks from several threads: list.append is atomic, `+=` is not.
+        self._points.append(int(np.asarray(z).size // self.dim))
+
+    def __call__(self, z: Any) -> Any:
+        import jax
+
+        jax.debug.callback(self._tick, z)
+        a_inv = jnp.asarray(np.linalg.inv(self.a), z.dtype)
+        u = a_inv @ (z - jnp.asarray(self.b, z.dtype))
+        if self.kind == "gaussian":
+            return -0.5 * jnp.sum(u * u)
+        shapes = jnp.asarray(self.shapes, z.dtype)
+        return jnp.sum(shapes * u - jnp.exp(u))
+
+    def transform(self, m_u: np.ndarray, s_u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Gaussian ``N(A m_u + b, A diag(s_u^2) A^T)`` in ``z``: (mean, covariance)."""
+        return self.a @ m_u + self.b, self.a @ np.diag(np.square(s_u)) @ self.a.T
+
+    def exact(self) -> tuple[np.ndarray, np.ndarray]:
+        """Gaussian kind: the posterior's mean and covariance."""
+        return self.transform(np.zeros(self.dim), np.ones(self.dim))
+
+    def kl_optimum(self) -> tuple[np.ndarray, np.ndarray]:
+        """Log-gamma kind: the full-rank Gaussian maximizing the ELBO. Per coordinate the
+        ELBO is :math:`am - e^{m + s^2/2} + \\log s` + const, maximal at :math:`s = a^{-1/2}`,
+        :math:`m = \\log a - 1/(2a)`; the product target makes the optimum diagonal in ``u``
+        (Hadamard's inequality) and the ELBO is affine-equivariant."""
+        a = self.shapes
+        return self.transform(np.log(a) - 0.5 / a, 1.0 / np.sqrt(a))
+
+    def bam_fixed_point(self) -> tuple[np.ndarray, np.ndarray]:
+        """Log-gamma kind: batch-and-match's population fixed point, where
+        :math:`\\mathbb E_q[\\nabla\\log p] = 0` and :math:`\\mathrm{Cov}_q[\\nabla\\log p] =
+        \\Sigma^{-1}`. Per coordinate (score :math:`a - e^u`): :math:`e^{m + s^2/2} = a` and
+        :math:`a^2(e^{s^2} - 1) = 1/s^2`, solved for :math:`s` by ``scipy.optimize.brentq``."""
+        from scipy.optimize import brentq
+
+        s = np.array(
+            [
+                np.sqrt(brentq(lambda v, a=a: a * a * np.expm1(v) * v - 1.0, 1e-12, 50.0))
+                for a in self.shapes
+            ]
+        )
+        return self.transform(np.log(self.shapes) - 0.5 * s * s, s)
+
+
+def ill_conditioned_gaussian(dim: int = 4, seed: int = 0) -> FitTarget:
+    """A correlated Gaussian with sds from 0.01 to 10 (condition number 1e6) and a mean far
+    from zero: what makes a plain ADVI from 0 slow."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    scales = np.logspace(-2, 1, dim)
+    return FitTarget(q * scales, rng.normal(size=dim) * 5.0 + 3.0)
+
+
+def loggamma_target(seed: int = 1) -> FitTarget:
+    """A skewed, correlated 2-d target: log-gamma coordinates (shapes 2 and 6) mixed by a
+    random matrix."""
+    rng = np.random.default_rng(seed)
+    return FitTarget(
+        rng.normal(size=(2, 2)) + 2.0 * np.eye(2), rng.normal(size=2), "loggamma", [2.0, 6.0]
+    )
+
+
+def standardized_errors(q: Any, mean: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
+    """How far a Gaussian ``q`` is from ``N(mean, cov)``: the largest mean error in standard
+    deviations (whitened by ``cov``'s Cholesky factor) and the largest deviation from 1 of
+    the eigenvalues of ``q``'s whitened covariance. Both 0 when ``q`` is ``N(mean, cov)``."""
+    chol = np.linalg.cholesky(cov)
+    q_cov = np.asarray(q.covariance(), np.float64)
+    white = np.linalg.solve(chol, np.linalg.solve(chol, q_cov).T)
+    mean_err = np.max(np.abs(np.linalg.solve(chol, np.asarray(q.loc, np.float64) - mean)))
+    return float(mean_err), float(np.max(np.abs(np.linalg.eigvalsh(white) - 1.0)))
+
+
+def fit_posteriordb(algorithm: Any, name: str = "gp_pois_regr-gp_regr") -> tuple[Any, dict]:
+    """Runs ``algorithm(key, log_joint, zeros(D))`` (jitted, defaults) on a posteriordb model
+    and judges its ``q`` with the benchmark's own evaluation (2,000 draws) against the
+    reference: ``(fit, metrics)``."""
+    import jax
+
+    from bench import posteriordb as B
+    from bench import posteriordb_models as M
+
+    post = M.load(name)
+    space = M.make_space(post.spec)
+    log_joint = M.make_log_joint(post, space)
+    fit = jax.jit(lambda k: algorithm(k, log_joint, jnp.zeros(space.dim)))(jax.random.key(0))
+    u = jelbo.sample(jax.random.key(1), fit.q, (2000,))
+    return fit, B.evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))
