@@ -46,9 +46,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SCHOOLS = ("eight_schools-eight_schools_noncentered", "eight_schools-eight_schools_centered")
 GAUSS_FLOW_PAIRS = (
