@@ -65,6 +65,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
+if __package__ in (None, ""):  # run as a file: bench's modules import each other as bench.*
+    sys.exit("Run it from the repository root as a module: python -m bench.fit_posteriordb")
+
 import jelbo
 from bench import posteriordb as PDB
 from bench import posteriordb_models as M
