@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = _dt.datetime.now(_dt.UTC)
     meta = {
         "started_utc": start.isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/fit_posteriordb.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "bench.fit_posteriordb", *(argv or sys.argv[1:])]),
         "seeds": seeds,
         "repeats": args.repeats,
         "eval_draws": EVAL_DRAWS,

@@ -234,6 +234,8 @@ def _kl_bernoulli_probs(q: Array, p: Array) -> Array:
     # two non-negative terms, each to full relative precision (q log(q/p) = q xm(.) - (p - q)
     # and the linear parts cancel exactly). At q = 0 the first term is its limit p, at q = 1
     # the second is 1 - p; p = 0 or 1 against a q that is not makes it +inf.
+    # Outside 1/2 <= (p/q, (1-p)/(1-q)) <= 2 the logarithms are taken separately
+    # (_weighted_xm): 1 + w can round to 0 (q = 0.2, p = 1e-300), where log1p(w) is -inf.
     q0, q1 = q == 0, q == 1
     q_lo = jnp.where(q0, 0.5, q)
     q_hi = jnp.where(q1, 0.5, q)
