@@ -2428,10 +2428,9 @@ def active_points(points: Sequence[Point], dtype: Any) -> list[Point]:
     return [p for p in points if p.f32 or np.dtype(dtype) == np.float64]
 
 
-@functools.cache
-def family_outputs(fam: Family, dtype: Any) -> dict[str, tuple[np.ndarray, np.ndarray, Any]]:
-    """``method -> (values (n, out), jacobians (n, out, inputs), dtype)`` at the family's
-    points in ``dtype``: one jitted, vmapped program for all methods (per family and dtype).
+def _family_program(fam: Family, dtype: Any) -> tuple[Callable, tuple[np.ndarray, ...]]:
+    """``(compute, inputs)``: the traceable function of all methods of ``fam`` (values and,
+    in :data:`GRADIENT_DTYPES`, Jacobians) at its points in ``dtype``, and its inputs.
     ``log_prob`` rows are the (point, x) pairs, its inputs ``theta + x``."""
     points = active_points(fam.points, dtype)
     theta = np.array([p.theta for p in points], dtype)
@@ -2439,7 +2438,7 @@ def family_outputs(fam: Family, dtype: Any) -> dict[str, tuple[np.ndarray, np.nd
     row_theta = np.array([points[i].theta for i, _ in rows], dtype).reshape(len(rows), -1)
     x_dtype = np.int32 if fam.x_integer else dtype
     row_x = np.array([x for _, x in rows], x_dtype).reshape(len(rows), -1)
-    grads = np.dtype(dtype) in GRADIENT_DTYPES
+    grads = swept_gradients(fam, dtype)
 
     def method(name: str) -> Callable:
         return lambda t: jnp.ravel(getattr(fam.make(t), name)())
@@ -2469,7 +2468,33 @@ def family_outputs(fam: Family, dtype: Any) -> dict[str, tuple[np.ndarray, np.nd
                 )(theta)
         return out
 
-    results = jax.jit(compute)(theta, row_theta, row_x)
+    return compute, (theta, row_theta, row_x)
+
+
+@functools.cache
+def all_family_outputs(
+    fams: tuple[Family, ...], dtype: Any
+) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray, Any]]]:
+    """``family name -> method -> (values, jacobians, dtype)`` for all ``fams``: one program."""
+    programs = {fam.name: _family_program(fam, dtype) for fam in fams}
+
+    def compute(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {name: programs[name][0](*args) for name, args in inputs.items()}
+
+    results = jax.jit(compute)({name: prog[1] for name, prog in programs.items()})
+    return {
+        name: {k: (np.asarray(v), np.asarray(j), v.dtype) for k, (v, j) in res.items()}
+        for name, res in results.items()
+    }
+
+
+@functools.cache
+def family_outputs(fam: Family, dtype: Any) -> dict[str, tuple[np.ndarray, np.ndarray, Any]]:
+    """``method -> (values (n, out), jacobians (n, out, inputs), dtype)`` at the family's
+    points in ``dtype``: one jitted, vmapped program for all methods (per family and dtype).
+    ``log_prob`` rows are the (point, x) pairs, its inputs ``theta + x``."""
+    compute, inputs = _family_program(fam, dtype)
+    results = jax.jit(compute)(*inputs)
     return {k: (np.asarray(v), np.asarray(j), v.dtype) for k, (v, j) in results.items()}
 
 
@@ -2483,10 +2508,21 @@ def family_references(fam: Family) -> dict[str, list[list[tuple[float, float, np
         rows = []
         for p in fam.points:
             for x in p.xs if name == "log_prob" else (None,):
-                fn, diff = _reference_fn(fam, name, p, x)
-                rows.append(mp_reference(fn, p.theta + (x or ()), diff))
+                key = (fam.refs[name], len(fam.params), fam.x_diff, fam.x_integer)
+                rows.append(_point_reference(key, name, p, x))
         out[name] = rows
     return out
+
+
+@functools.cache
+def _point_reference(
+    key: tuple[Callable, int, bool, bool], name: str, p: Point, x: tuple[float, ...] | None
+) -> list[tuple[float, float, np.ndarray]]:
+    """One row of :func:`family_references`, computed once per session for all the entries
+    that share the transcription and the point (a scalar entry and its vector entry)."""
+    ref, size, x_diff, x_integer = key
+    fn, diff = _reference_fn_of(ref, size, x_diff, x_integer, name, p, x)
+    return mp_reference(fn, p.theta + (x or ()), diff)
 
 
 def row_points(
@@ -2510,6 +2546,26 @@ def row_points(
 #: budget), and the float32 gradient defects they found are fixed and kept by targeted
 #: tests (test_special, test_continuous, test_spherical, test_distributions).
 GRADIENT_DTYPES = (np.dtype(np.float64),)
+
+
+def swept_gradients(entry: Family | KLPair, dtype: Any) -> bool:
+    """Whether the sweeps compile and check ``entry``'s gradients in ``dtype``.
+
+    Scalar entries (and pairs of them) are checked for values and dtypes only. Their
+    gradients are those of the vector entry they were made from (:func:`scalar`,
+    :func:`scalar_kl`) at the same points, which the vector entry checks: the 0-d code path
+    is the same formula on parameters of shape ``()`` instead of ``(1,)`` (broadcasting, no
+    other branch), so its values -- checked here, at the same points against the same
+    references -- exercise everything that differs. Compiling the gradient programs a second
+    time for the scalar entries cost about a fifth of the sweeps' time (issue 19: the sweeps
+    must stay under 60 s of CPU).
+    """
+    if isinstance(entry, KLPair):
+        scalar = entry.q.scalar and entry.p.scalar
+    else:
+        scalar = entry.scalar
+    return np.dtype(dtype) in GRADIENT_DTYPES and not scalar
+
 
 #: Relative tolerances of the values and gradients against mpmath, and the gradient floor
 #: (below), per dtype.
@@ -2553,6 +2609,7 @@ def compare(
     *,
     overrides: Sequence[tuple[str, str, float]] = (),
     second: Callable[[int, int], float] | None = None,
+    check_grads: bool = True,
 ) -> list[Finding]:
     """Every output's value and partials against the reference (see :data:`TOLERANCES`).
 
@@ -2598,7 +2655,7 @@ def compare(
         # Below the smallest normal number only the absolute error is meaningful.
         ok = bool(np.isfinite(got) and (error <= tol["value"] or abs(got - want) <= tiny))
         out.append(Finding(label, got, want, error if np.isfinite(got) else np.inf, ok))
-        if np.dtype(dtype) not in GRADIENT_DTYPES:
+        if not check_grads or np.dtype(dtype) not in GRADIENT_DTYPES:
             continue
         jac = np.asarray(got_jac[k], np.float64)
         biggest = float(np.max(np.abs(grad[finite]), initial=0.0))
@@ -2655,6 +2712,7 @@ def family_findings(fam: Family, dtype: Any) -> list[Finding]:
                 what,
                 overrides=p.tol,
                 second=functools.partial(mp_gradient_floor, fn, args, diff),
+                check_grads=swept_gradients(fam, dtype),
             )
     return findings
 
@@ -2664,12 +2722,22 @@ def _reference_fn(
 ) -> tuple[Callable, tuple[bool, ...]]:
     """The transcription of ``method`` as a function of ``theta + x``, and which of those
     arguments are differentiated."""
-    size = len(fam.params)
-    ref = fam.refs[name]
+    return _reference_fn_of(fam.refs[name], len(fam.params), fam.x_diff, fam.x_integer, name, p, x)
+
+
+def _reference_fn_of(
+    ref: Callable,
+    size: int,
+    x_diff: bool,
+    x_integer: bool,
+    name: str,
+    p: Point,
+    x: tuple[float, ...] | None,
+) -> tuple[Callable, tuple[bool, ...]]:
     diff = p.diff or (True,) * size
     if name != "log_prob" or x is None:
         return ref, diff
-    x_diff = fam.x_diff and not fam.x_integer
+    x_diff = x_diff and not x_integer
     return (lambda a: ref(a[:size], a[size:])), diff + (x_diff,) * len(x)
 
 
@@ -2683,7 +2751,7 @@ def kl_outputs(pair: KLPair, dtype: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     def kl(t: Any) -> Any:
         return jnp.ravel(jelbo.kl_divergence(pair.q.make(t[:nq]), pair.p.make(t[nq:])))
 
-    grads = np.dtype(dtype) in GRADIENT_DTYPES
+    grads = swept_gradients(pair, dtype)
     value, jac = jax.jit(jax.vmap(lambda t: _value_and_jacobian(kl, t, grads=grads)))(theta)
     return np.asarray(value), np.asarray(jac), value.dtype
 
@@ -2691,12 +2759,17 @@ def kl_outputs(pair: KLPair, dtype: Any) -> tuple[np.ndarray, np.ndarray, Any]:
 @functools.cache
 def kl_references(pair: KLPair) -> list[list[tuple[float, float, np.ndarray]]]:
     """The mpmath KL and its gradient at every point of the pair (float64 order)."""
-    nq = len(pair.q.params)
-    fn = lambda a: pair.ref(a[:nq], a[nq:])
-    return [
-        mp_reference(fn, p.theta, p.diff or (True,) * len(p.theta), dps=pair.dps)
-        for p in pair.points
-    ]
+    return [_kl_point_reference(pair.ref, len(pair.q.params), p, pair.dps) for p in pair.points]
+
+
+@functools.cache
+def _kl_point_reference(
+    ref: Callable, nq: int, p: Point, dps: int
+) -> list[tuple[float, float, np.ndarray]]:
+    """One row of :func:`kl_references`, computed once per session for all the pairs that
+    share the transcription and the point (a scalar pair and its vector pair)."""
+    fn = lambda a: ref(a[:nq], a[nq:])
+    return mp_reference(fn, p.theta, p.diff or (True,) * len(p.theta), dps=dps)
 
 
 def kl_findings(pair: KLPair, dtype: Any) -> list[Finding]:
@@ -2724,5 +2797,6 @@ def kl_findings(pair: KLPair, dtype: Any) -> list[Finding]:
             what,
             overrides=p.tol,
             second=functools.partial(mp_gradient_floor, fn, p.theta, diff, dps=pair.dps),
+            check_grads=swept_gradients(pair, dtype),
         )
     return findings

@@ -7,7 +7,8 @@ digits: values, and finite differences of an independent transcription). Toleran
 ``families.TOLERANCES`` (values 1e-12 / 1e-5 relative, gradients 1e-10, with the floors and
 the documented per-point overrides explained in ``families.compare``); every result must
 also have the input's dtype. One jitted, vmapped program per (entry, dtype) evaluates all
-methods (and their gradients) at all points.
+methods (and their gradients) at all points. Scalar entries are checked for values and dtypes
+only: their gradients are their vector entry's, at the same points (``families.swept_gradients``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from families import FAMILIES, METHODS, family_findings, family_outputs, public_families
+from families import FAMILIES, KL_PAIRS, METHODS, family_findings, family_outputs, public_families
 
 import jelbo
 
@@ -113,6 +114,30 @@ def test_every_factorized_family_has_a_scalar_entry():
         and not any(fam.cls is cls and fam.scalar for fam in FAMILIES)
     )
     assert not missing, f"factorized families without a scalar entry (families.scalar): {missing}"
+
+
+def test_scalar_entries_points_are_checked_with_gradients_by_their_vector_entry():
+    # Scalar entries are swept for values and dtypes only (families.swept_gradients): their
+    # gradients are the vector entry's, which must check them at the same points with the
+    # same transcriptions.
+    by_name = {fam.name: fam for fam in FAMILIES}
+    wrong = []
+    for fam in FAMILIES:
+        if not fam.scalar:
+            continue
+        base = by_name[fam.name.removesuffix(" (scalar)")]
+        if base.scalar or base.refs != fam.refs or not set(fam.points) <= set(base.points):
+            wrong.append(fam.name)
+    assert not wrong, wrong
+    for pair in KL_PAIRS:
+        if pair.q.scalar and pair.p.scalar:
+            base = next(
+                b
+                for b in KL_PAIRS
+                if b.q is by_name[pair.q.name.removesuffix(" (scalar)")]
+                and b.p is by_name[pair.p.name.removesuffix(" (scalar)")]
+            )
+            assert base.ref is pair.ref and set(pair.points) <= set(base.points), pair.name
 
 
 @pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name)
