@@ -80,9 +80,10 @@ accepted at its first trial.
   :math:`\lambda^2/2 \le` ``ftol`` :math:`\max(1, |f|)` (the model predicts no decrease
   the objective could resolve);
 
-any of them is convergence (``converged = True``). ``max_iters`` iterations, a line-search
-failure otherwise, or a non-finite start stop without it. With ``Options(confirm=False)`` the
-first rule needs only one kept pair and the third no confirmed step (for whitened objectives).
+any of them is convergence (``converged = True``). With ``Options(confirm=False)`` the first
+rule needs only one kept pair and the third no confirmed step (for whitened objectives).
+``max_iters`` iterations, a line-search failure otherwise, or a non-finite start stop without
+it.
 """
 
 from __future__ import annotations
