@@ -219,4 +219,5 @@ def test_posteriordb_model_end_to_end():
     """gp_pois_regr (D = 3) at defaults against posteriordb's reference draws."""
     fit, r = fit_posteriordb(jelbo.fit.batch_and_match)
     assert bool(fit.converged) and int(fit.num_evals) < 1500
+    assert int(fit.num_evals) == r["external_evals"]
     assert r["mean_err"] < 0.15 and r["sd_err"] < np.log(1.15) and r["psis_mean_err"] < 0.1, r

@@ -192,4 +192,5 @@ def test_posteriordb_model_end_to_end():
     evaluations."""
     fit, r = fit_posteriordb(jelbo.fit.dadvi)
     assert bool(fit.converged) and int(fit.num_evals) < 1000
+    assert int(fit.num_evals) == r["external_evals"]
     assert r["mean_err"] < 0.1 and r["sd_err"] < np.log(1.1) and r["psis_mean_err"] < 0.1, r
