@@ -275,6 +275,11 @@ class FitTarget(EvalCounter):
 
     def __call__(self, z: Any) -> Any:
         self.tick(z)
+        return self.density(z)
+
+    def density(self, z: Any) -> Any:
+        """The log density without the counter (``io_callback`` cannot run inside a
+        ``while_loop`` whose predicate is batched, i.e. a vmapped fit)."""
         a_inv = jnp.asarray(np.linalg.inv(self.a), z.dtype)
         u = a_inv @ (z - jnp.asarray(self.b, z.dtype))
         if self.kind == "gaussian":
