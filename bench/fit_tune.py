@@ -1,9 +1,12 @@
 """Tuning runs of ``jelbo.fit.dadvi``, ``batch_and_match`` and ``advi`` on the eleven
 posteriordb models: accuracy against the reference, evaluations, convergence.
 
-    python bench/fit_tune.py                                   # the three at their defaults
-    python bench/fit_tune.py --configs '{"bam-b4": ["batch_and_match", {"batch_size": 4}]}'
-    python bench/fit_tune.py --report bench/results/fit-tune-*.json     # tables again
+    python -m bench.fit_tune                                   # the three at their defaults
+    python -m bench.fit_tune --configs '{"bam-b4": ["batch_and_match", {"batch_size": 4}]}'
+    python -m bench.fit_tune --report bench/results/fit-tune-*.json     # tables again
+
+(from the repository root, as the other benchmarks: ``bench`` is a package; nothing edits
+``sys.path``).
 
 Every fit runs from ``init = 0`` (``--init multistart``: from the mode that
 ``jelbo.multistart_laplace`` finds, its evaluations not counted) in float64, jitted with the
@@ -27,16 +30,12 @@ import json
 import math
 import os
 import pathlib
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import jelbo
 from bench import posteriordb_models as M

@@ -17,7 +17,8 @@ Every fitted ``q`` is then judged the same way (``evaluate``): ``--eval-draws`` 
 quantities) named as in the reference draws; for each method and seed:
 
 - ``mean_err``: max over parameters of |mean - ref mean| / ref sd;
-- ``sd_err``: max over parameters of |log(sd / ref sd)|;
+- ``sd_err``: max over parameters of |log(sd / ref sd)|; ``sd_ratio_min``, ``sd_ratio_max``:
+  the smallest and largest sd / ref sd;
 - ``psis_mean_err``, ``psis_sd_err``: the same after Pareto-smoothed importance reweighting
   with ``log w = log_joint(u) - log q(u)``; ``khat``: the Pareto k̂ of those weights;
 - ``elbo`` ± ``elbo_se``: the mean of ``log w`` over the evaluation draws and its standard
@@ -408,6 +409,7 @@ def evaluate(post, space, log_joint, u, log_q) -> dict[str, float]:
     w = w / np.sum(w)
     values = {k: np.asarray(v) for k, v in M.constrained_summary(post, space, u).items()}
     errs = {"mean_err": 0.0, "sd_err": 0.0, "psis_mean_err": 0.0, "psis_sd_err": 0.0}
+    ratios: dict[str, list[float]] = {"": [], "psis_": []}
     for name in post.summary_names:
         ref = post.reference[name]
         x = values[name]
@@ -423,9 +425,14 @@ def evaluate(post, space, log_joint, u, log_q) -> dict[str, float]:
                 errs[prefix + "mean_err"], abs(m - ref["mean"]) / ref["sd"]
             )
             errs[prefix + "sd_err"] = max(errs[prefix + "sd_err"], abs(math.log(s / ref["sd"])))
+            ratios[prefix].append(s / ref["sd"])
     lw = log_w[finite]
     return {
         **errs,
+        "sd_ratio_min": min(ratios[""]),
+        "sd_ratio_max": max(ratios[""]),
+        "psis_sd_ratio_min": min(ratios["psis_"]),
+        "psis_sd_ratio_max": max(ratios["psis_"]),
         "khat": khat,
         "elbo": float(np.mean(lw)),
         "elbo_se": float(np.std(lw, ddof=1) / math.sqrt(lw.size)),

@@ -85,7 +85,11 @@ def check_parameters(dist: D) -> D:
     ``grad``, ``vmap``), it adds a ``checkify`` check with the same message: wrap the
     function with :func:`checked` (or ``jax.experimental.checkify.checkify``) to get the
     error; without that wrapper it raises ``ValueError`` at trace time saying so, so a check
-    is never silently skipped.
+    is never silently skipped. (One exception to the message, not to the refusal: once
+    :func:`checked` has traced a function, JAX's trace cache gives a plain ``jax.jit`` of the
+    same function and shapes that trace, check included, without calling this function
+    again; JAX then refuses it with its own "Cannot abstractly evaluate a checkify.check
+    which was not functionalized".)
 
     Args:
         dist: any jelbo distribution.

@@ -149,6 +149,50 @@ def test_no_raw_control_characters_in_sources():
     assert offenders == []
 
 
+def _python_files(*dirs: str) -> list[Path]:
+    return [
+        p for d in dirs for p in sorted((ROOT / d).rglob("*.py")) if "__pycache__" not in p.parts
+    ]
+
+
+def test_no_test_example_or_bench_file_edits_sys_path():
+    # They reach each other through pytest's `pythonpath`, `python -m bench.X` and the
+    # `bench` package; before 0.3, twelve files did sys.path.insert(...).
+    edit = re.compile(r"sys\.path\s*(\.\s*(insert|append|extend|remove)\b|\[.*\]\s*=|\s*[+]?=)")
+    offenders = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in _python_files("tests", "examples", "bench")
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if edit.search(line) and p.name != "test_api.py"
+    ]
+    assert offenders == []
+    assert edit.search("sys.path.insert(0, str(ROOT))") and edit.search("sys.path = [x]")
+    assert not edit.search("Nothing here edits sys.path: pytest's pythonpath")
+
+
+def test_example_outputs_default_to_the_ignored_runs_directory():
+    import vae
+
+    assert vae.parse_args([]).out == str(Path("runs") / "vae")  # 0.2: ./vae_out
+    assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
+    # every output option of every example defaults under runs/ (or to no output)
+    options = [
+        (p.name, m.group(1))
+        for p in _python_files("examples")
+        for m in re.finditer(
+            r'(?:"--out"|"--save[-\w]*"|\bout: str = tr\.option\()[^)]*?(?:default=)?'
+            r"(os\.path\.join\(\"\w+\"|\"[^\"]*\"|None)",
+            p.read_text(),
+        )
+    ]
+    assert {name for name, _ in options} >= {"vae.py", "estimator_snr.py", "fit_linear_decoder.py"}
+    for name, default in options:
+        assert default == "None" or re.match(r'(os\.path\.join\()?"runs\b', default), (
+            name,
+            default,
+        )
+
+
 @pytest.mark.parametrize("name", RANDOM_FUNCTIONS)
 def test_key_comes_first(name):
     params = list(inspect.signature(getattr(jelbo, name)).parameters)

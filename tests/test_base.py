@@ -134,7 +134,10 @@ def test_every_family_round_trips_its_unconstrained_parameters_without_warning()
         warnings.simplefilter("error")
         for dist in every_family():
             if isinstance(dist, jelbo.PowerSpherical):
-                with pytest.raises(ValueError, match=r"`mean_direction` lies in sphere"):
+                with pytest.raises(
+                    ValueError,
+                    match=r"`mean_direction` lies in sphere.*no unconstrained parameterization",
+                ):
                     dist.unconstrained_params()
                 continue
             raw = dist.unconstrained_params()
@@ -153,6 +156,70 @@ def test_every_family_round_trips_its_unconstrained_parameters_without_warning()
                 extreme = type(dist).from_unconstrained_params(**moved, **_static(dist))
                 for name, ok, requirement in extreme._parameter_checks():
                     assert np.all(ok), (dist, shift, name, requirement)
+
+
+def _declared(dist, prefix=""):
+    """``(dist, path, name, constraint, value)`` for every array parameter, nested included."""
+    for name, value in dist._parameters().items():
+        if isinstance(value, jelbo.Distribution):
+            yield from _declared(value, f"{prefix}{name}.")
+        elif not isinstance(value, bijectors.Bijector):
+            yield dist, prefix + name, name, type(dist).arg_constraints[name], jnp.asarray(value)
+
+
+def test_every_route_to_the_unconstrained_parameters_uses_the_one_table():
+    # For every parameter of every family: check_parameters' check and message,
+    # from_unconstrained_params/unconstrained_params, a ParameterSpace of the same constraint
+    # and the deprecated from_unconstrained/to_unconstrained all come from
+    # jelbo.constraints' table (biject_to), with positive -> Exp (the deprecated pair:
+    # positive -> Softplus, 0.2's numbers).
+    kinds = set()
+    for top in every_family():
+        checks = {}
+        for path, ok, requirement in top._parameter_checks():
+            checks.setdefault(path, (ok, requirement))
+        for dist, path, name, constraint, value in _declared(top):
+            where = f"{type(top).__name__}.{path}"
+            kinds.add(constraint.kind)
+            ok, requirement = checks[path]
+            assert requirement == constraint.requirement, where
+            np.testing.assert_array_equal(ok, constraint.check(value), err_msg=where)
+            if not constraint.has_bijector:  # a unit direction: passed as it is
+                assert constraint.kind == "sphere", where
+                continue
+            table = c.biject_to(constraint)
+            assert type(type(dist)._bijector_of(name)) is type(table), where
+            raw = bijectors.inverse(table, value)
+            if all(k.has_bijector for k in type(dist).arg_constraints.values()):
+                new = dist.unconstrained_params()
+                np.testing.assert_allclose(new[name], raw, rtol=1e-12, err_msg=where)
+                again = type(dist).from_unconstrained_params(**new, **_static(dist))
+                np.testing.assert_allclose(
+                    getattr(again, name), value, rtol=1e-9, atol=1e-12, err_msg=where
+                )
+            if constraint.event_dim == 0:
+                space = c.Constraint(constraint.kind, value.shape, constraint.low, constraint.high)
+                flat = raw.reshape(-1)
+            else:
+                space, flat = constraint(value.shape[-1]), raw
+            constrained, _ = jelbo.ParameterSpace({name: space}).constrain(flat)
+            np.testing.assert_allclose(
+                constrained[name], value, rtol=1e-9, atol=1e-12, err_msg=where
+            )
+            # the deprecated pair: the same table, positive read as softplus_positive
+            legacy = type(dist)._legacy_unconstrained_map().get(name)
+            if constraint.kind in ("positive", "extended_positive", "nonnegative"):
+                assert isinstance(legacy, bijectors.Softplus), where
+            elif constraint.kind in ("real", "extended_real", "real_or_neg_inf"):
+                assert legacy is None, where
+            else:
+                assert type(legacy) is type(table), where
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                old = dist.to_unconstrained()[name]
+            expected = value if legacy is None else bijectors.inverse(legacy, value)
+            np.testing.assert_allclose(old, expected, rtol=1e-12, err_msg=where)
+    assert {"positive", "real", "simplex", "unit_interval", "softplus_lower_cholesky"} <= kinds
 
 
 def test_positive_is_exp_and_scale_tril_keeps_its_softplus_diagonal(dtype, rng):

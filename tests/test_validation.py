@@ -57,19 +57,21 @@ def test_checks_under_jit_grad_and_vmap():
     def entropy(scale):
         return jelbo.check_parameters(jelbo.Normal(jnp.zeros(3), scale)).entropy()
 
-    checked = jelbo.checked(jax.jit(entropy))
-    np.testing.assert_allclose(checked(jnp.ones(3)), 3 * (0.5 + 0.5 * np.log(2 * np.pi)))
-    with pytest.raises(ValueError, match=r"Normal `scale` must be > 0 and "
-                       r"finite; 1 of 3 entries are not"):  # fmt: skip
-        checked(jnp.array([1.0, NAN, 2.0]))
     # a check is never skipped silently: without `checked`, jit refuses it at trace time and
-    # says what to do
+    # says what to do (first: once jelbo.checked has traced `entropy`, JAX's trace cache
+    # reuses that trace, and its check, for a plain jax.jit(entropy) of the same shapes)
     with pytest.raises(ValueError, match=r"traced inside jax.jit .* jelbo.checked\(jax.jit\(f\)\)"):
         jax.jit(entropy)(jnp.ones(3))
     with pytest.raises(ValueError, match=r"check_parameters\(Normal\).*outside jit"):
         jax.jit(jax.grad(entropy))(jnp.ones(3))
     with pytest.raises(ValueError, match=r"jelbo\.checked"):
         jax.lax.map(entropy, jnp.ones((2, 3)))
+
+    checked = jelbo.checked(jax.jit(entropy))
+    np.testing.assert_allclose(checked(jnp.ones(3)), 3 * (0.5 + 0.5 * np.log(2 * np.pi)))
+    with pytest.raises(ValueError, match=r"Normal `scale` must be > 0 and "
+                       r"finite; 1 of 3 entries are not"):  # fmt: skip
+        checked(jnp.array([1.0, NAN, 2.0]))
     # eager vmap and grad check as they go, without a wrapper; checkify itself works too
     assert jax.vmap(entropy)(jnp.ones((2, 3))).shape == (2,)
     error, _ = checkify.checkify(jax.jit(entropy), errors=checkify.user_checks)(-jnp.ones(3))

@@ -338,7 +338,8 @@ class Distribution(Module, abc.ABC):
         if not constraint.has_bijector:
             raise ValueError(
                 f"{cls.__name__} `{name}` lies in {constraint!r}, onto which no bijector maps "
-                "the unconstrained arrays; pass it as it is."
+                f"the unconstrained arrays, so {cls.__name__} has no unconstrained "
+                "parameterization; build it from constrained values (a direction: u / |u|)."
             )
         return _constraints.biject_to(constraint)
 

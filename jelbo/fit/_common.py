@@ -42,12 +42,13 @@ from jelbo._typing import Array, ArrayLike
 from jelbo.diagnostics import psis
 from jelbo.distributions import Distribution, log_prob, sample
 from jelbo.fit._result import Fit
-from jelbo.objectives import Bound
+from jelbo.results import Bound
 
 __all__ = [
     "DIAGNOSTIC_DRAWS",
     "CountedLogJoint",
     "Diagnosis",
+    "check_log_joint",
     "check_problem",
     "diagnose",
     "finish",
@@ -80,12 +81,23 @@ def check_problem(caller: str, key: Any, log_joint: Any, init: ArrayLike) -> Arr
         _checks.check_key(key)
     except TypeError as err:
         raise TypeError(f"{caller}: {err}") from None
+    return check_log_joint(caller, log_joint, jnp.asarray(init))
+
+
+def check_log_joint(caller: str, log_joint: Any, z0: Array) -> Array:
+    """Checks ``log_joint`` and a floating start ``z0`` at trace time; returns ``z0``.
+
+    Raises:
+        TypeError: a ``log_joint`` that is not callable or returns a non-floating value, a
+            ``z0`` that is not floating.
+        ValueError: a ``z0`` that is not ``(D,)`` with ``D >= 1``, a ``log_joint`` whose
+            value is not a scalar.
+    """
     if not callable(log_joint):
         raise TypeError(
             f"{caller}: `log_joint` must be a function of one (D,) vector returning a scalar; "
             f"got {type(log_joint).__name__}."
         )
-    z0 = jnp.asarray(init)
     if z0.ndim != 1 or z0.shape[0] < 1:
         raise ValueError(
             f"{caller}: `init` must be one unconstrained vector of shape (D,) with D >= 1; got "
@@ -143,9 +155,14 @@ class CountedLogJoint:
     def __init__(self, log_joint: Callable[[Array], Array]) -> None:
         self.fn = log_joint
 
-    def _one(self, z: Array) -> Array:
+    def uncounted(self, z: Array) -> Array:
+        """``log_joint(z)`` at one point, NOT counted: only for a caller that counts its own
+        calls (e.g. the L-BFGS of :mod:`jelbo.fit._lbfgs`, which counts every call of the
+        objective it is given)."""
         value = jnp.asarray(self.fn(z)).astype(z.dtype)
         return jnp.where(jnp.isnan(value), -jnp.inf, value)
+
+    _one = uncounted
 
     def value(self, z: Array, count: Array) -> tuple[Array, Array]:
         """``log_joint(z)`` at one point ``z`` ``(D,)``: ``(value, count + 1)``."""

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 from jelbo import _checks
 from jelbo._typing import Array, ArrayLike
 from jelbo.distributions import MultivariateNormalTriL
+from jelbo.fit import _lbfgs
 from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
@@ -63,9 +64,14 @@ from jelbo.fit._common import (
     finish,
     zero_count,
 )
-from jelbo.fit._minimize import minimize_lbfgs
 from jelbo.fit._result import Fit
-from jelbo.fit._start import Start, hessian_by_columns, laplace_start, tril_from_square_root
+from jelbo.fit._start import (
+    Start,
+    hessian_by_columns,
+    laplace_start,
+    lbfgs_options,
+    tril_from_square_root,
+)
 
 __all__ = ["dadvi"]
 
@@ -117,7 +123,8 @@ def dadvi(
             coordinates (static).
         max_iters: the most L-BFGS iterations on the DADVI objective (static).
         tol: the stopping rule: predicted decrease :math:`\tfrac12 g^\top Hg` of the
-            objective below ``tol`` nats (plus ten float epsilons of its magnitude).
+            objective below ``tol`` nats, or a relative decrease below 100 float epsilons
+            (:mod:`jelbo.fit._lbfgs` with ``confirm=False``).
         start_max_iters, start_tol: the same for the mode search of ``start="laplace"``.
         num_diagnostic_draws: fresh draws from ``q`` for ``bound`` and ``pareto_k``.
 
@@ -177,14 +184,17 @@ def dadvi(
         values = jax.vmap(model._one)(z)
         return -jnp.mean(values) - log_det
 
-    res = minimize_lbfgs(
-        jax.value_and_grad(objective), jnp.zeros(n_params, dtype), max_iters=max_iters, tol=tol
+    res = _lbfgs.minimize(
+        jax.value_and_grad(objective),
+        jnp.zeros(n_params, dtype),
+        # whitened by the Laplace start (or the paper's unit scales): no confirmation needed
+        lbfgs_options(max_iters=max_iters, tol=tol, confirm=False),
     )
-    count = count + res.num_calls.astype(count.dtype) * m
+    count = count + res.num_evals.astype(count.dtype) * m
     loc, scale_matrix, _ = unpack(res.x)
     info: dict[str, Any] = {
         "objective": res.value,
-        "decrement": res.decrement,
+        "decrement": 0.5 * res.decrement**2,
         "num_draws": jnp.asarray(m),
         "start_converged": st.converged,
         "start_hessian_ok": st.hessian_ok,

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from jelbo._typing import Array
 from jelbo.distributions import Distribution
-from jelbo.objectives import Bound
+from jelbo.results import Bound
 
 
 class Fit(NamedTuple):

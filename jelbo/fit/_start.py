@@ -16,14 +16,15 @@ and are strongly correlated: the mean-field DADVI objective took 938 L-BFGS iter
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jelbo._typing import Array
+from jelbo.fit import _lbfgs
 from jelbo.fit._common import CountedLogJoint
-from jelbo.fit._minimize import minimize_lbfgs
 
 _EIGEN_FLOOR = 1e-8
 
@@ -83,8 +84,8 @@ def laplace_start(
         value, grad = jax.value_and_grad(model._one)(z)
         return -value, -grad
 
-    res = minimize_lbfgs(negative, init, max_iters=max_iters, tol=tol)
-    count = count + res.num_calls.astype(count.dtype)
+    res = _lbfgs.minimize(negative, init, lbfgs_options(max_iters=max_iters, tol=tol))
+    count = count + res.num_evals.astype(count.dtype)
     finite = jnp.isfinite(res.value)
     loc = jnp.where(finite, res.x, init)
     _, hess, count = hessian_by_columns(model, loc, count)
@@ -121,3 +122,17 @@ def tril_from_square_root(a: Array) -> Array:
     r = jnp.linalg.qr(a.T, mode="r")
     signs = jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(a.dtype)
     return (r * signs[:, None]).T
+
+
+def lbfgs_options(
+    *, max_iters: int, tol: float, history: int = 10, confirm: bool = True
+) -> _lbfgs.Options:
+    r"""The :mod:`jelbo.fit._lbfgs` options for a stopping rule in nats: the predicted
+    decrease of the quadratic model to its minimum, :math:`\tfrac12\lambda^2 =
+    \tfrac12\nabla f^\top H\nabla f`, at most ``tol``, i.e. the decrement
+    :math:`\lambda \le \sqrt{2\,\mathrm{tol}}` (plus the L-BFGS's relative-objective
+    rule at 100 float epsilons, what the objective can resolve). ``confirm``: see
+    :class:`jelbo.fit._lbfgs.Options`."""
+    return _lbfgs.Options(
+        max_iters=max_iters, history=history, gtol=math.sqrt(2.0 * tol), confirm=confirm
+    )
