@@ -18,8 +18,9 @@ from several threads, and ``+=`` on a shared int loses counts; under ``vmap`` a 
 ``lax.map``, where ``jax.debug.callback`` is unrolled per point and compiles for minutes) so
 that ``Fit.num_evals`` is checked against an external count on every run. The report
 applies issue 21's targets: raw means within 0.25 sd, sds within 0.75-1.33x, PSIS means
-within 0.1 sd where k-hat < 0.7, a median of at most 4,000 evaluations and none above 10,000 (dadvi, batch_and_match); for advi the
-comparison with the 5,000-step recipe of ``bench/posteriordb.py`` (its recorded results).
+within 0.1 sd where k-hat < 0.7, a median of at most 4,000 evaluations and none above
+10,000 (dadvi, batch_and_match); for advi the comparison with the 5,000-step recipe of
+``bench/posteriordb.py`` (its recorded results).
 """
 
 from __future__ import annotations

@@ -81,8 +81,9 @@ accepted at its first trial.
   the objective could resolve);
 
 any of them is convergence (``converged = True``). With ``Options(confirm=False)`` the first
-rule needs only one kept pair and the third no confirmed step (for whitened objectives). ``max_iters`` iterations, a line-search
-failure otherwise, or a non-finite start stop without it.
+rule needs only one kept pair and the third no confirmed step (for whitened objectives).
+``max_iters`` iterations, a line-search failure otherwise, or a non-finite start stop without
+it.
 """
 
 from __future__ import annotations
