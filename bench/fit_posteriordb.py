@@ -1,9 +1,9 @@
 """``jelbo.fit`` on the eleven posteriordb posteriors: evaluations and time to a fit, accuracy.
 
-    python bench/fit_posteriordb.py                     # every model and method, 3 seeds
-    python bench/fit_posteriordb.py --models gp_pois_regr-gp_regr --methods jelbo-pathfinder \\
+    python -m bench.fit_posteriordb                     # every model and method, 3 seeds
+    python -m bench.fit_posteriordb --models gp_pois_regr-gp_regr --methods jelbo-pathfinder \\
         --seeds 1 --repeats 1                           # a quick look
-    python bench/fit_posteriordb.py --report bench/results/fit-posteriordb-<date>.json
+    python -m bench.fit_posteriordb --report bench/results/fit-posteriordb-<date>.json
 
 Every contender fits the SAME log joint of one unconstrained vector
 (``bench/posteriordb_models.py``) from ``init = 0`` at its defaults (the contender's own, or
@@ -65,8 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: bench's modules import each other as bench.*
+    sys.exit("Run it from the repository root as a module: python -m bench.fit_posteriordb")
 
 import jelbo
 from bench import posteriordb as PDB
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = _dt.datetime.now(_dt.UTC)
     meta = {
         "started_utc": start.isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/fit_posteriordb.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "bench.fit_posteriordb", *(argv or sys.argv[1:])]),
         "seeds": seeds,
         "repeats": args.repeats,
         "eval_draws": EVAL_DRAWS,

@@ -56,7 +56,7 @@ def funnel_log_density(z: Any) -> Any:
 Builder = Callable[[argparse.Namespace], tuple[Callable[..., Any], tuple[Any, ...]]]
 
 
-def _jelbo(grad_estimator: str) -> Builder:
+def _jelbo(grad_estimator: str, kind: str = "iaf") -> Builder:
     def build(opts: argparse.Namespace) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         import jax
         import jax.numpy as jnp
@@ -64,15 +64,16 @@ def _jelbo(grad_estimator: str) -> Builder:
         import jelbo
         from jelbo import flows
 
-        flow = flows.masked_autoregressive(
-            jax.random.key(0),
-            opts.dim,
-            num_layers=opts.layers,
-            hidden_sizes=opts.hidden,
-            inverse=True,
-            activation=opts.activation,
-            dtype=jnp.float32,
-        )
+        options = {
+            "num_layers": opts.layers,
+            "hidden_sizes": opts.hidden,
+            "activation": opts.activation,
+            "dtype": jnp.float32,
+        }
+        if kind == "iaf":
+            flow = flows.masked_autoregressive(jax.random.key(0), opts.dim, inverse=True, **options)
+        else:
+            flow = flows.coupling(jax.random.key(0), opts.dim, **options)
         base = jelbo.Normal(jnp.zeros(opts.dim, jnp.float32), jnp.ones(opts.dim, jnp.float32))
         objective = jelbo.ELBO(num_samples=opts.draws, kl="mc", grad_estimator=grad_estimator)
 
@@ -84,26 +85,29 @@ def _jelbo(grad_estimator: str) -> Builder:
     return build
 
 
-def _flowjax(stick_the_landing: bool) -> Builder:
+def _flowjax(stick_the_landing: bool, kind: str = "iaf") -> Builder:
     def build(opts: argparse.Namespace) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         import equinox as eqx
         import jax
         import jax.numpy as jnp
         from flowjax.distributions import StandardNormal
-        from flowjax.flows import masked_autoregressive_flow
+        from flowjax.flows import coupling_flow, masked_autoregressive_flow
         from flowjax.train.losses import ElboLoss
 
         if len(set(opts.hidden)) != 1:
             raise ValueError("flowjax's MLP has one width for all hidden layers")
-        flow = masked_autoregressive_flow(
-            jax.random.key(0),
-            base_dist=StandardNormal((opts.dim,)),
-            flow_layers=opts.layers,
-            nn_width=opts.hidden[0],
-            nn_depth=len(opts.hidden),
-            nn_activation=_activation(opts.activation),
-            invert=False,  # fast forward: sample_and_log_prob (VI)
-        )
+        options = {
+            "base_dist": StandardNormal((opts.dim,)),
+            "flow_layers": opts.layers,
+            "nn_width": opts.hidden[0],
+            "nn_depth": len(opts.hidden),
+            "nn_activation": _activation(opts.activation),
+        }
+        if kind == "iaf":
+            # invert=False: the fast direction is forward, sample_and_log_prob (VI)
+            flow = masked_autoregressive_flow(jax.random.key(0), invert=False, **options)
+        else:
+            flow = coupling_flow(jax.random.key(0), **options)
         params, static = eqx.partition(flow, eqx.is_inexact_array)
         elbo = ElboLoss(funnel_log_density, opts.draws, stick_the_landing=stick_the_landing)
 
@@ -163,6 +167,15 @@ CONTENDERS: dict[str, Builder] = {
     "flowjax-iaf": _flowjax(False),
     "flowjax-iaf-stl": _flowjax(True),
     "numpyro-iaf": _numpyro,
+    "jelbo-coupling": _jelbo("reparam", "coupling"),
+    "flowjax-coupling": _flowjax(False, "coupling"),
+}
+#: The jelbo contender each peer is compared with (same flow, same gradient estimator).
+COUNTERPART = {
+    "flowjax-iaf": "jelbo-iaf",
+    "flowjax-iaf-stl": "jelbo-iaf-stl",
+    "numpyro-iaf": "jelbo-iaf",
+    "flowjax-coupling": "jelbo-coupling",
 }
 
 
@@ -201,23 +214,30 @@ def _load() -> list[float]:
         return []
 
 
-def _table(records: list[dict[str, Any]], reference: str) -> str:
+def _table(records: list[dict[str, Any]]) -> str:
+    """One row per contender; a peer's row gives its jelbo counterpart's step time and first
+    call (trace + compile + one step) as fractions of its own (issue 22's target: step at most
+    0.67, first call at most 1)."""
     ok = {r["contender"]: r for r in records if r.get("status") == "ok"}
     lines = [
-        "| contender | step (median, ms) | step CPU (ms) | first call (s) | loss | step / "
-        f"{reference} |",
-        "|---|---|---|---|---|---|",
+        "| contender | step (median, ms) | step CPU (ms) | first call (s) | loss | jelbo "
+        "counterpart | its step / this | its step CPU / this | its first call / this |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         if r.get("status") != "ok":
-            lines.append(f"| {r['contender']} | {r.get('status')}: {r.get('detail', '')} | | | | |")
+            lines.append(
+                f"| {r['contender']} | {r.get('status')}: {r.get('detail', '')} | | | | | | | |"
+            )
             continue
-        ratio = ""
-        if reference in ok:
-            ratio = f"{r['median_s'] / ok[reference]['median_s']:.2f}"
+        mine, step, cpu, first = COUNTERPART.get(r["contender"], ""), "", "", ""
+        if mine in ok:
+            step = f"{ok[mine]['median_s'] / r['median_s']:.2f}"
+            cpu = f"{ok[mine]['median_cpu_s'] / r['median_cpu_s']:.2f}"
+            first = f"{ok[mine]['first_call_s'] / r['first_call_s']:.2f}"
         lines.append(
             f"| {r['contender']} | {1e3 * r['median_s']:.3f} | {1e3 * r['median_cpu_s']:.3f} | "
-            f"{r['first_call_s']:.2f} | {r['loss']:.3f} | {ratio} |"
+            f"{r['first_call_s']:.2f} | {r['loss']:.3f} | {mine} | {step} | {cpu} | {first} |"
         )
     return "\n".join(lines)
 
@@ -280,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
                 best[name] = record
     records = [best[n] for n in names]
     meta = {
+        "command": "python -m bench.flows_bench timing " + " ".join(argv or sys.argv[1:]),
         "host": platform.node(),
         "date": datetime.date.today().isoformat(),
         "cpu_count": os.cpu_count(),
@@ -296,22 +317,23 @@ def main(argv: list[str] | None = None) -> None:
         },
         "rounds": opts.rounds,
     }
-    table = _table(records, "jelbo-iaf")
+    table = _table(records)
     print(table)
     print(f"load average before/after: {meta['load_before']} / {meta['load_after']}")
     if opts.no_write:
         return
     opts.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = opts.out_dir / f"flows-{meta['host']}-{meta['date']}"
+    stem = opts.out_dir / f"flows-timing-{meta['host']}-{meta['date']}"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
     note = ""
     if max(meta["load_before"][:1] + meta["load_after"][:1], default=0.0) > 2.5:
         note = (
             "\n\n**The machine was busy** (1-minute load above 2.5): the timings overstate "
-            "every contender; rerun on a quiet machine.\n"
+            f"every contender; rerun on a quiet machine: `{meta['command']}`.\n"
         )
     stem.with_suffix(".md").write_text(
         f"# Flow VI step and compile time ({meta['host']}, {meta['date']})\n\n"
+        f"command: `{meta['command']}`\n\n"
         f"{json.dumps(meta['workload'])}\n\nload average before/after: {meta['load_before']} / "
         f"{meta['load_after']}, {meta['cpu_count']} CPUs, {opts.rounds} round(s)\n\n{table}\n"
         f"{note}"

@@ -213,6 +213,20 @@ def _eight_schools(P, d):
     return spec, log_density, derived
 
 
+def _eight_schools_centered(P, d):
+    """The centered parameterization (a funnel in ``(log tau, theta)``): the same posterior of
+    ``(theta, mu, tau)`` as the non-centered model, whose reference draws it is judged by."""
+    J, y, sigma = int(d["J"]), _f(d["y"]), _f(d["sigma"])
+    spec = {"theta": P.real((J,)), "mu": P.real(), "tau": P.positive()}
+
+    def log_density(p):
+        lp = _normal(p["theta"], p["mu"][..., None], p["tau"][..., None])
+        lp += _normal(y, p["theta"], sigma)
+        return lp + _normal(p["mu"], 0.0, 5.0) + _cauchy(p["tau"], 0.0, 5.0)
+
+    return spec, log_density, _no_derived
+
+
 def _garch11(P, d):
     y, sigma1 = _f(d["y"]), float(d["sigma1"])
     spec = {
@@ -317,7 +331,12 @@ _BUILDERS = {
     "low_dim_gauss_mix-low_dim_gauss_mix": _gauss_mix,
     "nes2000-nes": _nes,
     "sblrc-blr": _blr,
+    # not one of the eleven (no reference of its own): the non-centered model's data and
+    # reference draws (the same posterior of theta, mu, tau), see _DATA
+    "eight_schools-eight_schools_centered": _eight_schools_centered,
 }
+# Posteriors that read another posterior's data and reference draws.
+_DATA = {"eight_schools-eight_schools_centered": "eight_schools-eight_schools_noncentered"}
 
 
 def constraints_module():
@@ -352,9 +371,10 @@ def load(name: str, P: Any = None) -> Posterior:
     if name not in _BUILDERS:
         raise ValueError(f"unknown posterior {name!r}; choose one of {POSTERIORS}")
     P = constraints_module() if P is None else P
-    spec, log_density, derived = _BUILDERS[name](P, _read(name, "data.json"))
-    reference = _read(name, "reference_summary.json")
-    draws = {k: np.asarray(v) for k, v in _read(name, "reference_draws_thinned.json").items()}
+    data = _DATA.get(name, name)
+    spec, log_density, derived = _BUILDERS[name](P, _read(data, "data.json"))
+    reference = _read(data, "reference_summary.json")
+    draws = {k: np.asarray(v) for k, v in _read(data, "reference_draws_thinned.json").items()}
     return Posterior(name, spec, log_density, derived, tuple(reference), reference, draws)
 
 

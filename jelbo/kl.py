@@ -226,13 +226,27 @@ def _kl_bernoulli_probs(q: Array, p: Array) -> Array:
     # two non-negative terms, each to full relative precision (q log(q/p) = q xm(.) - (p - q)
     # and the linear parts cancel exactly). At q = 0 the first term is its limit p, at q = 1
     # the second is 1 - p; p = 0 or 1 against a q that is not makes it +inf.
+    # Where w < -1/2 (p far below q, or 1 - p far below 1 - q), w - log1p(w) >= 0.19 has no
+    # cancellation and log1p(w) is taken as log(p) - log(q): 1 + w can round to 0 (q = 0.2,
+    # p = 1e-300), where log1p(w) would be -inf.
     q0, q1 = q == 0, q == 1
     q_lo = jnp.where(q0, 0.5, q)
     q_hi = jnp.where(q1, 0.5, q)
-    first = jnp.where(q0, p, q_lo * _special.x_minus_log1p((p - q_lo) / q_lo))
-    second = jnp.where(
-        q1, 1.0 - p, (1.0 - q_hi) * _special.x_minus_log1p((q_hi - p) / (1.0 - q_hi))
+    w1 = (p - q_lo) / q_lo
+    w2 = (q_hi - p) / (1.0 - q_hi)
+    far1, far2 = w1 < -0.5, w2 < -0.5
+    xm1 = jnp.where(
+        far1,
+        w1 - (jnp.log(p) - jnp.log(q_lo)),
+        _special.x_minus_log1p(jnp.where(far1, 0.0, w1)),
     )
+    xm2 = jnp.where(
+        far2,
+        w2 - (jnp.log1p(-p) - jnp.log1p(-q_hi)),
+        _special.x_minus_log1p(jnp.where(far2, 0.0, w2)),
+    )
+    first = jnp.where(q0, p, q_lo * xm1)
+    second = jnp.where(q1, 1.0 - p, (1.0 - q_hi) * xm2)
     return first + second
 
 

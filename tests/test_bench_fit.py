@@ -17,7 +17,8 @@ def test_fit_bench_runs_and_counts(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "bench" / "fit_posteriordb.py"),
+            "-m",
+            "bench.fit_posteriordb",
             "--models",
             "gp_pois_regr-gp_regr",
             "--methods",

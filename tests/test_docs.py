@@ -47,7 +47,7 @@ def test_readme_is_at_most_250_lines():
 
 def test_readme_python_blocks_run_in_order_and_say_what_the_text_says():
     blocks = markdown_python_blocks("README.md")
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec", dont_inherit=True), namespace)
     bound = namespace["bound"]  # the quick start: one bound per datapoint
@@ -57,6 +57,16 @@ def test_readme_python_blocks_run_in_order_and_say_what_the_text_says():
     # The Bayesian block's q is the exact posterior: the ELBO is log pi for every key.
     np.testing.assert_allclose(namespace["bound"].value, math.log(math.pi), rtol=1e-5)
     assert float(namespace["summary"].pareto_k) < 0.7
+    exec(compile(blocks[2], "README.md", "exec", dont_inherit=True), namespace)
+    # jelbo.fit from init = 0 on the same Gaussian posterior: it stops by its own rule and
+    # finds the posterior (mean 0, covariance [[1, 1], [1, 1.25]]) up to the Monte Carlo error
+    # of its moment matching (2,000 PSIS draws: about 0.025 sd; 4 of those allowed).
+    fit = namespace["fit"]
+    assert bool(fit.converged) and int(fit.num_evals) > 0
+    np.testing.assert_allclose(fit.q.mean(), 0.0, atol=0.1)
+    np.testing.assert_allclose(fit.q.variance(), [1.0, 1.25], atol=0.15)  # q: a mixture
+    np.testing.assert_allclose(fit.bound.value, math.log(math.pi), atol=0.02)
+    assert float(fit.pareto_k) < 0.7
 
 
 def test_diagnostics_psis_example_says_what_the_text_says():

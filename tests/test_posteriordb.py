@@ -227,3 +227,18 @@ def test_multistart_laplace_finds_the_hmm_mode_of_the_reference_draws():
     for name in post.summary_names:
         ref = post.reference[name]
         assert abs(float(values[name][0]) - ref["mean"]) < ref["sd"], name
+
+
+def test_centered_eight_schools_is_the_noncentered_posterior():
+    """The centered model (not one of the eleven; judged by the non-centered reference draws)
+    has the same posterior of (theta, mu, tau): its density is the non-centered one's divided
+    by the Jacobian tau^J of theta = mu + tau * theta_trans, at the reference draws."""
+    nc = M.load("eight_schools-eight_schools_noncentered")
+    c = M.load("eight_schools-eight_schools_centered")
+    assert c.summary_names == nc.summary_names
+    params = M.unflatten_draws(nc, M.make_space(nc.spec))
+    params = {k: v[:5] for k, v in params.items()}
+    theta = nc.derived(params)["theta"]
+    centered = {"theta": theta, "mu": params["mu"], "tau": params["tau"]}
+    expected = jax.vmap(nc.log_density)(params) - 8 * jnp.log(params["tau"])
+    np.testing.assert_allclose(jax.vmap(c.log_density)(centered), expected, rtol=1e-12)

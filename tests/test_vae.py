@@ -41,6 +41,33 @@ def test_short_run_writes_a_finite_bound_and_the_figure(tmp_path, latent, likeli
     assert (tmp_path / "vae.png").stat().st_size > 1000
 
 
+def test_iaf_posterior_short_run(tmp_path):
+    """--posterior iaf: the encoder's context conditions an IAF on the Gaussian (one context
+    per digit); the ELBO (Monte Carlo KL) trains and the test bound is finite."""
+    args = vae.parse_args(
+        [
+            "--posterior=iaf",
+            "--epochs=1",
+            "--hidden=16",
+            "--context-dim=4",
+            "--eval-samples=20",
+            f"--out={tmp_path}",
+            "--quiet",
+        ]
+    )
+    flow = vae.make_flow(args)
+    model = vae.VAE(args, np.zeros(64), vae.nnx.Rngs(0))
+    q = model.posterior(np.zeros((5, 64), np.float32), 1.0, flow)
+    assert q.batch_shape == (5,) and q.event_shape == (args.latent_dim,)
+    assert vae.objective_for(args).kl == "mc"
+    summary = vae.train(args)
+    assert summary["posterior"] == "iaf" and summary["context_dim"] == 4
+    assert np.isfinite(summary["test_iwae_bound"]) and summary["test_iwae_bound"] < 0
+    assert (tmp_path / "vae.png").stat().st_size > 1000
+
+
 def test_bad_options_are_rejected():
     with pytest.raises(SystemExit):
         vae.parse_args(["--latent", "vmf"])
+    with pytest.raises(SystemExit):
+        vae.parse_args(["--latent", "dirichlet", "--posterior", "iaf"])

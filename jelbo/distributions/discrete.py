@@ -290,7 +290,10 @@ class Bernoulli(BinaryProbsLogits, Factorized):
     def _entropy_elementwise(self) -> Array:
         if self._probs is not None:
             p = self.probs
-            return -(_special.xlogy(p, p) + _special.xlogy(1.0 - p, 1.0 - p))
+            # (1 - p) log(1 - p) by log1p: -p + O(p^2) near 0, where log(1 - p) rounds to 0.
+            one = p == 1
+            q = jnp.where(one, 0.0, p)
+            return -(_special.xlogy(p, p) + jnp.where(one, 0.0, (1.0 - q) * jnp.log1p(-q)))
         a = self.logits
         finite = jnp.isfinite(a)
         a = jnp.where(finite, a, 0.0)
