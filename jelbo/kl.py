@@ -181,10 +181,16 @@ def _kl_laplace_laplace(q: Laplace, p: Laplace) -> Array:
     # KL_i = log(bp/bq) + |Δ|/bp + (bq/bp) exp(-|Δ|/bq) - 1, with Δ = mq - mp; with
     # r = log(bq/bp) and v = |Δ|/bq it is φ(-r) + e^r φ(v), φ(t) = e^-t - 1 + t >= 0 (two
     # non-negative terms, each exact via jelbo._special.expm1_plus).
+    # Where phi(v) underflows to 0 its term is negligible next to phi(-r) (it is at most
+    # e^r v^2/2 << e^r), and is dropped rather than formed as e^r * 0 (inf * 0 = NaN for a
+    # scale ratio beyond e^88 in float32).
     loc_q, loc_p, scale_q, scale_p = common_float(q.loc, p.loc, q.scale, p.scale)
     v = jnp.abs(_special.standardize(loc_q, loc_p, scale_q))
     r = jnp.log(scale_q) - jnp.log(scale_p)
-    kl = _special.expm1_plus(-r) + jnp.exp(r) * _special.expm1_plus(v)
+    phi_v = _special.expm1_plus(v)
+    vanished = phi_v == 0
+    scaled = jnp.where(vanished, 0.0, jnp.exp(jnp.where(vanished, 0.0, r)) * phi_v)
+    kl = _special.expm1_plus(-r) + scaled
     return _event_sum(q, kl)
 
 
@@ -194,9 +200,11 @@ def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
     # s = sigma(-a) <= 1/2, d = b - a, m = expm1(-d) and y = s m:
     #     KL = log1p(y) + s d = s (expm1(-d) + d) - (y - log1p(y)),
     # two non-negative terms (the second at most half the first) that keep full relative
-    # precision when both logits lie far out on the same side. Where y > 1 (b far below a)
-    # KL = softplus(log s + log m) + s d avoids overflowing m. Infinite logits are
-    # deterministic coordinates: KL(+inf || b) = softplus(-b).
+    # precision when both logits lie far out on the same side (d >= -1). Below (b more than
+    # 1 under a) every factor is taken in log space, KL = softplus(log s + log m) + s d, so
+    # that a tiny s (even 0 in float, a = 785.9) never multiplies a huge m (e^-d, inf at
+    # d = -747): the first form gave 0 * inf = NaN there. Infinite logits are deterministic
+    # coordinates: KL(+inf || b) = softplus(-b).
     if q._probs is not None and p._probs is not None:
         return _event_sum(q, _kl_bernoulli_probs(*common_float(q.probs, p.probs)))
     a, b = common_float(q.logits, p.logits)
@@ -208,13 +216,13 @@ def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> Array:
     d = b_fin - a_fin
     s = jax.nn.sigmoid(-a_fin)
     log_s = jax.nn.log_sigmoid(-a_fin)
-    d_neg = jnp.where(d < 0, d, -1.0)
-    log_m = -d_neg + jnp.log(-jnp.expm1(d_neg))
-    large = (d < 0) & (log_s + log_m > 0)
-    d_small = jnp.where(large, 0.0, d)
-    small_kl = s * _special.expm1_plus(d_small) - _special.x_minus_log1p(s * jnp.expm1(-d_small))
-    large_kl = jax.nn.softplus(log_s + log_m) + s * d_neg
-    kl = jnp.where(large, large_kl, small_kl)
+    far = d < -1.0
+    d_far = jnp.where(far, d, -2.0)
+    log_m = -d_far + jnp.log(-jnp.expm1(d_far))
+    far_kl = jax.nn.softplus(log_s + log_m) + s * d_far
+    d_near = jnp.where(far, 0.0, d)
+    near_kl = s * _special.expm1_plus(d_near) - _special.x_minus_log1p(s * jnp.expm1(-d_near))
+    kl = jnp.where(far, far_kl, near_kl)
     kl = jnp.where(b_inf, jnp.inf, kl)
     kl = jnp.where(a_inf, jax.nn.softplus(-jnp.where(a_inf, b, 0.0)), kl)
     return _event_sum(q, kl)
@@ -226,28 +234,28 @@ def _kl_bernoulli_probs(q: Array, p: Array) -> Array:
     # two non-negative terms, each to full relative precision (q log(q/p) = q xm(.) - (p - q)
     # and the linear parts cancel exactly). At q = 0 the first term is its limit p, at q = 1
     # the second is 1 - p; p = 0 or 1 against a q that is not makes it +inf.
-    # Where w < -1/2 (p far below q, or 1 - p far below 1 - q), w - log1p(w) >= 0.19 has no
-    # cancellation and log1p(w) is taken as log(p) - log(q): 1 + w can round to 0 (q = 0.2,
-    # p = 1e-300), where log1p(w) would be -inf.
+    # Outside 1/2 <= (p/q, (1-p)/(1-q)) <= 2 the logarithms are taken separately
+    # (_weighted_xm): 1 + w can round to 0 (q = 0.2, p = 1e-300), where log1p(w) is -inf.
     q0, q1 = q == 0, q == 1
     q_lo = jnp.where(q0, 0.5, q)
     q_hi = jnp.where(q1, 0.5, q)
-    w1 = (p - q_lo) / q_lo
-    w2 = (q_hi - p) / (1.0 - q_hi)
-    far1, far2 = w1 < -0.5, w2 < -0.5
-    xm1 = jnp.where(
-        far1,
-        w1 - (jnp.log(p) - jnp.log(q_lo)),
-        _special.x_minus_log1p(jnp.where(far1, 0.0, w1)),
+    first = jnp.where(q0, p, _weighted_xm(q_lo, p - q_lo, jnp.log(q_lo), jnp.log(p)))
+    second = jnp.where(
+        q1, 1.0 - p, _weighted_xm(1.0 - q_hi, q_hi - p, jnp.log1p(-q_hi), jnp.log1p(-p))
     )
-    xm2 = jnp.where(
-        far2,
-        w2 - (jnp.log1p(-p) - jnp.log1p(-q_hi)),
-        _special.x_minus_log1p(jnp.where(far2, 0.0, w2)),
-    )
-    first = jnp.where(q0, p, q_lo * xm1)
-    second = jnp.where(q1, 1.0 - p, (1.0 - q_hi) * xm2)
     return first + second
+
+
+def _weighted_xm(a: Array, diff: Array, log_a: Array, log_b: Array) -> Array:
+    # a xm(diff/a) = diff - a log(b/a) for a > 0, b = a + diff >= 0, with diff given exactly
+    # (q - p, not (1 - p) - (1 - q), which rounds). Where b < a/2 the ratio diff/a rounds
+    # towards -1 (to -1 itself for b/a < eps, where xm is +inf: KL(0.2 || 1e-300) was inf),
+    # and where b > 2a it can overflow (float32 NaN at rates 1e-30 vs 1e30, and a wrong
+    # derivative in float64): there the logarithms are taken separately (|log(b/a)| >=
+    # log 2, the terms do not cancel).
+    far = (diff < -0.5 * a) | (diff > a)  # w = diff/a outside (-1/2, 1], without forming it
+    near = a * _special.x_minus_log1p(jnp.where(far, 0.0, diff) / a)
+    return jnp.where(far, diff - a * (log_b - log_a), near)
 
 
 @register_kl(Poisson, Poisson)
@@ -261,7 +269,8 @@ def _kl_poisson_poisson(q: Poisson, p: Poisson) -> Array:
         rate_q, rate_p = common_float(q.rate, p.rate)
         zero = rate_q == 0
         safe = jnp.where(zero, 1.0, rate_q)
-        kl = jnp.where(zero, rate_p, safe * _special.x_minus_log1p((rate_p - safe) / safe))
+        logs = jnp.log(safe), jnp.log(rate_p)
+        kl = jnp.where(zero, rate_p, _weighted_xm(safe, rate_p - safe, *logs))
         return _event_sum(q, kl)
     eta_q, eta_p = common_float(q.log_rate, p.log_rate)
     u = eta_q - eta_p
@@ -348,12 +357,11 @@ def _kl_beta_beta(q: Beta, p: Beta) -> Array:
     aq, bq = jnp.asarray(q.concentration1, dtype), jnp.asarray(q.concentration0, dtype)
     ap, bp = jnp.asarray(p.concentration1, dtype), jnp.asarray(p.concentration0, dtype)
     da, db = ap - aq, bp - bq
-    kl = (
-        _special.log_gamma_bregman(da, aq)
-        + _special.log_gamma_bregman(db, bq)
-        - _special.log_gamma_bregman(da + db, aq + bq)
-    )
-    return _event_sum(q, kl)
+    # The three remainders from one (stacked) log_gamma_bregman: one copy of its graph.
+    x = jnp.stack(jnp.broadcast_arrays(da, db, da + db))
+    y = jnp.stack(jnp.broadcast_arrays(aq, bq, aq + bq))
+    r = _special.log_gamma_bregman(x, y)
+    return _event_sum(q, r[0] + r[1] - r[2])
 
 
 @register_kl(Dirichlet, Dirichlet)
@@ -366,16 +374,22 @@ def _kl_dirichlet_dirichlet(q: Dirichlet, p: Dirichlet) -> Array:
     aq, ap = jnp.asarray(q.concentration, dtype), jnp.asarray(p.concentration, dtype)
     aq, ap = jnp.broadcast_arrays(aq, ap)
     d = ap - aq
-    return jnp.sum(_special.log_gamma_bregman(d, aq), axis=-1) - _special.log_gamma_bregman(
-        jnp.sum(d, axis=-1), jnp.sum(aq, axis=-1)
-    )
+    # The totals are appended as one more coordinate: one log_gamma_bregman in the graph.
+    x = jnp.concatenate([d, jnp.sum(d, axis=-1, keepdims=True)], axis=-1)
+    y = jnp.concatenate([aq, jnp.sum(aq, axis=-1, keepdims=True)], axis=-1)
+    r = _special.log_gamma_bregman(x, y)
+    return jnp.sum(r[..., :-1], axis=-1) - r[..., -1]
 
 
 @register_kl(ContinuousBernoulli, ContinuousBernoulli)
 def _kl_continuous_bernoulli(q: ContinuousBernoulli, p: ContinuousBernoulli) -> Array:
-    # log q - log p = (lq - lp) x - A(lq) + A(lp), so KL_i = (lq - lp) E_q[x] - A(lq) + A(lp).
-    logits_q, logits_p = jnp.asarray(q.logits), jnp.asarray(p.logits)
-    kl = (logits_q - logits_p) * q.mean() - q.log_normalizer() + p.log_normalizer()
+    # log q - log p = (lq - lp) x - A(lq) + A(lp), so KL_i = A(lp) - A(lq) - (lp - lq) A'(lq),
+    # the Bregman divergence of A(l) = l/2 + S(l/2), S(y) = log(sinh(y)/y), whose linear
+    # part cancels exactly: KL_i = S(yp) - S(yq) - (yp - yq) L(yq) with y = l/2 and L = S'
+    # the Langevin function. The direct form lost the ~l^2/24 KL near l = 0 (relative error
+    # 1e-8 in float64, everything in float32, at l = 1e-8).
+    y_q, y_p = common_float(0.5 * jnp.asarray(q.logits), 0.5 * jnp.asarray(p.logits))
+    kl = _special.log_sinhc(y_p) - _special.log_sinhc(y_q) - (y_p - y_q) * _special.langevin(y_q)
     return _event_sum(q, kl)
 
 
@@ -400,12 +414,20 @@ _KUMARASWAMY_TERMS = 64
 _BERNOULLI_2K = (1.0 / 6.0, -1.0 / 30.0, 1.0 / 42.0)
 
 
-def _kumaraswamy_series(a: Array, b: Array) -> Array:
-    """``T(a, b) = sum_{m>=1} B(m/a, b+1)`` (see above), elementwise."""
+def _kumaraswamy_series(a: Array, b: Array, alpha: Array, beta: Array) -> tuple[Array, Array]:
+    """``(T(a, b), log B(alpha, beta))`` with ``T(a, b) = sum_{m>=1} B(m/a, b+1)`` (see
+    above), elementwise; the second betaln rides along in the head's (one copy of betaln's
+    graph in a compiled gradient instead of two)."""
     n = _KUMARASWAMY_TERMS
     c = b + 1.0
     m = jnp.arange(1, n, dtype=a.dtype)
-    head = jnp.sum(jnp.exp(_special.betaln(m / a[..., None], c[..., None])), axis=-1)
+    alpha, beta = jnp.broadcast_to(alpha, a.shape), jnp.broadcast_to(beta, a.shape)
+    first = jnp.concatenate([m / a[..., None], alpha[..., None]], axis=-1)
+    second = jnp.concatenate(
+        [jnp.broadcast_to(c[..., None], a.shape + (n - 1,)), beta[..., None]], -1
+    )
+    log_b = _special.betaln(first, second)
+    head = jnp.sum(jnp.exp(log_b[..., :-1]), axis=-1)
     h = -0.5 * b
     b3 = h * (h - 0.5) * (h - 1.0)  # Bernoulli polynomials B_3, B_5, B_7 at h
     b5 = h**5 - 2.5 * h**4 + (5.0 / 3.0) * h**3 - h / 6.0
@@ -427,7 +449,7 @@ def _kumaraswamy_series(a: Array, b: Array) -> Array:
             rising = rising * (p + 2 * k - 1) * (p + 2 * k)
             fact = fact * (2 * k + 1) * (2 * k + 2)
         tail = tail + coeff * zeta
-    return head + jnp.exp(jax.lax.lgamma(c)) * tail
+    return head + jnp.exp(jax.lax.lgamma(c)) * tail, log_b[..., -1]
 
 
 @register_kl(Kumaraswamy, Beta)
@@ -441,12 +463,13 @@ def _kl_kumaraswamy_beta(q: Kumaraswamy, p: Beta) -> Array:
     alpha = jnp.asarray(p.concentration1, dtype)
     beta = jnp.asarray(p.concentration0, dtype)
     harmonic = digamma(b + 1.0) + 0.5772156649015329
+    series, log_beta = _kumaraswamy_series(a, b, alpha, beta)
     kl = (
         jnp.log(a * b)
         - (b - 1.0) / b
         + harmonic * (alpha / a - 1.0)
-        + (beta - 1.0) * _kumaraswamy_series(a, b) / a
-        + _special.betaln(alpha, beta)
+        + (beta - 1.0) * series / a
+        + log_beta
     )
     return _event_sum(q, kl)
 
@@ -507,8 +530,11 @@ def _kl_independent(q: Distribution, p: Distribution) -> Array:
 
 @register_kl(PowerSpherical, HypersphericalUniform)
 def _kl_power_spherical_uniform(q: PowerSpherical, p: HypersphericalUniform) -> Array:
-    # KL = -H(q) + log|S^{d-1}|: the uniform log-density is the constant -log|S^{d-1}|.
-    return p.entropy() - q.entropy()
+    # KL = -H(q) + log|S^{d-1}|: the uniform log-density is the constant -log|S^{d-1}|. The
+    # uniform has no parameters, so its entropy has the default float dtype: the result
+    # takes q's (float32 for a float32 q also with x64 enabled).
+    h_q = q.entropy()
+    return jnp.asarray(p.entropy(), h_q.dtype) - h_q
 
 
 @register_kl(TransformedDistribution, TransformedDistribution)
@@ -545,9 +571,13 @@ def _kl_lowrank_normal(q: Distribution, p: Distribution) -> Array:
     assert isinstance(q, LowRankMultivariateNormal) and isinstance(p, Normal)
     k = q.event_shape[0]
     factor, diag, _ = q.factors()
-    var_p = jnp.square(jnp.asarray(p.scale))
-    trace = jnp.sum((jnp.sum(jnp.square(factor), axis=-1) + diag) / var_p, axis=-1)
-    maha = jnp.sum(jnp.square(jnp.asarray(p.loc) - jnp.asarray(q.loc)) / var_p, axis=-1)
-    shape = jnp.broadcast_shapes(jnp.shape(p.loc), var_p.shape)
-    log_det_p = jnp.sum(jnp.broadcast_to(jnp.log(var_p), shape), axis=-1)
+    # Ratios to p's scale (never its square, which underflows for a float32 scale of 1e-20
+    # and made the KL inf - inf = NaN instead of inf) and log|Σp| = 2 Σ log σp.
+    scale_p = jnp.asarray(p.scale, diag.dtype)
+    var_q = jnp.sum(jnp.square(factor), axis=-1) + diag
+    trace = jnp.sum(jnp.square(jnp.sqrt(var_q) / scale_p), axis=-1)
+    delta = (jnp.asarray(p.loc, diag.dtype) - jnp.asarray(q.loc, diag.dtype)) / scale_p
+    maha = jnp.sum(jnp.square(delta), axis=-1)
+    shape = jnp.broadcast_shapes(jnp.shape(p.loc), scale_p.shape)
+    log_det_p = 2.0 * jnp.sum(jnp.broadcast_to(jnp.log(scale_p), shape), axis=-1)
     return 0.5 * (trace + maha - k + log_det_p - q.log_det_covariance())

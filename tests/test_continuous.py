@@ -710,19 +710,76 @@ def test_bad_input_raises_naming_the_argument():
         jelbo.kl_divergence(jelbo.Dirichlet(jnp.ones(3)), jelbo.Dirichlet(jnp.ones(2)))
 
 
+def test_float32_moment_gradients_do_not_overflow_at_huge_concentrations():
+    # Var = m(1 - m)/(s + 1): the s^2 (s + 1) denominator's square overflowed float32 in the
+    # quotient rule from s ~ 1e6 (the sweep found d Var_0/d alpha_1 with the wrong sign).
+    alpha = jnp.full(3, 1e6, jnp.float32)
+    jac = jax.jacrev(lambda a: jelbo.Dirichlet(a).variance())(alpha)
+    ref = jax.jacrev(lambda a: jelbo.Dirichlet(a).variance())(alpha.astype(np.float64))
+    # The diagonal nearly vanishes (8e-21, cancelling): absolute at 1e-4 of the largest.
+    np.testing.assert_allclose(jac, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+    assert np.all(np.asarray(jac)[~np.eye(3, dtype=bool)] < 0)
+    # Beta(a, a): Var = 1/(4(2a + 1)), d/da = -1/(2(2a + 1)^2).
+    grads = jax.grad(lambda a: jelbo.Beta(a, a).variance()[0])(jnp.full(1, 1e7, jnp.float32))
+    np.testing.assert_allclose(grads, -0.5 / (2e7 + 1) ** 2, rtol=1e-4)
+
+
 def test_continuous_bernoulli_probs_are_the_logits_they_stand_for(dtype):
     p = jnp.asarray([1e-6, 0.3, 0.5, 0.9], dtype)
     x = jnp.asarray([0.2, 0.5, 0.7, 0.99], dtype)
-    by_probs = jelbo.ContinuousBernoulli(probs=p)
+    # one coordinate per batch element (a (4, 1) parameter: batch (4,), event (1,))
+    by_probs = jelbo.ContinuousBernoulli(probs=p[:, None])
     logits = np.log(np.asarray(p, np.float64)) - np.log1p(-np.asarray(p, np.float64))
-    by_logits = jelbo.ContinuousBernoulli(logits=jnp.asarray(logits, dtype))
+    by_logits = jelbo.ContinuousBernoulli(logits=jnp.asarray(logits, dtype)[:, None])
+    x = x[:, None]
     np.testing.assert_allclose(by_probs.log_prob(x), by_logits.log_prob(x), **tol(dtype))
     np.testing.assert_allclose(by_probs.mean(), by_logits.mean(), **tol(dtype))
-    np.testing.assert_array_equal(by_probs.probs, p)
+    np.testing.assert_array_equal(by_probs.probs[:, 0], p)
     # torch's ContinuousBernoulli(probs=p): C(p) p^x (1-p)^(1-x), C(p) = 2 artanh(1-2p)/(1-2p)
-    p64, x64 = np.asarray(p, np.float64), np.asarray(x, np.float64)
+    p64, x64 = np.asarray(p, np.float64), np.asarray(x[:, 0], np.float64)
     ref = x64 * np.log(p64) + (1 - x64) * np.log1p(-p64)
     ref = ref + np.log(np.where(p64 == 0.5, 2.0, 2 * np.arctanh(1 - 2 * p64) / (1 - 2 * p64)))
     np.testing.assert_allclose(
         by_probs.log_prob(x), ref, rtol=1e-4 if dtype == np.float32 else 1e-9
     )
+
+
+def test_issue19_gradient_at_concentration_exactly_one_keeps_the_log_term():
+    # Issue 19, defect 1: d/da of (a - 1) log x at a = 1 is log x; jelbo 0.2's xlogy zeroed
+    # it (d/da Beta(1, 1).log_prob(0.5) was 1.0 instead of 0.30685). References: mpmath
+    # derivatives of the log-densities at 30 digits; 0.9999 and 1.0001 must agree too.
+    mp.mp.dps = 30
+
+    def mp_grad(f, a):
+        return float(mp.diff(f, mp.mpf(a)))
+
+    cases = [  # (jelbo log-density in a, mpmath log-density in a)
+        (
+            lambda a: jelbo.Beta(a, 1.0).log_prob(0.5),
+            lambda a: (a - 1) * mp.log(0.5) - mp.log(mp.beta(a, 1)),
+        ),
+        (
+            lambda a: jelbo.Beta(a, 2.5).log_prob(0.25),
+            lambda a: (a - 1) * mp.log(0.25) + 1.5 * mp.log(0.75) - mp.log(mp.beta(a, 2.5)),
+        ),
+        (
+            lambda a: jelbo.Gamma(a, 2.0).log_prob(3.0),
+            lambda a: a * mp.log(2) + (a - 1) * mp.log(3) - 6 - mp.loggamma(a),
+        ),
+        (
+            lambda a: jelbo.Dirichlet(jnp.stack([a, 1.0, 1.0])).log_prob(
+                jnp.asarray([0.2, 0.3, 0.5])
+            ),
+            lambda a: (a - 1) * mp.log(0.2) + mp.loggamma(a + 2) - mp.loggamma(a),
+        ),
+        (
+            lambda a: jelbo.Kumaraswamy(a, 2.0).log_prob(0.5),
+            lambda a: mp.log(a * 2) + (a - 1) * mp.log(0.5) + mp.log1p(-(mp.mpf(0.5) ** a)),
+        ),
+    ]
+    for f, ref in cases:
+        grad = jax.grad(f)
+        for a in (1.0, 0.9999, 1.0001):
+            np.testing.assert_allclose(grad(jnp.float64(a)), mp_grad(ref, a), rtol=1e-12)
+    # the example of the issue
+    np.testing.assert_allclose(jax.grad(cases[0][0])(1.0), 1 - math.log(2), rtol=1e-14)

@@ -186,3 +186,53 @@ def test_shape_errors():
         jelbo.PowerSpherical(jnp.ones((2, 1)), 1.0)
     with pytest.raises(ValueError, match="concentration"):
         jelbo.PowerSpherical(jnp.ones((2, 3)), jnp.ones(3))
+
+
+def test_entropy_and_variance_gradients_near_kappa_zero_in_float32():
+    # dH/dkappa = -kappa (psi'(alpha) - psi'(alpha + beta)) is formed directly (as the
+    # difference of two O(1) terms it was 13% off at kappa = 1e-6), and Var(t) minus the
+    # tangent variance as -kappa 4 alpha beta / (s^2 (s+1) (d-1)).
+    mu = jnp.asarray([0.6, 0.8, 0.0], jnp.float32)
+
+    def entropy(k, dtype):
+        return jelbo.PowerSpherical(mu.astype(dtype), jnp.asarray(k, dtype)).entropy()
+
+    for kappa in (1e-6, 1e-3):
+        g32 = jax.grad(entropy)(jnp.float32(kappa), jnp.float32)
+        g64 = jax.grad(entropy)(np.float64(np.float32(kappa)), jnp.float64)
+        np.testing.assert_allclose(g32, g64, rtol=1e-4)
+    jac32 = jax.jacrev(lambda m: jelbo.PowerSpherical(m, jnp.float32(1e-6)).variance())(mu)
+    jac64 = jax.jacrev(lambda m: jelbo.PowerSpherical(m, 1e-6).variance())(mu.astype(np.float64))
+    np.testing.assert_allclose(jac32, jac64, rtol=1e-4, atol=1e-12)
+
+
+def test_issue19_kappa_gradient_at_kappa_zero():
+    # Issue 19, defect 2: d/dkappa PowerSpherical(mu, kappa).log_prob(x) at kappa = 0 was
+    # 0.307 (a `where` on kappa dropped the kappa log(1 + mu.x) term's derivative). With
+    # alpha = (d-1)/2 + kappa, beta = (d-1)/2, log C = -(alpha+beta) log 2 - beta log pi
+    # - lgamma(alpha) + lgamma(alpha+beta), so d log p/d kappa = -log 2 - psi(alpha)
+    # + psi(alpha + beta) + log(1 + mu.x) (mpmath, 30 digits).
+    mpmath.mp.dps = 30
+    mu = jnp.asarray([0.6, 0.8, 0.0])
+    x = jnp.asarray([0.0, 1.0, 0.0])
+
+    def ref(kappa):
+        alpha, beta = 1 + mpmath.mpf(kappa), mpmath.mpf(1)
+        t = 1 + mpmath.mpf(0.8)
+        return float(-mpmath.log(2) - mpmath.digamma(alpha) + mpmath.digamma(alpha + beta)
+                     + mpmath.log(t))  # fmt: skip
+
+    grad = jax.grad(lambda k: jelbo.PowerSpherical(mu, k).log_prob(x))
+    for kappa in (0.0, 1e-6, 0.5):
+        np.testing.assert_allclose(grad(jnp.float64(kappa)), ref(kappa), rtol=1e-12)
+    np.testing.assert_allclose(grad(0.0), 0.8946, atol=1e-4)  # 0.307 in jelbo 0.2
+
+
+def test_issue19_kl_to_the_uniform_keeps_float32():
+    # Issue 19, defect 3: the parameterless HypersphericalUniform's constant promoted the
+    # float32 KL to float64 when x64 is enabled.
+    for dtype in (jnp.float32, jnp.float64):
+        q = jelbo.PowerSpherical(jnp.asarray([0.6, 0.8, 0.0], dtype), jnp.asarray(2.5, dtype))
+        kl = jelbo.kl_divergence(q, jelbo.HypersphericalUniform(3))
+        assert kl.dtype == dtype
+        assert jax.jit(jelbo.kl_divergence)(q, jelbo.HypersphericalUniform(3)).dtype == dtype

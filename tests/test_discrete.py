@@ -348,3 +348,29 @@ def test_negative_binomial_probs_log_prob_and_gradient(dtype):
     )
     logits = jelbo.NegativeBinomial(r, logits=jnp.log(p / (1 - p))[:, None])
     np.testing.assert_allclose(logits.log_prob(jnp.asarray(k)[:, None]), ref, rtol=1e-9, atol=1e-15)
+
+
+def test_issue19_bernoulli_kl_with_one_saturated_logit():
+    # Issue 19, defect 4: KL(Bernoulli(logits=785.9) || Bernoulli(logits=b)) in float64 was
+    # NaN (sigma(-785.9) = 0 times e^(785.9 - b) = inf), and so was its gradient. mpmath:
+    # KL = sigma(a)(log sigma(a) - log sigma(b)) + sigma(-a)(log sigma(-a) - log sigma(-b)).
+    mpmath.mp.dps = 50
+
+    def ref(a, b):
+        ls = lambda v: -mpmath.log1p(mpmath.exp(-v))
+        sa, sna = mpmath.exp(ls(a)), mpmath.exp(ls(-a))
+        return sa * (ls(a) - ls(b)) + sna * (ls(-a) - ls(-b))
+
+    def kl(a, b):
+        return jelbo.kl_divergence(jelbo.Bernoulli(logits=a), jelbo.Bernoulli(logits=b))
+
+    for a, b in [(785.9, 38.9), (785.9, -38.9), (-785.9, 38.9), (1e4, 1.0)]:
+        value = kl(jnp.asarray([a]), jnp.asarray([b]))
+        want = float(ref(mpmath.mpf(a), mpmath.mpf(b)))
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+        ga, gb = jax.grad(kl, argnums=(0, 1))(jnp.float64(a), jnp.float64(b))
+        assert np.isfinite(ga) and np.isfinite(gb), (a, b, ga, gb)
+        # d/db = sigma(b) - sigma(a)
+        gb_ref = float(1 / (1 + mpmath.exp(-mpmath.mpf(b))) - 1 / (1 + mpmath.exp(-mpmath.mpf(a))))
+        np.testing.assert_allclose(gb, gb_ref, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(kl(785.9, 38.9), 1.2763e-17, rtol=1e-4)

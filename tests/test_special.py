@@ -155,12 +155,57 @@ def test_lgamma_correction_against_mpmath(dtype):
 
 
 def test_xlogy_zero_times_log_zero():
+    # d/dx (x log y) = log y also at x = 0 (a concentration of exactly 1): only the corner
+    # x = y = 0 has the 0 log 0 = 0 convention, with zero gradients (jelbo 0.2 zeroed the
+    # x-partial wherever x == 0: Beta(1, b).log_prob's a-gradient lacked its log x term).
     x = jnp.array([0.0, 0.0, 0.5, 2.0])
     y = jnp.array([0.0, 3.0, 0.25, 1.0])
     np.testing.assert_allclose(_special.xlogy(x, y), [0.0, 0.0, 0.5 * np.log(0.25), 0.0])
     gx, gy = jax.vmap(jax.grad(_special.xlogy, argnums=(0, 1)))(x, y)
-    np.testing.assert_allclose(gx, [0.0, 0.0, np.log(0.25), 0.0])
+    np.testing.assert_allclose(gx, [0.0, np.log(3.0), np.log(0.25), 0.0])
     np.testing.assert_allclose(gy, [0.0, 0.0, 2.0, 2.0])
+
+
+def test_xlog1py_and_xlog_keep_the_coefficient_gradient_at_zero():
+    x = jnp.array([0.0, 0.0, 0.5])
+    y = jnp.array([-1.0, -0.5, 2.0])
+    np.testing.assert_allclose(_special.xlog1py(x, y), [0.0, 0.0, 0.5 * np.log(3.0)])
+    gx, gy = jax.vmap(jax.grad(_special.xlog1py, argnums=(0, 1)))(x, y)
+    np.testing.assert_allclose(gx, [0.0, np.log(0.5), np.log(3.0)])
+    np.testing.assert_allclose(gy, [0.0, 0.0, 0.5 / 3.0])
+    log_y = jnp.array([-jnp.inf, -2.0, -jnp.inf])
+    x = jnp.array([0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(_special.xlog(x, log_y), [0.0, 0.0, -np.inf])
+    gx, gl = jax.vmap(jax.grad(_special.xlog, argnums=(0, 1)))(x[:2], log_y[:2])
+    np.testing.assert_array_equal(gx, [0.0, -2.0])
+    np.testing.assert_array_equal(gl, [0.0, 0.0])
+
+
+def test_gamma_entropy_against_mpmath(dtype):
+    c = np.geomspace(1e-3, 1e12, 16).astype(dtype)
+    ref = _ref(lambda v: v + mp.loggamma(v) + (1 - v) * mp.digamma(v), c)
+    value, grad = jax.jit(jax.vmap(jax.value_and_grad(_special.gamma_entropy)))(c)
+    ref_grad = _ref(lambda v: 1 + (1 - v) * mp.psi(1, v), c)
+    assert value.dtype == dtype
+    tol = 1e-14 if dtype == np.float64 else 16 * EPS32
+    assert _rel_err(value, ref, floor=1.0).max() <= tol
+    assert _rel_err(grad, ref_grad).max() <= (1e-12 if dtype == np.float64 else 1e-5)
+
+
+def test_log_softmax_gradient_keeps_relative_precision_for_a_dominant_category(dtype):
+    # d log p_0 / d a_0 = 1 - p_0 = sum of the others: formed without 1 - p_0 (which rounds
+    # to 0 in float32 at logits (30, 0, 0)).
+    a = jnp.asarray([30.0, 0.0, 0.0], dtype)
+    grad = jax.grad(lambda v: _special.log_softmax(v)[0])(a)
+    others = 2 * np.exp(-30.0) / (1 + 2 * np.exp(-30.0))
+    np.testing.assert_allclose(grad[0], others, rtol=1e-13 if dtype == np.float64 else 1e-6)
+
+
+def test_squared_standardize_gradient_is_zero_at_the_mean_for_an_underflowed_scale():
+    x = jnp.float32(0.25)
+    # scale e^-90 is 0 in float32: z = 0 at x == loc, and so is the derivative of z^2.
+    grads = jax.grad(_special.squared_standardize, argnums=(0, 1, 2))(x, x, jnp.float32(0.0))
+    assert all(float(g) == 0.0 for g in grads)
 
 
 def test_log_gamma_bregman_against_mpmath():

@@ -86,10 +86,13 @@ class BinaryProbsLogits:
 
     @property
     def probs(self) -> Array:
-        r""":math:`p`: as given, or :math:`\sigma(a)` from the logits."""
+        r""":math:`p`: as given, or :math:`\sigma(a)` from the logits (as
+        :math:`\exp\log\sigma(a)`, whose derivative :math:`\sigma(a)\sigma(-a)` keeps its
+        small factor; the sigmoid's own, :math:`\sigma(a)(1 - \sigma(a))`, is 0 from
+        :math:`a \approx 37` in float64)."""
         if self._probs is not None:
             return jnp.asarray(self._probs, _dtype(self))
-        return jax.nn.sigmoid(jnp.asarray(self._logits, _dtype(self)))
+        return jnp.exp(jax.nn.log_sigmoid(jnp.asarray(self._logits, _dtype(self))))
 
     @property
     def logits(self) -> Array:
@@ -120,10 +123,12 @@ class CategoricalProbsLogits:
 
     @property
     def probs(self) -> Array:
-        """The probabilities, shape ``(*batch, C)``: as given, or the softmax of the logits."""
+        """The probabilities, shape ``(*batch, C)``: as given, or the softmax of the logits
+        (as ``exp(log_softmax)``: relative precision for small probabilities and for the
+        derivatives of a dominant one)."""
         if self._probs is not None:
             return jnp.asarray(self._probs, _dtype(self))
-        return jax.nn.softmax(jnp.asarray(self._logits, _dtype(self)), axis=-1)
+        return jnp.exp(_special.log_softmax(jnp.asarray(self._logits, _dtype(self)), axis=-1))
 
     @property
     def logits(self) -> Array:
@@ -131,7 +136,11 @@ class CategoricalProbsLogits:
         (``-inf`` for a probability 0)."""
         if self._logits is not None:
             return jnp.asarray(self._logits, _dtype(self))
-        return jnp.log(jnp.asarray(self._probs, _dtype(self)))
+        # -inf at a probability 0 with a zero (not infinite) derivative there, so that the
+        # zero cotangent of a category not chosen stays 0 (not 0 * inf = NaN).
+        p = jnp.asarray(self._probs, _dtype(self))
+        positive = p > 0
+        return jnp.where(positive, jnp.log(jnp.where(positive, p, 1.0)), -jnp.inf)
 
     def _masked_log_probs(self) -> tuple[Array, Array, Array]:
         """``(p, log p, mask)``, normalized, with the zero-probability categories masked

@@ -112,12 +112,9 @@ class OneHotCategorical(_CategoricalLogits):
         return (self.num_categories,)
 
     def _log_prob(self, x: Array) -> Array:
-        log_p = self.log_probs()
-        chosen = x != 0
-        safe = jnp.where(chosen, log_p, 0.0)
-        return jnp.sum(jnp.where(chosen, x * safe, 0.0), axis=-1) + jnp.where(
-            jnp.any(chosen & jnp.isneginf(log_p), axis=-1), -jnp.inf, 0.0
-        )
+        # sum_k x_k log p_k with 0 log 0 = 0 (a one-hot x on a masked category gives -inf);
+        # the x-derivative log p_k is kept where x_k = 0 (relaxed/straight-through inputs).
+        return jnp.sum(_special.xlog(x, self.log_probs()), axis=-1)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
         index = jax.random.categorical(
@@ -129,12 +126,18 @@ class OneHotCategorical(_CategoricalLogits):
         return self.probs
 
     def _variance(self) -> Array:
-        p = self.probs
-        return p * (1.0 - p)
+        if self._probs is not None:
+            p = self.probs
+            return p * (1.0 - p)
+        # p (1 - p) with 1 - p = -expm1(log p): 1 - p rounded to 0 for p ~ 1 - 1e-13.
+        log_p = self.log_probs()
+        return jnp.exp(log_p) * -jnp.expm1(log_p)
 
     def _covariance(self) -> Array:
         p = self.probs
-        return p[..., :, None] * (jnp.eye(p.shape[-1], dtype=p.dtype) - p[..., None, :])
+        eye = jnp.eye(p.shape[-1], dtype=bool)
+        outer = -p[..., :, None] * p[..., None, :]
+        return jnp.where(eye, self._variance()[..., None, :], outer)
 
     def _mode(self) -> Array:
         return jax.nn.one_hot(
@@ -152,13 +155,15 @@ class NegativeBinomial(BinaryProbsLogits, Factorized):
 
     for integers :math:`k \ge 0` (``-inf`` elsewhere), with :math:`\log p = \log\sigma(a)`,
     :math:`\log(1-p) = \log\sigma(-a)` for logits and ``log``/``log1p`` of ``probs`` as
-    given, and an accurate :math:`\log B` (no cancelling large log-gammas), so it stays
-    accurate for large counts and saturated probabilities. Mean :math:`r p/(1-p)`, variance
-    :math:`r p/(1-p)^2`. Samples are drawn as a gamma–Poisson mixture,
-    :math:`k \sim \mathrm{Poisson}(\lambda)`, :math:`\lambda \sim
-    \mathrm{Gamma}(r)\,p/(1-p)`, and returned as floats in the parameters' dtype. In scipy's
-    convention this is ``scipy.stats.nbinom(n=r, p=1-p)``. ``NegativeBinomial(r, x)``
-    positionally is ``logits`` (jelbo 0.2; deprecated).
+    given, and, for :math:`k \ge 1`, Stirling's :math:`\log B(k, r)` paired with the
+    binomial terms into :math:`-k\phi(ps/k) - r\phi((1-p)s/r) + \ldots` (:math:`s = k + r`,
+    :math:`\phi(u) = u - 1 - \log u`), so that no terms of size :math:`k\log k` cancel: it
+    stays accurate for large counts and saturated probabilities, and :math:`\log p(0) =
+    r\log(1-p)` exactly. Mean :math:`r p/(1-p)`, variance :math:`r p/(1-p)^2`. Samples are
+    drawn as a gamma–Poisson mixture, :math:`k \sim \mathrm{Poisson}(\lambda)`,
+    :math:`\lambda \sim \mathrm{Gamma}(r)\,p/(1-p)`, and returned as floats in the
+    parameters' dtype. In scipy's convention this is ``scipy.stats.nbinom(n=r, p=1-p)``.
+    ``NegativeBinomial(r, x)`` positionally is ``logits`` (jelbo 0.2; deprecated).
 
     Attributes:
         total_count: :math:`r > 0` (real-valued allowed), broadcastable to the others.
@@ -190,14 +195,35 @@ class NegativeBinomial(BinaryProbsLogits, Factorized):
         r = jnp.asarray(self.total_count, self.dtype)
         inside = (x >= 0) & (x == jnp.floor(x))
         k = jnp.where(inside, x, 0.0)
+        positive = k >= 1
         if self._probs is not None:
-            p = self.probs
-            log_success, log_failure = jnp.log(jnp.where(k == 0, 1.0, p)), jnp.log1p(-p)
+            p = jnp.asarray(self._probs, self.dtype)
+            # log p only where it is used (k >= 1): p = 0 is allowed.
+            log_p, log_q = jnp.log(jnp.where(positive, p, 1.0)), jnp.log1p(-p)
         else:
-            a = self.logits
-            log_success, log_failure = jax.nn.log_sigmoid(a), jax.nn.log_sigmoid(-a)
-        successes = jnp.where(k == 0, 0.0, k * log_success)  # 0 log 0 = 0 for p = 0
-        log_p = -_special.betaln(k + 1.0, r) - jnp.log(k + r) + successes + r * log_failure
+            a = jnp.asarray(self._logits, self.dtype)
+            log_p, log_q = jax.nn.log_sigmoid(a), jax.nn.log_sigmoid(-a)
+        r, log_p, log_q, k, positive = jnp.broadcast_arrays(r, log_p, log_q, k, positive)
+        # k >= 1: log C(k + r - 1, k) = -log k - log B(k, r) with Stirling's log B (exact
+        # corrections delta), paired with k log p + r log(1 - p) into
+        #   -k phi(p s/k) - r phi((1 - p) s/r) + log(r/(k s))/2 - log(2 pi)/2
+        #   - delta(k) - delta(r) + delta(s),  s = k + r,  phi(u) = u - 1 - log u >= 0
+        # (the linear parts cancel exactly), so no terms of size k log k cancel (the direct
+        # sum lost 2 digits in float32 at k = r = 1e6). k = 0: r log(1 - p), exactly (as
+        # -log B(1, r) - log r it was 1e-16 in float64, 5e-7 in float32, not 0).
+        kp = jnp.where(positive, k, 1.0)
+        s = kp + r
+        delta_k, delta_r, delta_s = _special.stacked(_special.lgamma_correction, kp, r, s)
+        counts = (
+            -kp * _special.expm1_plus(-(log_p + jnp.log(s / kp)))
+            - r * _special.expm1_plus(-(log_q + jnp.log(s / r)))
+            + 0.5 * (jnp.log(r) - jnp.log(kp) - jnp.log(s))
+            - HALF_LOG_2PI
+            - delta_k
+            - delta_r
+            + delta_s
+        )
+        log_p = jnp.where(positive, counts, r * log_q)
         return jnp.where(inside, log_p, -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
@@ -265,15 +291,18 @@ class Bernoulli(BinaryProbsLogits, Factorized):
         x = jnp.asarray(x, dtype)
         if self._probs is not None:
             p = jnp.asarray(self._probs, dtype)
-            log_one = jnp.log(jnp.where(x == 0, 1.0, p))
-            log_zero = jnp.log1p(-jnp.where(x == 1, 0.0, p))
+            # log p and log(1 - p) as given; a zero probability's log is replaced where its
+            # weight is 0 (0 log 0 = 0 without an infinite derivative of log at 0).
+            log_one = jnp.log(jnp.where((x == 0) & (p == 0), 1.0, p))
+            log_zero = jnp.log1p(-jnp.where((x == 1) & (p == 1), 0.0, p))
         else:
             a = jnp.asarray(self._logits, dtype)
             log_one, log_zero = jax.nn.log_sigmoid(a), jax.nn.log_sigmoid(-a)
-        # x log p + (1 - x) log(1 - p), each product 0 where its weight is 0 (so a saturated
-        # or infinite logit, or a probability 0 or 1, gives 0 log 0 = 0, with zero gradients).
-        ones = x * jnp.where(x == 0, 0.0, log_one)
-        zeros = (1.0 - x) * jnp.where(x == 1, 0.0, log_zero)
+        # x log p + (1 - x) log(1 - p) with 0 log 0 = 0 (infinite logits, probabilities 0 and
+        # 1); the x-derivative is log p - log(1 - p) also at x = 0 and 1 (a `where` on x
+        # zeroed one of its terms there).
+        ones = _special.xlog(x, log_one)
+        zeros = _special.xlog(1.0 - x, log_zero)
         return jnp.where((x >= 0) & (x <= 1), ones + zeros, -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
@@ -290,10 +319,9 @@ class Bernoulli(BinaryProbsLogits, Factorized):
     def _entropy_elementwise(self) -> Array:
         if self._probs is not None:
             p = self.probs
-            # (1 - p) log(1 - p) by log1p: -p + O(p^2) near 0, where log(1 - p) rounds to 0.
-            one = p == 1
-            q = jnp.where(one, 0.0, p)
-            return -(_special.xlogy(p, p) + jnp.where(one, 0.0, (1.0 - q) * jnp.log1p(-q)))
+            # (1 - p) log1p(-p), not log(1 - p): 1 - p rounds to 1 for p < 1e-16, dropping the
+            # entropy's p term (1.4% at p = 1e-29).
+            return -(_special.xlogy(p, p) + _special.xlog1py(1.0 - p, -p))
         a = self.logits
         finite = jnp.isfinite(a)
         a = jnp.where(finite, a, 0.0)
@@ -307,8 +335,10 @@ class Bernoulli(BinaryProbsLogits, Factorized):
         if self._probs is not None:
             p = self.probs
             return self._full(p * (1.0 - p))
+        # sigma(a) sigma(-a) through log_sigmoid: relative precision in value and derivative
+        # where one factor is tiny.
         a = self.logits
-        return self._full(jax.nn.sigmoid(a) * jax.nn.sigmoid(-a))
+        return self._full(jnp.exp(jax.nn.log_sigmoid(a) + jax.nn.log_sigmoid(-a)))
 
     def _mode(self) -> Array:
         # 1 where p > 1/2; ties (p = 1/2, logit 0) go to 0, as in NumPyro.
@@ -369,18 +399,34 @@ class Poisson(Factorized):
         return jnp.log(jnp.asarray(self._rate, self.dtype))
 
     def _log_prob_elementwise(self, x: Array) -> Array:
-        eta = self.log_rate
-        x = jnp.asarray(x, jnp.result_type(x, eta))
+        x = jnp.asarray(x, jnp.result_type(x, self.dtype))
         valid = (x >= 0) & (x == jnp.floor(x)) & jnp.isfinite(x)
         positive = valid & (x >= 1)
         xs = jnp.where(positive, x, 1.0)
         log_xs = jnp.log(xs)
+        if self._rate is not None:
+            # From the rate as given. Its log only where x >= 1 (x = 0 is -rate: no log 0,
+            # whose infinite derivative would turn the unused branch's zero cotangent into
+            # NaN at rate 0). Near the count, t = log(x/rate) as log1p((x - rate)/rate), whose
+            # rounding is relative to t itself (log x - log rate leaves an absolute 1e-16
+            # |log rate|, times the x - rate of the deviance's derivative: 2e-11 at x = 2.5e8
+            # + 1e4); the quotient only there (its derivative overflows at rate 1e-300).
+            rate = jnp.asarray(self._rate, x.dtype)
+            eta = jnp.log(jnp.where(positive, rate, 1.0))
+            near = (xs > 0.5 * rate) & (xs < 1.5 * rate)
+            rate_near = jnp.where(near, rate, xs)
+            t = jnp.where(near, jnp.log1p((xs - rate_near) / rate_near), log_xs - eta)
+            zero_count = -rate
+        else:
+            eta = jnp.asarray(self._log_rate, x.dtype)
+            t = log_xs - eta  # log(x / rate)
+            zero_count = -jnp.exp(eta)
         counts = (
-            -xs * _special.expm1_plus(log_xs - eta)
+            -xs * _special.expm1_plus(t)
             - 0.5 * (log_xs + 2.0 * HALF_LOG_2PI)
             - _special.lgamma_correction(xs)
         )
-        log_p = jnp.where(positive, counts, -self.rate)
+        log_p = jnp.where(positive, counts, zero_count)
         return jnp.where(valid, log_p, -jnp.inf)
 
     def _sample(self, key: Array, sample_shape: Shape) -> Array:
