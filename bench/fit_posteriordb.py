@@ -323,6 +323,7 @@ def markdown(result: dict) -> str:
         f"at start, {meta.get('load_average_end')} at end; seeds {meta['seeds']}; "
         f"{meta['versions']}; {meta['platform']}",
         f"- command: `{meta['command']}`",
+        *([f"- note: {meta['note']}"] if meta.get("note") else []),
         "",
         "Methods:",
         "",

@@ -13,8 +13,9 @@ pytest itself puts ``tests/`` there (``from support import ...``). What is here:
   ``linear.log_likelihood(W, b, sigma2)`` is the tests' linear-Gaussian model too);
 - compiled-output inspection (:func:`noise_elements`, from ``bench/hlo.py``, which the
   sharding check uses too);
-- targets for the :mod:`jelbo.fit` algorithms with an evaluation counter inside and known
-  optima (:class:`FitTarget`, :func:`ill_conditioned_gaussian`, :func:`loggamma_target`),
+- an evaluation counter inside a log density (:class:`EvalCounter`), targets for the
+  :mod:`jelbo.fit` algorithms with one inside and known optima (:class:`FitTarget`,
+  :func:`ill_conditioned_gaussian`, :func:`loggamma_target`),
   how far a fitted Gaussian is from one (:func:`standardized_errors`) and one posteriordb
   model fitted and judged end to end (:func:`fit_posteriordb`);
 - :data:`USES_0_1_BOUNDS`, the mark of tests that call the deprecated 0.1 bound functions.
@@ -209,9 +210,55 @@ def _in_fence(lines: list[str]) -> bool:
 # --- targets for the jelbo.fit algorithms ----------------------------------------------------
 
 
-class FitTarget:
-    """A log density of ``(D,)`` vectors for the ``jelbo.fit`` tests, with a Python-side
-    evaluation counter (a ``jax.debug.callback`` inside it: what a user's own counter sees).
+class EvalCounter:
+    """Counts the evaluations of a log density from inside it (what a user's own counter
+    sees): :meth:`tick` puts an unordered ``io_callback`` of ``stop_gradient(z[0])`` into the
+    traced function, one host call per point evaluated. Under ``vmap`` JAX runs it as a rolled
+    ``lax.map``; ``jax.debug.callback`` would be unrolled, one call site per point (256 for
+    the diagnostic draws alone), and its compilation took longer than the fits. The stopped
+    gradient keeps it out of differentiation (an ``io_callback`` has no JVP): it runs in the
+    forward pass, once per value-and-gradient or Hessian-vector product."""
+
+    def __init__(self) -> None:
+        self._points: list[int] = []
+
+    @property
+    def count(self) -> int:
+        """Points evaluated since the last reset (``counter.count = 0``), after every
+        pending callback has run (``jax.effects_barrier``)."""
+        import jax
+
+        jax.effects_barrier()
+        return sum(self._points)
+
+    @count.setter
+    def count(self, value: int) -> None:
+        self._points = [value]
+
+    def _add(self, z0: Any) -> None:
+        # XLA runs host callbacks from several threads: list.append is atomic, `+=` is not.
+        self._points.append(int(np.asarray(z0).size))
+
+    def tick(self, z: Any) -> None:
+        """Counts one evaluation at ``z`` ``(D,)`` (call it inside the log density)."""
+        import jax
+        from jax.experimental import io_callback
+
+        io_callback(self._add, None, jax.lax.stop_gradient(z[0]), ordered=False)
+
+    def wrap(self, log_joint: Any) -> Any:
+        """``log_joint`` with this counter inside it."""
+
+        def counted(z: Any) -> Any:
+            self.tick(z)
+            return log_joint(z)
+
+        return counted
+
+
+class FitTarget(EvalCounter):
+    """A log density of ``(D,)`` vectors for the ``jelbo.fit`` tests, with an
+    :class:`EvalCounter` inside it.
 
     ``z = A u + b`` with independent coordinates ``u`` (``kind="gaussian"``: standard normal;
     ``kind="loggamma"``: ``u_i`` the log of a Gamma(``shapes[i]``, 1) variable, density
@@ -221,28 +268,18 @@ class FitTarget:
     """
 
     def __init__(self, a: np.ndarray, b: np.ndarray, kind: str = "gaussian", shapes=None):
+        super().__init__()
         self.a, self.b, self.kind = np.asarray(a, float), np.asarray(b, float), kind
         self.dim = self.b.shape[0]
         self.shapes = None if shapes is None else np.asarray(shapes, float)
-        self._points: list[int] = []
-
-    @property
-    def count(self) -> int:
-        """Points evaluated since the last reset (``target.count = 0``)."""
-        return sum(self._points)
-
-    @count.setter
-    def count(self, value: int) -> None:
-        self._points = [value]
-
-    def _tick(self, z: Any) -> None:
-        # XLA runs host callbacks from several threads: list.append is atomic, `+=` is not.
-        self._points.append(int(np.asarray(z).size // self.dim))
 
     def __call__(self, z: Any) -> Any:
-        import jax
+        self.tick(z)
+        return self.density(z)
 
-        jax.debug.callback(self._tick, z)
+    def density(self, z: Any) -> Any:
+        """The log density without the counter (``io_callback`` cannot run inside a
+        ``while_loop`` whose predicate is batched, i.e. a vmapped fit)."""
         a_inv = jnp.asarray(np.linalg.inv(self.a), z.dtype)
         u = a_inv @ (z - jnp.asarray(self.b, z.dtype))
         if self.kind == "gaussian":
@@ -314,7 +351,8 @@ def standardized_errors(q: Any, mean: np.ndarray, cov: np.ndarray) -> tuple[floa
 def fit_posteriordb(algorithm: Any, name: str = "gp_pois_regr-gp_regr") -> tuple[Any, dict]:
     """Runs ``algorithm(key, log_joint, zeros(D))`` (jitted, defaults) on a posteriordb model
     and judges its ``q`` with the benchmark's own evaluation (2,000 draws) against the
-    reference: ``(fit, metrics)``."""
+    reference: ``(fit, metrics)``; ``metrics["external_evals"]`` is what an
+    :class:`EvalCounter` inside the log joint counted during the fit."""
     import jax
 
     from bench import posteriordb as B
@@ -323,6 +361,10 @@ def fit_posteriordb(algorithm: Any, name: str = "gp_pois_regr-gp_regr") -> tuple
     post = M.load(name)
     space = M.make_space(post.spec)
     log_joint = M.make_log_joint(post, space)
-    fit = jax.jit(lambda k: algorithm(k, log_joint, jnp.zeros(space.dim)))(jax.random.key(0))
+    counter = EvalCounter()
+    counted = counter.wrap(log_joint)
+    fit = jax.jit(lambda k: algorithm(k, counted, jnp.zeros(space.dim)))(jax.random.key(0))
+    external = counter.count
     u = jelbo.sample(jax.random.key(1), fit.q, (2000,))
-    return fit, B.evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))
+    metrics = B.evaluate(post, space, log_joint, u, jelbo.log_prob(fit.q, u))
+    return fit, {**metrics, "external_evals": external}

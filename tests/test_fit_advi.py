@@ -57,13 +57,14 @@ def test_skewed_target_reaches_the_elbo_optimum():
     assert mean_err < 0.05 and cov_err < 0.1, (mean_err, cov_err)
 
 
-def test_from_init_eager_equals_jit_and_the_cap_says_not_converged():
-    """start="init" (N(init, 0.1^2 I), no Laplace step), capped after two windows."""
+def test_from_init_eager_equals_jit_and_vmap_and_the_cap_says_not_converged():
+    """start="init" (N(init, 0.1^2 I), no Laplace step), capped after two windows; eager,
+    jitted and vmapped over keys give the same q."""
 
-    def run(k):
+    def run(k, log_joint=SKEWED):
         return jelbo.fit.advi(
             k,
-            SKEWED,
+            log_joint,
             jnp.zeros(2),
             start="init",
             window=10,
@@ -77,6 +78,12 @@ def test_from_init_eager_equals_jit_and_the_cap_says_not_converged():
     eager = run(key)
     np.testing.assert_allclose(eager.q.loc, jitted.q.loc, rtol=1e-9)
     np.testing.assert_allclose(eager.q.scale_tril, jitted.q.scale_tril, rtol=1e-9, atol=1e-12)
+    # (vmapped: the target without its counter, which cannot run in a batched while_loop)
+    batched = jax.jit(jax.vmap(lambda k: run(k, SKEWED.density)))(
+        jnp.stack([jax.random.key(7), key])
+    )
+    np.testing.assert_allclose(batched.q.loc[1], jitted.q.loc, rtol=1e-9)
+    np.testing.assert_allclose(batched.q.scale_tril[1], jitted.q.scale_tril, rtol=1e-9, atol=1e-12)
     assert not bool(jitted.converged)
     assert int(jitted.num_iters) == 20  # rounded up to whole windows
     assert int(jitted.num_evals) == 20 * 4 + 32
@@ -114,8 +121,17 @@ def test_bad_options_raise_naming_them(options, error, match):
         jelbo.fit.advi(jax.random.key(0), GAUSS, jnp.zeros(GAUSS.dim), **options)
 
 
+@pytest.mark.parametrize(("init", "shape"), [((2, 4), r"\(2, 4\)"), ((), r"\(\)")])
+def test_bad_init_raises_at_trace_time_naming_its_shape(init, shape):
+    with pytest.raises(
+        ValueError, match=r"advi: `init` must be one unconstrained vector.*" + shape
+    ):
+        jax.jit(lambda k: jelbo.fit.advi(k, GAUSS, jnp.zeros(init)))(jax.random.key(0))
+
+
 def test_posteriordb_model_end_to_end():
     """gp_pois_regr (D = 3) at defaults against posteriordb's reference draws."""
     fit, r = fit_posteriordb(jelbo.fit.advi)
     assert bool(fit.converged) and int(fit.num_evals) < 40_000
+    assert int(fit.num_evals) == r["external_evals"]
     assert r["mean_err"] < 0.1 and r["sd_err"] < np.log(1.1) and r["psis_mean_err"] < 0.1, r

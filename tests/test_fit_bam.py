@@ -168,10 +168,12 @@ def test_skewed_target_reaches_the_population_fixed_point():
     assert np.max(np.abs(kl_mean - mean)) > 0.05  # the two optima differ measurably
 
 
-def test_eager_equals_jit_and_iteration_cap():
-    def run(k):
+def test_eager_equals_jit_and_vmap_and_iteration_cap():
+    """Eager, jitted and vmapped over keys give the same q; the cap says not converged."""
+
+    def run(k, log_joint=SKEWED):
         return jelbo.fit.batch_and_match(
-            k, SKEWED, jnp.zeros(2), start="init", max_iters=15, num_diagnostic_draws=32
+            k, log_joint, jnp.zeros(2), start="init", max_iters=15, num_diagnostic_draws=32
         )
 
     key = jax.random.key(5)
@@ -179,6 +181,12 @@ def test_eager_equals_jit_and_iteration_cap():
     eager = run(key)
     np.testing.assert_allclose(eager.q.loc, jitted.q.loc, rtol=1e-9)
     np.testing.assert_allclose(eager.q.scale_tril, jitted.q.scale_tril, rtol=1e-8, atol=1e-12)
+    # (vmapped: the target without its counter, which cannot run in a batched while_loop)
+    batched = jax.jit(jax.vmap(lambda k: run(k, SKEWED.density)))(
+        jnp.stack([jax.random.key(7), key])
+    )
+    np.testing.assert_allclose(batched.q.loc[1], jitted.q.loc, rtol=1e-9)
+    np.testing.assert_allclose(batched.q.scale_tril[1], jitted.q.scale_tril, rtol=1e-8, atol=1e-12)
     assert not bool(jitted.converged) and int(jitted.num_iters) == 15
     assert int(jitted.num_evals) == 15 * 4 + 32
 
@@ -215,8 +223,17 @@ def test_bad_options_raise_naming_them(options, error, match):
         jelbo.fit.batch_and_match(jax.random.key(0), GAUSS, jnp.zeros(GAUSS.dim), **options)
 
 
+@pytest.mark.parametrize(("init", "shape"), [((2, 4), r"\(2, 4\)"), ((), r"\(\)")])
+def test_bad_init_raises_at_trace_time_naming_its_shape(init, shape):
+    with pytest.raises(
+        ValueError, match=r"batch_and_match: `init` must be one unconstrained vector.*" + shape
+    ):
+        jax.jit(lambda k: jelbo.fit.batch_and_match(k, GAUSS, jnp.zeros(init)))(jax.random.key(0))
+
+
 def test_posteriordb_model_end_to_end():
     """gp_pois_regr (D = 3) at defaults against posteriordb's reference draws."""
     fit, r = fit_posteriordb(jelbo.fit.batch_and_match)
     assert bool(fit.converged) and int(fit.num_evals) < 1500
+    assert int(fit.num_evals) == r["external_evals"]
     assert r["mean_err"] < 0.15 and r["sd_err"] < np.log(1.15) and r["psis_mean_err"] < 0.1, r

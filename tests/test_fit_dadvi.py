@@ -122,17 +122,17 @@ def test_skewed_target_reaches_the_elbo_optimum():
     assert bool(fit.converged)
 
 
-def test_start_at_init_reaches_the_same_optimum_and_eager_equals_jit():
+def test_start_at_init_reaches_the_same_optimum_and_eager_equals_jit_and_vmap():
     """For the mean field the Laplace start changes the optimizer's coordinates, not the
     objective: the paper's start (mu = init, s = 0) reaches the same q (both to a tight
     tolerance). (Full rank: A = W B and A = L give different fixed-draw objectives, the
     draws rotated by a parameter-dependent orthogonal matrix; equal only as M grows.) And
-    eager and jitted runs agree."""
+    eager, jitted and vmapped runs agree."""
 
-    def run(k, start):
+    def run(k, start, log_joint=SKEWED):
         return jelbo.fit.dadvi(
             k,
-            SKEWED,
+            log_joint,
             jnp.zeros(2),
             family="meanfield",
             lrvb=False,
@@ -147,6 +147,13 @@ def test_start_at_init_reaches_the_same_optimum_and_eager_equals_jit():
     np.testing.assert_allclose(eager.q.loc, jitted.q.loc, rtol=1e-9)
     np.testing.assert_allclose(eager.q.scale_tril, jitted.q.scale_tril, rtol=1e-9, atol=1e-12)
     assert int(eager.num_evals) == int(jitted.num_evals)
+    # vmapped over keys (the target without its counter, which cannot run in a batched
+    # while_loop): the runs stop at different iterations; each keeps its own result.
+    keys = jnp.stack([jax.random.key(7), key])
+    batched = jax.jit(jax.vmap(lambda k: run(k, "init", SKEWED.density)))(keys)
+    np.testing.assert_allclose(batched.q.loc[1], jitted.q.loc, rtol=1e-9)
+    np.testing.assert_allclose(batched.q.scale_tril[1], jitted.q.scale_tril, rtol=1e-9, atol=1e-12)
+    assert int(batched.num_iters[1]) == int(jitted.num_iters)
     assert int(jitted.info["num_evals_start"]) == 0
     laplace = jax.jit(run, static_argnums=1)(key, "laplace")
     assert bool(jitted.converged) and bool(laplace.converged)
@@ -192,4 +199,5 @@ def test_posteriordb_model_end_to_end():
     evaluations."""
     fit, r = fit_posteriordb(jelbo.fit.dadvi)
     assert bool(fit.converged) and int(fit.num_evals) < 1000
+    assert int(fit.num_evals) == r["external_evals"]
     assert r["mean_err"] < 0.1 and r["sd_err"] < np.log(1.1) and r["psis_mean_err"] < 0.1, r

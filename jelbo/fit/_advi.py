@@ -48,6 +48,7 @@ from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
     check_draws,
+    check_positive,
     check_problem,
     diagnose,
     finish,
@@ -154,7 +155,7 @@ def advi(
     dim, dtype = z0.shape[0], z0.dtype
     s = check_draws(num_draws, "num_draws", "advi")
     window = check_draws(window, "window", "advi")
-    max_windows = -(-_positive(max_iters, "max_iters") // window)
+    max_windows = -(-check_positive(max_iters, "max_iters", "advi") // window)
     num_decreases = _non_negative(num_decreases, "num_decreases")
     _checks.check_choice(start, "start", ("laplace", "init"))
     _check_float(learning_rate, "learning_rate", 0.0)
@@ -295,13 +296,6 @@ def _tmap(fn: Callable[..., Array], *trees: _Params) -> Any:
 
 def _all_finite(tree: _Params) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
-
-
-def _positive(value: Any, name: str) -> int:
-    try:
-        return _checks.check_positive_int(value, name)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"advi: {err}") from None
 
 
 def _non_negative(value: Any, name: str) -> int:

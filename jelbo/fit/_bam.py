@@ -69,6 +69,7 @@ from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
     check_draws,
+    check_positive,
     check_problem,
     diagnose,
     finish,
@@ -163,9 +164,9 @@ def batch_and_match(
     z0 = check_problem("batch_and_match", key, log_joint, init)
     dim, dtype = z0.shape[0], z0.dtype
     b = check_draws(batch_size, "batch_size", "batch_and_match")
-    max_iters = _positive(max_iters, "max_iters")
-    window = _positive(window, "window")
-    start_max_iters = _positive(start_max_iters, "start_max_iters")
+    max_iters = check_positive(max_iters, "max_iters", "batch_and_match")
+    window = check_positive(window, "window", "batch_and_match")
+    start_max_iters = check_positive(start_max_iters, "start_max_iters", "batch_and_match")
     _checks.check_choice(start, "start", ("laplace", "init"))
     rate = _learning_rate(learning_rate, b, dim)
     if not (isinstance(tol, (int, float)) and tol > 0):
@@ -355,10 +356,3 @@ def _learning_rate(learning_rate: LearningRate, b: int, dim: int) -> Callable[[A
             f"batch_size={b}, D={dim}."
         )
     return lambda t: jnp.full((), value)
-
-
-def _positive(value: Any, name: str) -> int:
-    try:
-        return _checks.check_positive_int(value, name)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"batch_and_match: {err}") from None

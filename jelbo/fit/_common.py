@@ -49,6 +49,7 @@ __all__ = [
     "CountedLogJoint",
     "Diagnosis",
     "check_log_joint",
+    "check_positive",
     "check_problem",
     "diagnose",
     "finish",
@@ -132,6 +133,15 @@ def check_draws(value: Any, name: str, caller: str) -> int:
     if n < 2:
         raise ValueError(f"{caller}: `{name}` must be >= 2 (a standard error needs two); got {n}.")
     return n
+
+
+def check_positive(value: Any, name: str, caller: str) -> int:
+    """A static positive int option (``max_iters``, ``history``, ...), errors naming
+    ``caller``."""
+    try:
+        return _checks.check_positive_int(value, name)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{caller}: {err}") from None
 
 
 def zero_count() -> Array:

@@ -59,6 +59,7 @@ from jelbo.fit._common import (
     DIAGNOSTIC_DRAWS,
     CountedLogJoint,
     check_draws,
+    check_positive,
     check_problem,
     diagnose,
     finish,
@@ -154,8 +155,8 @@ def dadvi(
     _checks.check_choice(family, "family", _FAMILIES)
     _checks.check_choice(start, "start", _STARTS)
     m = _check_num_draws(num_draws, family, antithetic, dim)
-    max_iters = _positive(max_iters, "max_iters")
-    start_max_iters = _positive(start_max_iters, "start_max_iters")
+    max_iters = check_positive(max_iters, "max_iters", "dadvi")
+    start_max_iters = check_positive(start_max_iters, "start_max_iters", "dadvi")
     n_diag = check_draws(num_diagnostic_draws, "num_diagnostic_draws", "dadvi")
 
     draw_key, diag_key = jax.random.split(key)
@@ -347,10 +348,3 @@ def _check_num_draws(num_draws: Any, family: str, antithetic: bool, dim: int) ->
                 "the objective is unbounded (log|A| grows off the span of the draws)."
             )
     return m
-
-
-def _positive(value: Any, name: str) -> int:
-    try:
-        return _checks.check_positive_int(value, name)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"dadvi: {err}") from None

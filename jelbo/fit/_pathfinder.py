@@ -10,7 +10,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jelbo import _checks
 from jelbo._typing import Array, ArrayLike
 from jelbo.distributions import Distribution, MixtureSameFamily, MultivariateNormalTriL
 from jelbo.fit import _common, _lbfgs
@@ -224,11 +223,11 @@ def pathfinder(
     """
     caller = "pathfinder"
     z0 = _common.check_problem(caller, key, log_joint, init)
-    num_paths = _positive(num_paths, "num_paths", caller)
-    max_iters = _positive(max_iters, "max_iters", caller)
-    history = _positive(history, "history", caller)
-    num_elbo_draws = _positive(num_elbo_draws, "num_elbo_draws", caller)
-    max_linesearch = _positive(max_linesearch, "max_linesearch", caller)
+    num_paths = _common.check_positive(num_paths, "num_paths", caller)
+    max_iters = _common.check_positive(max_iters, "max_iters", caller)
+    history = _common.check_positive(history, "history", caller)
+    num_elbo_draws = _common.check_positive(num_elbo_draws, "num_elbo_draws", caller)
+    max_linesearch = _common.check_positive(max_linesearch, "max_linesearch", caller)
     num_diagnostic_draws = _common.check_draws(num_diagnostic_draws, "num_diagnostic_draws", caller)
     num_draws = _common.check_draws(num_draws, "num_draws", caller)
     for value, name in ((init_radius, "init_radius"), (gtol, "gtol")):
@@ -480,13 +479,6 @@ def _mixture_moments(weights: Array, locs: Array, trils: Array) -> tuple[Array, 
     second = jnp.einsum("k,kij->ij", weights, trils @ jnp.swapaxes(trils, -1, -2))
     centred = locs - mean
     return mean, second + (centred * weights[:, None]).T @ centred
-
-
-def _positive(value: object, name: str, caller: str) -> int:
-    try:
-        return _checks.check_positive_int(value, name)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{caller}: {err}") from None
 
 
 def _elbo_at(
