@@ -7,7 +7,9 @@ independent mpmath transcription: the value finite (or the same infinity) and wi
 (float64) / 1e-5 (float32) relative, every partial derivative within 1e-10 (float64), and
 the result in the input's dtype. Where the exact KL is 0 (q = p) a relative bound is
 meaningless: the absolute bound is scaled by the magnitude of the terms of the closed form
-(at least 1 nat), see ``families.compare``.
+(at least 1 nat), see ``families.compare``. Pairs of scalar entries are checked for values
+and dtypes only: their gradients are their vector pair's, at the same points
+(``families.swept_gradients``).
 """
 
 from __future__ import annotations
