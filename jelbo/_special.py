@@ -513,8 +513,11 @@ def _squared_standardize_jvp(primals: tuple[Array, ...], tangents: tuple[Array, 
     x, loc, scale = primals
     dx, dloc, dscale = tangents
     z = standardize(x, loc, scale)
-    zero = z == 0
-    z_over_scale = jnp.where(zero, 0.0, z / jnp.where(zero, 1.0, scale))
+    # Only 0/0 (x == loc with an underflowed scale) is special: elsewhere z/scale is left to
+    # autodiff, so the second derivative at x == loc keeps its -2/scale**2 (a `where` on
+    # z == 0 alone zeroed it: Normal(0, 2).log_prob's Hessian at 0 was 0, not -1/4).
+    degenerate = (z == 0) & (scale == 0)
+    z_over_scale = jnp.where(degenerate, 0.0, z / jnp.where(degenerate, 1.0, scale))
     return z * z, 2.0 * z_over_scale * (dx - dloc - z * dscale)
 
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
 
+import jelbo
 from jelbo import _special
 
 mp.mp.dps = 40
@@ -206,6 +207,19 @@ def test_squared_standardize_gradient_is_zero_at_the_mean_for_an_underflowed_sca
     # scale e^-90 is 0 in float32: z = 0 at x == loc, and so is the derivative of z^2.
     grads = jax.grad(_special.squared_standardize, argnums=(0, 1, 2))(x, x, jnp.float32(0.0))
     assert all(float(g) == 0.0 for g in grads)
+
+
+def test_squared_standardize_second_derivatives_at_the_mean():
+    """At x == loc with a positive scale, the Hessian of z^2 = ((x - loc)/scale)^2 is the
+    exact one: d2/dx2 = d2/dloc2 = 2/scale^2, d2/dx dloc = -2/scale^2, and the scale's second
+    derivative 0 (z = 0). A `where` on z == 0 once zeroed it (Normal.log_prob's Hessian at its
+    mean was 0, not -1/scale^2: a Laplace fit or Newton step starting at the prior mean)."""
+    x, loc, scale = jnp.float64(0.25), jnp.float64(0.25), jnp.float64(2.0)
+    h = jax.hessian(_special.squared_standardize, argnums=(0, 1, 2))(x, loc, scale)
+    expected = [[0.5, -0.5, 0.0], [-0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]
+    np.testing.assert_allclose(np.array(h, dtype=np.float64), expected, rtol=1e-15, atol=0)
+    hess = jax.hessian(lambda v: jelbo.Normal(jnp.zeros(2), 2.0 * jnp.ones(2)).log_prob(v))
+    np.testing.assert_allclose(hess(jnp.array([0.0, 1.0])), -0.25 * np.eye(2), rtol=1e-15)
 
 
 def test_log_gamma_bregman_against_mpmath():
