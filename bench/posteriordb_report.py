@@ -1,7 +1,7 @@
 """Markdown tables from ``bench/posteriordb.py`` results.
 
     python bench/posteriordb_report.py bench/results/posteriordb-DATE.json [more.json ...]
-    python bench/posteriordb_report.py --summary RESULT.json     # the README's table
+    python bench/posteriordb_report.py --summary RESULT.json     # the table of docs/benchmarks.md
 
 Several result files (e.g. a main run and a run of methods that landed later, with the same
 config) are merged record by record; the header lists every run.
@@ -207,7 +207,7 @@ def _init_cells(records, model, method) -> tuple[str, str]:
 
 
 def summary_table(records) -> list[str]:
-    """The README's table: medians over seeds of the main comparisons, one row per model."""
+    """The table of docs/benchmarks.md: medians over seeds of the main comparisons, per model."""
     models = list(dict.fromkeys(r["model"] for r in records))
     lines = [
         "| model | d | full-rank STL | NumPyro AMVN | full-rank reparam | Laplace-init "

@@ -3,10 +3,10 @@
 Distributions are immutable pytrees; every function is pure and takes an explicit PRNG key
 where it draws. Bounds are chosen as objectives (:class:`ELBO`, :class:`IWAE`,
 :class:`Renyi`) and return a :class:`Bound` with their Monte Carlo standard error. See the
-README for the math and a quick start.
+README for a quick start and ``docs/`` (the documentation site) for the math.
 """
 
-from jelbo import bijectors, classic, continuous, objectives, parameters, sharding
+from jelbo import bijectors, classic, continuous, fit, objectives, parameters, sharding
 from jelbo.continuous import Beta, ContinuousBernoulli, Dirichlet, Gamma, Kumaraswamy
 from jelbo.discrete import NegativeBinomial, OneHotCategorical
 from jelbo.distributions import (
@@ -94,6 +94,7 @@ __all__ = [
     "data_parallel_mesh",
     "elbo",
     "entropy",
+    "fit",
     "iwae_bound",
     "kl_divergence",
     "laplace_approximation",

@@ -107,7 +107,8 @@ class Distribution(abc.ABC):
 
     The public methods (``log_prob``, ``sample``, ``entropy``, ``mean``, ...) are thin over
     the free functions :func:`log_prob`, :func:`sample` and :func:`entropy`, which check
-    their arguments and then call the hooks. See the README, "Writing your own family".
+    their arguments and then call the hooks. See "Writing your own family" in
+    ``docs/distributions.md``.
     """
 
     is_reparameterized: ClassVar[bool] = False

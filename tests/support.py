@@ -60,6 +60,7 @@ __all__ = [
     "build",
     "linear",
     "make",
+    "markdown_python_blocks",
     "noise_elements",
     "ppca",
     "random_params",
@@ -173,3 +174,34 @@ def worst_rel_error(values: Any, ref: np.ndarray, floor: Any = 1.0) -> float:
     values = np.asarray(values, np.float64)
     assert np.all(np.isfinite(values)), values
     return float(np.max(np.abs(values - ref) / np.maximum(np.abs(ref), floor)))
+
+
+# --- documentation ---------------------------------------------------------------------------
+
+
+def markdown_python_blocks(path: str | Path, heading: str | None = None) -> list[str]:
+    """The ```` ```python ```` blocks of a Markdown file (relative to the repository root),
+    in order; with ``heading`` (a whole line such as ``"## Quick start"``), only those of that
+    section, up to the next heading of the same or a higher level."""
+    text = (ROOT / path).read_text(encoding="utf-8")
+    if heading is not None:
+        lines = text.splitlines()
+        if heading not in lines:
+            raise AssertionError(f"{path} has no line {heading!r}")
+        start = lines.index(heading) + 1
+        level = len(heading) - len(heading.lstrip("#"))
+        end = next(
+            (
+                i
+                for i in range(start, len(lines))
+                if re.match(rf"#{{1,{level}}} ", lines[i]) and not _in_fence(lines[:i])
+            ),
+            len(lines),
+        )
+        text = "\n".join(lines[start:end]) + "\n"
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def _in_fence(lines: list[str]) -> bool:
+    """Whether the line after ``lines`` is inside a fenced code block."""
+    return sum(line.startswith("```") for line in lines) % 2 == 1

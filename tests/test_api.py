@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import re
 import sys
 import types
 from pathlib import Path
 
 import jax.numpy as jnp
 import pytest
+from support import markdown_python_blocks
 
 import jelbo
 
@@ -58,27 +58,16 @@ def test_classic_exports_the_recipe_names():
     }
 
 
-def test_readme_quick_start_runs():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    code = re.search(r"## Quick start\n\n```python\n(.*?)```", readme, re.S).group(1)
-    namespace: dict = {}
-    exec(code, namespace)
-    assert namespace["bound"].value.shape == namespace["bound"].stderr.shape == (128,)
-    assert bool(jnp.isfinite(namespace["loss"]))
-
-
-def test_readme_writing_your_own_family_runs_and_is_correct():
+def test_docs_writing_your_own_family_runs_and_is_correct():
     import jax
     import numpy as np
     import scipy.stats
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("## Writing your own family", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    module = types.ModuleType("readme_family")  # dataclasses look up the class's module
+    code = markdown_python_blocks("docs/distributions.md", "## Writing your own family")[0]
+    module = types.ModuleType("docs_family")  # dataclasses look up the class's module
     sys.modules[module.__name__] = module
     try:
-        exec(compile(code, "README.md", "exec", dont_inherit=True), module.__dict__)
+        exec(compile(code, "docs/distributions.md", "exec", dont_inherit=True), module.__dict__)
     finally:
         del sys.modules[module.__name__]
     namespace = module.__dict__

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import tol
+from support import markdown_python_blocks
 
 from jelbo.parameters import (
     ParameterSpace,
@@ -146,12 +147,8 @@ def test_errors():
         ParameterSpace({"x": 1.0})
 
 
-def test_readme_bayesian_models_example_runs():
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    code = re.search(r"## Bayesian models\n.*?```python\n(.*?)```", readme, re.S).group(1)
+def test_docs_bayesian_models_example_runs():
+    code = markdown_python_blocks("docs/bayesian.md", "# Tutorial: Bayesian models")[0]
     namespace: dict = {}
     exec(code, namespace)
     draws = namespace["draws"]
