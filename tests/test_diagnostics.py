@@ -138,8 +138,13 @@ def test_khat_estimates_the_tail_index(xi):
 
 def test_grad_and_nan(rng):
     lw = 2.0 * rng.normal(size=100)
-    g_k = jax.grad(lambda x: jelbo.psis(x)[1])(lw)
-    g_norm = jax.grad(lambda x: jax.nn.logsumexp(jelbo.psis(x)[0]))(lw)
+
+    @jax.jit
+    def grads(lw):
+        g_k = jax.grad(lambda x: jelbo.psis(x)[1])(lw)
+        return g_k, jax.grad(lambda x: jax.nn.logsumexp(jelbo.psis(x)[0]))(lw)
+
+    g_k, g_norm = grads(lw)
     assert np.all(np.isfinite(g_k)) and np.all(np.isfinite(g_norm))
     lw[7] = np.nan
     assert np.isnan(jelbo.psis(lw)[1])
@@ -178,6 +183,11 @@ def _gaussian_kl(m0, c0, m1, c1):
 
 def _fn(z):
     return {"z": z, "exp_z1": jnp.exp(z[1])}
+
+
+def _summary(key, q, log_joint, **options):
+    """``jelbo.posterior_summary``, compiled (eagerly, each operation compiles on its own)."""
+    return jax.jit(lambda key, q: jelbo.posterior_summary(key, q, log_joint, **options))(key, q)
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +247,7 @@ def test_posterior_summary_stderrs_match_the_spread():
 def test_posterior_summary_flags_a_bad_q():
     # q far too narrow: the tail of the weights is heavy, k̂ > 0.7 (do not trust q).
     q = jelbo.Normal(jnp.asarray(MU), jnp.asarray([0.15, 0.075]))
-    s = jelbo.posterior_summary(jax.random.key(3), q, _gaussian_log_joint, num_samples=1000)
+    s = _summary(jax.random.key(3), q, _gaussian_log_joint, num_samples=1000)
     assert float(s.pareto_k) > 0.7
 
 
@@ -247,7 +257,7 @@ def test_posterior_summary_zero_density_and_batch():
         return jnp.where(z[0] > 0, -0.5 * z[0] ** 2, -jnp.inf)
 
     q = jelbo.Normal(jnp.asarray([[0.5], [0.8]]), jnp.ones((2, 1)))  # batch (2,), event (1,)
-    s = jelbo.posterior_summary(jax.random.key(4), q, log_joint, num_samples=4000)
+    s = _summary(jax.random.key(4), q, log_joint, num_samples=4000)
     assert s.draws.shape == (4000, 2, 1) and s.pareto_k.shape == (2,)
     assert s.mean.shape == (2, 1) and s.elbo.value.shape == (2,) and s.iwae.ess.shape == (2,)
     zero = s.draws[..., 0] <= 0
@@ -298,7 +308,7 @@ def test_posterior_summary_of_constrained_parameters():
         return -0.5 * ((p["mu"] - 1.0) / 0.5) ** 2 - 0.5 * (log_tau / 0.3) ** 2 - log_tau + log_det
 
     q = jelbo.Normal(jnp.asarray([1.1, 0.05]), jnp.asarray([0.6, 0.35]))
-    s = jelbo.posterior_summary(
+    s = _summary(
         jax.random.key(6), q, log_joint, num_samples=4000, fn=lambda u: space.constrain(u)[0]
     )
     assert set(s.mean) == {"mu", "tau"} and s.values["tau"].shape == (4000,)

@@ -85,6 +85,8 @@ def _worker() -> dict:
     }
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
     key = jax.random.key(42)
+    # The steps' keys, drawn once (eagerly under each mesh, fold_in compiled once per mesh).
+    step_keys = [jax.random.fold_in(key, i) for i in range(10)]
 
     def max_diff(a, b):
         return max(
@@ -107,7 +109,7 @@ def _worker() -> dict:
         compiled = step.lower(p, s, key, xs).compile()
         outputs = []
         for i in range(num_steps):
-            p, s, loss, grads, values = compiled(p, s, jax.random.fold_in(key, i), xs)
+            p, s, loss, grads, values = compiled(p, s, step_keys[i], xs)
             outputs.append((p, loss, grads, values))
         return outputs, compiled.as_text(), xs
 
